@@ -1,0 +1,289 @@
+"""Command line: ``python -m audit <command>``. Every command exits non-zero with a one-line message on bad input."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+log = logging.getLogger("audit.cli")
+
+
+class CliError(Exception):
+    """Raised for a user mistake on the command line; printed as one line."""
+
+
+def _operator():  # noqa: ANN202
+    """Whoever has a shell on the server acts as an administrator; the audit log names them."""
+    from audit.services.auth import Principal
+
+    return Principal(f"cli:{getpass.getuser()}", "admin")
+
+
+def _progress_printer(label: str) -> Callable[[float, str], None]:
+    last = {"pct": -1}
+
+    def show(frac: float, msg: str) -> None:
+        pct = int(frac * 100)
+        if pct != last["pct"]:
+            last["pct"] = pct
+            print(f"\r[{label}] {pct:3d}% {msg[:70]:<70}", end="", file=sys.stderr, flush=True)
+            if pct >= 100:
+                print(file=sys.stderr)
+
+    return show
+
+
+def _parse_floats(text: Optional[str], what: str) -> Optional[list[float]]:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CliError(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
+# ------------------------------------------------------------------ commands
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from storage.db import database_url, migrate
+
+    migrate()
+    print(f"database at the newest schema: {_redact(database_url())}")
+    return 0
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    """What `make run` does before starting the app: migrate, demo if empty, admin if none."""
+    from audit.services.auth import ensure_admin
+    from audit.services.registry import list_models
+    from storage.db import migrate
+
+    migrate()
+    if not list_models() and not args.no_demo:
+        _run_demo(seed=0)
+    password = ensure_admin()
+    if password:
+        print("=" * 64)
+        print("Created the administrator account (shown once, only a hash is stored):")
+        print(f"  username: admin\n  password: {password}")
+        print("=" * 64)
+    return 0
+
+
+def _run_demo(seed: int) -> None:
+    from audit.demo.build import build_demo
+
+    summary = build_demo(seed=seed, progress=_progress_printer("demo"))
+    if summary.skipped:
+        print("the registry already holds models; demo not rebuilt")
+    else:
+        stages = ", ".join(f"{k} {v:.0f} s" for k, v in summary.stage_seconds.items())
+        print(f"demo built in {summary.seconds:.0f} s ({stages}): families {', '.join(summary.families)}; "
+              f"datasets {', '.join(summary.datasets)}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from storage.db import migrate
+
+    migrate()
+    _run_demo(seed=args.seed)
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from audit.models.loading import read_labels_file
+    from audit.services.registry import ModelSource, register_version
+    from storage.db import migrate
+
+    sources = [s for s in (args.weights, args.torchscript, args.hf_dir) if s]
+    if len(sources) != 1:
+        raise CliError("give exactly one of --weights (with --arch), --torchscript or --hf-dir")
+    if args.weights and not args.arch:
+        raise CliError("--weights needs --arch (a torchvision model name or a project zoo name)")
+    if args.hf_dir:
+        source = ModelSource("hf", Path(args.hf_dir))
+    elif args.torchscript:
+        source = ModelSource("torchscript", Path(args.torchscript))
+    else:
+        kwargs = json.loads(args.arch_kwargs) if args.arch_kwargs else {}
+        source = ModelSource("state_dict", Path(args.weights), args.arch, kwargs)
+    labels = read_labels_file(args.labels) if args.labels else None
+    if labels is None and args.hf_dir:
+        cfg = json.loads((Path(args.hf_dir) / "config.json").read_text()) if (Path(args.hf_dir) / "config.json").is_file() else {}
+        id2label = cfg.get("id2label") or {}
+        labels = [id2label[k] for k in sorted(id2label, key=int)] if id2label else None
+    if labels is None:
+        raise CliError("--labels FILE is required (one class name per line, or a JSON list)")
+    spec = None
+    if args.task == "image-classification":
+        if not args.input_size:
+            raise CliError("--input-size C,H,W is required for image models")
+        size = [int(v) for v in _parse_floats(args.input_size, "--input-size") or []]
+        if len(size) != 3:
+            raise CliError("--input-size must be C,H,W")
+        spec = {"channels": size[0], "height": size[1], "width": size[2],
+                "mean": _parse_floats(args.mean, "--mean") or [0.0], "std": _parse_floats(args.std, "--std") or [1.0]}
+    migrate()
+    row = register_version(family=args.family, version=args.version, task=args.task, source=source, labels=labels,
+                           input_spec=spec, target_layer=args.target_layer, parent=args.parent, notes=args.notes or "",
+                           actor=_operator())
+    print(f"registered {row['family']} {row['version']} sha256={row['sha256']}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from audit.services.registry import list_models
+    from storage.db import migrate
+
+    migrate()
+    models = list_models()
+    if args.json:
+        print(json.dumps(models, indent=2, default=str))
+        return 0
+    if not models:
+        print("no models registered (run `python -m audit demo`)")
+    for fam in models:
+        print(f"{fam['family']} ({fam['task']})")
+        for v in fam["versions"]:
+            print(f"  {v['version']:<8} {v['status']:<10} {v['sha256'][:12]}  {v['architecture']}  parent={v['parent']}")
+    return 0
+
+
+def cmd_verify_log(args: argparse.Namespace) -> int:
+    from audit.services.audit_trail import verify_log
+
+    report = verify_log()
+    if report.ok:
+        print(f"audit log intact: {report.checked} entries, hash chain verified")
+        return 0
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    print(f"audit log TAMPERED: {len(report.problems)} problem(s) in {report.checked} entries", file=sys.stderr)
+    return 1
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from audit.services import auth
+    from storage.db import migrate
+
+    migrate()
+    op = _operator()
+    if args.users_cmd == "list":
+        for u in auth.list_users(actor=op):
+            print(f"{u['username']:<20} {u['role']:<8} {'active' if u['active'] else 'disabled'}")
+        return 0
+    if args.users_cmd == "add":
+        password = args.password or _prompt_password()
+        auth.create_user(args.username, password, args.role, actor=op)
+        print(f"user {args.username} ({args.role}) created")
+    elif args.users_cmd == "disable":
+        auth.set_active(args.username, False, actor=op)
+        print(f"user {args.username} disabled")
+    elif args.users_cmd == "reset-password":
+        password = args.password or _prompt_password()
+        auth.reset_password(args.username, password, actor=op)
+        print(f"password of {args.username} reset")
+    return 0
+
+
+def _prompt_password() -> str:
+    if not sys.stdin.isatty():
+        raise CliError("no password given: pass --password or run in a terminal")
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        raise CliError("the passwords differ")
+    return first
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+# ------------------------------------------------------------------ parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m audit", description="Model audit workbench")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(fn=cmd_migrate)
+    sp = sub.add_parser("setup", help="migrate, build the demo if the registry is empty, create an admin")
+    sp.add_argument("--no-demo", action="store_true")
+    sp.set_defaults(fn=cmd_setup)
+
+    sp = sub.add_parser("demo", help="build the embedded demo registry (offline)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(fn=cmd_demo)
+
+    sp = sub.add_parser("register", help="register a new immutable model version")
+    sp.add_argument("--family", required=True)
+    sp.add_argument("--version", required=True)
+    sp.add_argument("--task", required=True, choices=["image-classification", "text-classification"])
+    sp.add_argument("--arch", help="torchvision model name or project zoo name (with --weights)")
+    sp.add_argument("--arch-kwargs", help='JSON keyword arguments for the architecture, e.g. {"num_classes": 10}')
+    sp.add_argument("--weights", help="safetensors or state-dict file")
+    sp.add_argument("--torchscript", help="TorchScript archive")
+    sp.add_argument("--hf-dir", help="Hugging Face model directory (safetensors)")
+    sp.add_argument("--labels", help="class names: one per line, or a JSON list")
+    sp.add_argument("--input-size", help="C,H,W")
+    sp.add_argument("--mean")
+    sp.add_argument("--std")
+    sp.add_argument("--target-layer")
+    sp.add_argument("--parent")
+    sp.add_argument("--notes")
+    sp.set_defaults(fn=cmd_register)
+
+    sp = sub.add_parser("models", help="list families and versions")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_models)
+
+    sub.add_parser("verify-log", help="check the audit log's hash chain").set_defaults(fn=cmd_verify_log)
+
+    sp = sub.add_parser("users", help="manage users")
+    us = sp.add_subparsers(dest="users_cmd", required=True)
+    a = us.add_parser("add")
+    a.add_argument("username")
+    a.add_argument("--role", required=True, choices=["admin", "auditor", "viewer"])
+    a.add_argument("--password")
+    d = us.add_parser("disable")
+    d.add_argument("username")
+    r = us.add_parser("reset-password")
+    r.add_argument("username")
+    r.add_argument("--password")
+    us.add_parser("list")
+    sp.set_defaults(fn=cmd_users)
+
+    for extra in _EXTRA_COMMANDS:
+        extra(sub)
+    return p
+
+
+# Commands contributed by other modules: each a function(subparsers) that adds its parser.
+_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.fn(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into one line and an exit code
+        known = (CliError, ValueError, PermissionError, FileNotFoundError, LookupError, RuntimeError, OSError)
+        if not isinstance(exc, known) or args.verbose:
+            log.exception("failed")
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2

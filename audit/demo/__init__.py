@@ -1,0 +1,1 @@
+"""Builds the embedded demo registry (image and text families) from data that packages ship."""

@@ -1,0 +1,1 @@
+"""Safe model loading: safetensors / weights-only state dicts, TorchScript and Hugging Face dirs."""

@@ -1,0 +1,138 @@
+"""ModelHandle: a loaded, validated model version ready for the engine (eval mode, on its device)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from audit.models.loading import (
+    InputSpec,
+    ModelLoadError,
+    build_from_state_dict,
+    check_image_model,
+    find_default_target_layer,
+    load_hf_dir,
+    load_state_dict_file,
+    load_torchscript,
+    select_device,
+    validate_labels,
+)
+
+
+@dataclass
+class ModelHandle:
+    module: nn.Module
+    task: str
+    labels: list[str]
+    sha256: str
+    format: str
+    input_spec: Optional[InputSpec] = None
+    target_layer: Optional[str] = None
+    tokenizer: Any = None
+    family: Optional[str] = None
+    version: Optional[str] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        try:
+            return next(self.module.parameters()).device
+        except StopIteration:
+            return torch.device("cpu")
+
+    def preprocess(self, image: Any) -> torch.Tensor:
+        """PIL image, HxW(xC) uint8/float array in [0, 1], or [C,H,W] tensor -> normalised [1, C, H, W]."""
+        if self.input_spec is None:
+            raise ValueError("this model takes text, not images")
+        from audit.images import image_to_tensor
+
+        x = image_to_tensor(image, self.input_spec)
+        return self.input_spec.normalize(x).to(self.device)
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.module(x.to(self.device))
+        return torch.softmax(logits.float(), dim=-1)
+
+
+def manifest_sha256(files: dict[str, str]) -> str:
+    """Hash of a directory: canonical JSON of relative path -> file SHA-256."""
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def build_handle(
+    *, task: str, fmt: str, labels: list[str], sha256: str, path: Path,
+    architecture: Optional[str] = None, arch_kwargs: Optional[dict[str, Any]] = None,
+    input_spec: Optional[dict[str, Any]] = None, target_layer: Optional[str] = None,
+    device: Optional[str] = None, family: Optional[str] = None, version: Optional[str] = None,
+) -> ModelHandle:
+    """Load and validate a model from a local file or directory. Raises ModelLoadError with one line."""
+    labels = validate_labels(labels)
+    tokenizer = None
+    spec = None
+    if fmt == "hf":
+        if task != "text-classification":
+            raise ModelLoadError("Hugging Face directories are supported for text-classification only")
+        module, tokenizer = load_hf_dir(path)
+        n_out = int(getattr(module.config, "num_labels", 0))
+        if n_out != len(labels):
+            raise ModelLoadError(f"the model has {n_out} outputs but {len(labels)} labels were given")
+    else:
+        if task != "image-classification":
+            raise ModelLoadError(f"format {fmt!r} is supported for image-classification only")
+        if input_spec is None:
+            raise ModelLoadError("an input spec (channels, height, width, mean, std) is required for image models")
+        spec = InputSpec.from_dict(input_spec)
+        if fmt == "state_dict":
+            if not architecture:
+                raise ModelLoadError("an architecture name is required with a weights file")
+            module = build_from_state_dict(architecture, load_state_dict_file(path), arch_kwargs or {})
+        elif fmt == "torchscript":
+            module = load_torchscript(path)
+        else:
+            raise ModelLoadError(f"unknown model format {fmt!r}")
+        module.eval()
+        check_image_model(module, spec, labels)
+        if target_layer:
+            names = dict(module.named_modules())
+            if target_layer not in names:
+                raise ModelLoadError(f"target layer {target_layer!r} is not a module of this model")
+        else:
+            target_layer = find_default_target_layer(module)
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    module.to(select_device(device))
+    return ModelHandle(module=module, task=task, labels=labels, sha256=sha256, format=fmt, input_spec=spec,
+                       target_layer=target_layer, tokenizer=tokenizer, family=family, version=version)
+
+
+def materialize_hf_dir(manifest: dict[str, str], read_bytes, cache_root: Path) -> Path:  # noqa: ANN001
+    """Rebuild a Hugging Face directory from the artifact store (hashes verified by ``read_bytes``)."""
+    target = cache_root / manifest_sha256(manifest)
+    if target.is_dir():
+        return target
+    tmp = Path(tempfile.mkdtemp(dir=cache_root, prefix=".tmp-"))
+    try:
+        for rel, digest in manifest.items():
+            dest = tmp / rel
+            if dest.resolve().parent != (tmp / Path(rel).parent).resolve() or ".." in Path(rel).parts:
+                raise ModelLoadError(f"unsafe path in manifest: {rel}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(read_bytes(digest))
+        tmp.rename(target)
+    except FileExistsError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+

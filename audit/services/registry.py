@@ -1,0 +1,220 @@
+"""Registry use cases: register immutable model versions, list them, and load them for the engine."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from audit.models.handle import ModelHandle, build_handle, manifest_sha256, materialize_hf_dir
+from audit.models.loading import FORMATS, TASKS, ModelLoadError
+from audit.services.auth import SYSTEM, Principal, require
+from storage import auditlog
+from storage.artifacts import ArtifactStore, sha256_file
+from storage.db import audit_home, transaction
+from storage.orm import VERSION_STATUSES, ModelVersion
+from storage.repositories import ModelRepository
+
+MAX_MODEL_BYTES = 512 * 1024 * 1024
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+class RegistryError(ValueError):
+    """A registration or lookup that cannot proceed; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the model comes from: a weights file (+architecture), a TorchScript file, or an HF dir."""
+
+    format: str
+    path: Path
+    architecture: Optional[str] = None
+    arch_kwargs: Optional[dict[str, Any]] = None
+
+
+def _check_name(kind: str, value: str) -> str:
+    value = (value or "").strip()
+    if not NAME_RE.match(value):
+        raise RegistryError(f"{kind} {value!r} must be 1-80 letters, digits, '.', '_' or '-'")
+    return value
+
+
+def _source_files(source: ModelSource) -> dict[str, Path]:
+    if source.format == "hf":
+        if not source.path.is_dir():
+            raise RegistryError(f"{source.path} is not a directory")
+        files = {str(p.relative_to(source.path)): p for p in sorted(source.path.rglob("*")) if p.is_file()}
+    else:
+        if not source.path.is_file():
+            raise RegistryError(f"model file not found: {source.path}")
+        files = {source.path.name: source.path}
+    total = sum(p.stat().st_size for p in files.values())
+    if total > MAX_MODEL_BYTES:
+        raise RegistryError(f"the model is {total / 1e6:.0f} MB; the limit is {MAX_MODEL_BYTES / 1e6:.0f} MB")
+    return files
+
+
+def register_version(
+    *, family: str, version: str, task: str, source: ModelSource, labels: list[str],
+    input_spec: Optional[dict[str, Any]] = None, target_layer: Optional[str] = None,
+    parent: Optional[str] = None, notes: str = "", description: str = "",
+    metrics: Optional[dict[str, Any]] = None, actor: Principal = SYSTEM,
+) -> dict[str, Any]:
+    """Validate the model fully, then store its artifact, its metadata and an audit-log entry at once."""
+    require(actor, "register")
+    family = _check_name("family", family)
+    version = _check_name("version", version)
+    if task not in TASKS:
+        raise RegistryError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if source.format not in FORMATS:
+        raise RegistryError(f"format must be one of {', '.join(FORMATS)}, got {source.format!r}")
+    with transaction() as s:
+        repo = ModelRepository(s)
+        if repo.version(family, version) is not None:
+            raise RegistryError(f"{family} {version} is already registered; versions are immutable, register a new one")
+        fam = repo.family(family)
+        if fam is not None and fam.task != task:
+            raise RegistryError(f"family {family} holds {fam.task} models, not {task}")
+    files = _source_files(source)
+    # Validation loads the model on the CPU before anything is written.
+    handle = build_handle(
+        task=task, fmt=source.format, labels=labels, sha256="", path=source.path,
+        architecture=source.architecture, arch_kwargs=source.arch_kwargs, input_spec=input_spec,
+        target_layer=target_layer, device="cpu",
+    )
+    store = ArtifactStore()
+    if source.format == "hf":
+        manifest = {rel: sha256_file(p) for rel, p in files.items()}
+        for p in files.values():
+            store.put_file(p)
+        sha = store.put_bytes(json.dumps(manifest, sort_keys=True).encode())
+        arch = type(handle.module).__name__
+    else:
+        sha = store.put_file(source.path)
+        arch = source.architecture or type(handle.module).__name__
+    with transaction() as s:
+        repo = ModelRepository(s)
+        if repo.version(family, version) is not None:
+            raise RegistryError(f"{family} {version} is already registered; versions are immutable, register a new one")
+        fam = repo.get_or_create_family(family, task, description)
+        parent_row = None
+        if parent:
+            parent_row = repo.version(family, parent)
+            if parent_row is None:
+                raise RegistryError(f"parent version {parent!r} is not registered in {family}")
+        else:
+            existing = repo.versions(family)
+            parent_row = existing[-1] if existing else None
+        row = repo.add_version(ModelVersion(
+            family_id=fam.id, version=version, artifact_sha256=sha, format=source.format, architecture=arch,
+            arch_kwargs=source.arch_kwargs or {}, labels=handle.labels,
+            input_spec=handle.input_spec.to_dict() if handle.input_spec else {},
+            target_layer=handle.target_layer, parent_id=parent_row.id if parent_row else None,
+            status="draft", created_by=actor.username, notes=notes, metrics=metrics or {},
+        ))
+        auditlog.append(s, actor=actor.username, action="model.register", subject=f"{family}/{version}",
+                        details={"sha256": sha, "format": source.format, "architecture": arch})
+        return version_summary(row, family_name=family, task=task)
+
+
+def version_summary(row: ModelVersion, *, family_name: str, task: str) -> dict[str, Any]:
+    return {
+        "id": row.id, "family": family_name, "task": task, "version": row.version, "sha256": row.artifact_sha256,
+        "format": row.format, "architecture": row.architecture, "labels": list(row.labels),
+        "input_spec": dict(row.input_spec or {}), "target_layer": row.target_layer,
+        "parent": row.parent.version if row.parent else None, "status": row.status,
+        "created_by": row.created_by, "created_at": row.created_at.isoformat() if row.created_at else None,
+        "notes": row.notes, "metrics": dict(row.metrics or {}),
+    }
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Every family with its versions, oldest version first."""
+    with transaction() as s:
+        out = []
+        for fam in ModelRepository(s).families():
+            out.append({
+                "family": fam.name, "task": fam.task, "description": fam.description,
+                "versions": [version_summary(v, family_name=fam.name, task=fam.task) for v in fam.versions],
+            })
+        return out
+
+
+def get_version(family: str, version: str) -> dict[str, Any]:
+    with transaction() as s:
+        row = ModelRepository(s).version(family, version)
+        if row is None:
+            raise RegistryError(f"{family} {version} is not registered")
+        return version_summary(row, family_name=family, task=row.family.task)
+
+
+def set_status(family: str, version: str, status: str, *, reason: str = "", actor: Principal = SYSTEM) -> dict[str, Any]:
+    """Move a version through draft -> in-review -> approved/rejected (the only mutable field)."""
+    require(actor, "sign" if status in ("approved", "rejected") else "run")
+    if status not in VERSION_STATUSES:
+        raise RegistryError(f"status must be one of {', '.join(VERSION_STATUSES)}")
+    with transaction() as s:
+        row = ModelRepository(s).version(family, version)
+        if row is None:
+            raise RegistryError(f"{family} {version} is not registered")
+        old = row.status
+        row.status = status
+        auditlog.append(s, actor=actor.username, action="model.status", subject=f"{family}/{version}",
+                        details={"from": old, "to": status, "reason": reason})
+        return version_summary(row, family_name=family, task=row.family.task)
+
+
+def load_handle(family: str, version: str, *, device: Optional[str] = None) -> ModelHandle:
+    """Load a registered version from the artifact store (hashes verified) into a ModelHandle."""
+    info = get_version(family, version)
+    store = ArtifactStore()
+    if info["format"] == "hf":
+        manifest = json.loads(store.get_bytes(info["sha256"]))
+        if manifest_sha256(manifest) != info["sha256"]:
+            raise RegistryError(f"{family} {version}: stored manifest does not match its hash")
+        cache = audit_home() / "cache" / "hf"
+        cache.mkdir(parents=True, exist_ok=True)
+        path = materialize_hf_dir(manifest, store.get_bytes, cache)
+        return build_handle(task=info["task"], fmt="hf", labels=info["labels"], sha256=info["sha256"], path=path,
+                            device=device, family=family, version=version)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ("model.pt" if info["format"] == "torchscript" else "weights")
+        path.write_bytes(store.get_bytes(info["sha256"]))
+        with transaction() as s:
+            row = ModelRepository(s).version(family, version)
+            arch_kwargs = dict(row.arch_kwargs or {})
+        return build_handle(
+            task=info["task"], fmt=info["format"], labels=info["labels"], sha256=info["sha256"], path=path,
+            architecture=info["architecture"], arch_kwargs=arch_kwargs, input_spec=info["input_spec"],
+            target_layer=info["target_layer"], device=device, family=family, version=version,
+        )
+
+
+def register_upload(
+    *, filename: str, data: bytes, fmt: str, actor: Principal, **kwargs: Any,
+) -> dict[str, Any]:
+    """Register from uploaded bytes (the Registry page): size cap, then the same validation as files."""
+    require(actor, "register")
+    if not data:
+        raise RegistryError("the uploaded file is empty")
+    if len(data) > MAX_MODEL_BYTES:
+        raise RegistryError(f"the upload is {len(data) / 1e6:.0f} MB; the limit is {MAX_MODEL_BYTES / 1e6:.0f} MB")
+    tmp = Path(tempfile.mkdtemp(prefix="upload-"))
+    try:
+        safe_name = Path(filename).name or "model"
+        path = tmp / safe_name
+        path.write_bytes(data)
+        source = ModelSource(format=fmt, path=path, architecture=kwargs.pop("architecture", None),
+                             arch_kwargs=kwargs.pop("arch_kwargs", None))
+        return register_version(source=source, actor=actor, **kwargs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+__all__ = ["ModelSource", "RegistryError", "ModelLoadError", "register_version", "register_upload", "list_models",
+           "get_version", "set_status", "load_handle"]

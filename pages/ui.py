@@ -1,0 +1,38 @@
+"""Shared page helpers: the signed-in user, cached service calls and small display pieces.
+
+Pages import streamlit and service functions only; nothing here touches torch or the database directly.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import streamlit as st
+
+from audit.services.auth import Principal
+
+SESSION_TTL_S = 8 * 3600
+
+
+def current_principal() -> Principal:
+    """The signed-in user; stops the page when nobody is signed in or the session expired."""
+    principal = st.session_state.get("principal")
+    started = st.session_state.get("login_at", time.time())
+    if principal is None or time.time() - started > SESSION_TTL_S:
+        st.session_state.pop("principal", None)
+        st.warning("Please sign in.")
+        st.stop()
+    return principal
+
+
+def short_hash(sha: str | None, n: int = 12) -> str:
+    return (sha or "")[:n]
+
+
+def version_label(v: dict[str, Any]) -> str:
+    return f"{v['version']} · {v['status']} · {short_hash(v['sha256'])}"
+
+
+def show_error(exc: BaseException) -> None:
+    st.error(f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))

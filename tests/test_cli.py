@@ -1,0 +1,97 @@
+"""The command line: exit codes and one-line messages, registration through the CLI, verify-log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from sqlalchemy import text
+
+from audit.cli import main
+from audit.models.zoo import SmallCNN
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _files(tmp_path: Path) -> tuple[Path, Path]:
+    weights = tmp_path / "w.safetensors"
+    save_file(SmallCNN().state_dict(), str(weights))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(str(i) for i in range(10)))
+    return weights, labels
+
+
+def _register(weights: Path, labels: Path, version: str = "1") -> list[str]:
+    return ["register", "--family", "cli-fam", "--version", version, "--task", "image-classification",
+            "--arch", "small_cnn", "--arch-kwargs", '{"in_channels": 1}', "--weights", str(weights),
+            "--labels", str(labels), "--input-size", "1,32,32"]
+
+
+def test_register_then_list_json(audit_home, tmp_path, capsys):
+    weights, labels = _files(tmp_path)
+    assert main(_register(weights, labels)) == 0
+    out = capsys.readouterr().out
+    assert "sha256=" in out
+    assert main(["models", "--json"]) == 0
+    models = json.loads(capsys.readouterr().out)
+    assert models[0]["family"] == "cli-fam"
+    assert models[0]["versions"][0]["sha256"] in out
+
+
+def test_duplicate_version_is_an_error(audit_home, tmp_path, capsys):
+    weights, labels = _files(tmp_path)
+    assert main(_register(weights, labels)) == 0
+    capsys.readouterr()
+    assert main(_register(weights, labels)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "immutable" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["register", "--family", "f", "--version", "1", "--task", "image-classification"], "exactly one of"),
+    (["register", "--family", "f", "--version", "1", "--task", "image-classification", "--weights", "x"], "--arch"),
+])
+def test_bad_arguments_exit_nonzero_with_one_line(audit_home, capsys, args, needle):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+
+
+def test_register_refuses_pickled_model_and_stores_nothing(audit_home, tmp_path, capsys):
+    path = tmp_path / "full.pt"
+    torch.save(SmallCNN(), path)
+    _, labels = _files(tmp_path)
+    args = _register(path, labels)
+    assert main(args) == 2
+    assert "needs code to unpickle" in capsys.readouterr().err
+    assert main(["models", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert not any((audit_home / "artifacts").rglob("*")) if (audit_home / "artifacts").exists() else True
+
+
+def test_verify_log_detects_tampering_via_subprocess(audit_home, tmp_path):
+    weights, labels = _files(tmp_path)
+    assert main(_register(weights, labels)) == 0
+    assert main(_register(weights, labels, version="2")) == 0
+    env = dict(os.environ, AUDIT_HOME=str(audit_home))
+    ok = subprocess.run([sys.executable, "-m", "audit", "verify-log"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    from storage.db import get_engine
+
+    with get_engine().begin() as conn:
+        conn.execute(text("UPDATE audit_log SET details='{}' WHERE seq=1"))
+    bad = subprocess.run([sys.executable, "-m", "audit", "verify-log"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "seq=1" in bad.stderr and "edited" in bad.stderr
+
+
+def test_unknown_command_exits_nonzero(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["no-such-command"])
+    assert exc.value.code != 0
