@@ -40,5 +40,6 @@ else:
         st.button("Sign out", on_click=logout)
     nav = st.navigation({
         "Models": [st.Page("pages/registry.py", title="Registry", icon="📚", default=True)],
+        "Explain": [st.Page("pages/explain.py", title="Explain", icon="🔥")],
     })
 nav.run()

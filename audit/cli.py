@@ -207,6 +207,25 @@ def _redact(url: str) -> str:
     return url
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from audit.services.explain import explain_reference_set
+    from storage.db import migrate
+
+    migrate()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    options: dict[str, Any] = {"seed": args.seed}
+    if args.ig_steps:
+        options["ig_steps"] = args.ig_steps
+    if args.sg_samples:
+        options["sg_samples"] = args.sg_samples
+    summary = explain_reference_set(args.family, args.version, args.dataset, methods=methods,
+                                    batch_size=args.batch_size, options=options, limit=args.limit,
+                                    actor=_operator(), progress=_progress_printer("explain"))
+    print(f"run {summary.run_id}: {summary.samples} samples, {summary.computed} maps computed, "
+          f"{summary.reused} reused from the store, {summary.seconds:.1f} s")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,6 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_models)
 
+    sp = sub.add_parser("explain", help="explain a reference set (resumable; stored maps are reused)")
+    sp.add_argument("--family", required=True)
+    sp.add_argument("--version", required=True)
+    sp.add_argument("--dataset", default="digits-reference")
+    sp.add_argument("--methods", default="saliency,grad_x_input,gradcam,integrated_gradients")
+    sp.add_argument("--batch-size", type=int, default=16)
+    sp.add_argument("--limit", type=int)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--ig-steps", type=int)
+    sp.add_argument("--sg-samples", type=int)
+    sp.set_defaults(fn=cmd_explain)
+
     sub.add_parser("verify-log", help="check the audit log's hash chain").set_defaults(fn=cmd_verify_log)
 
     sp = sub.add_parser("users", help="manage users")
@@ -261,13 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
     us.add_parser("list")
     sp.set_defaults(fn=cmd_users)
 
-    for extra in _EXTRA_COMMANDS:
-        extra(sub)
+    import importlib
+
+    for name in EXTENSIONS:
+        importlib.import_module(f"audit.cli_ext.{name}").add_commands(sub)
     return p
 
 
-# Commands contributed by other modules: each a function(subparsers) that adds its parser.
-_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+# Feature areas that add commands (tcav, bias, drift, report, ...): modules under audit/cli_ext.
+EXTENSIONS: tuple[str, ...] = ()
 
 
 def main(argv: Optional[list[str]] = None) -> int:

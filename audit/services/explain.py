@@ -1,0 +1,350 @@
+"""Explain use cases: attribute one image or a reference set, store every map with its provenance,
+return stored results for repeated requests, and re-verify a stored map by recomputing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from audit.env import library_versions
+from audit.images import decode_image, image_to_tensor
+from audit.models.handle import ModelHandle
+from audit.services.auth import SYSTEM, Principal, require
+from audit.services.datasets import load_image_samples
+from audit.services.registry import RegistryError, get_version, load_handle
+from storage import auditlog
+from storage.artifacts import ArtifactStore, sha256_bytes
+from storage.db import transaction
+from storage.orm import Explanation, Run, utcnow
+from storage.repositories import ExplanationRepository, ModelRepository, RunRepository
+
+log = logging.getLogger(__name__)
+Progress = Optional[Callable[[float, str], None]]
+
+# Options that change a method's result; anything else (batch sizes, progress) does not enter the key.
+RESULT_OPTIONS = ("ig_steps", "ig_method", "baseline", "ig_tolerance", "sg_samples", "sg_stdev", "occlusion_window",
+                  "occlusion_stride", "rise_masks", "rise_cells", "rise_p", "lime_samples", "lime_segments",
+                  "shap_samples", "seed", "fast")
+STOCHASTIC = {"smoothgrad", "smoothgrad_sq", "vargrad", "rise", "lime", "shap"}
+REVERIFY_RTOL = 1e-3
+
+
+class ExplainError(ValueError):
+    """An explanation request that cannot be served; the message says why."""
+
+
+@dataclass
+class StoredMap:
+    method: str
+    target: int
+    attribution: np.ndarray
+    explanation_id: int
+    cached: bool
+    duration_s: float
+    parameters: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ImageExplanation:
+    family: str
+    version: str
+    sample_sha256: str
+    sample_key: Optional[str]
+    image: np.ndarray  # [C, H, W] in [0, 1], the model's input before normalisation
+    probabilities: np.ndarray
+    labels: list[str]
+    target: int
+    true_label: Optional[int]
+    maps: dict[str, StoredMap]
+    costs: dict[str, dict[str, Any]]
+    layer: Optional[str]
+
+
+@lru_cache(maxsize=6)
+def cached_handle(family: str, version: str, sha256: str) -> ModelHandle:
+    """Loaded models are reused across requests; the hash in the key retires stale entries."""
+    return load_handle(family, version)
+
+
+def handle_for(family: str, version: str) -> ModelHandle:
+    info = get_version(family, version)
+    return cached_handle(family, version, info["sha256"])
+
+
+def params_key(method: str, layer: Optional[str], options: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    params = {k: options[k] for k in RESULT_OPTIONS if k in options and options[k] is not None}
+    if isinstance(params.get("baseline"), torch.Tensor):
+        params["baseline"] = "tensor:" + sha256_bytes(params["baseline"].numpy().tobytes())
+    params["layer"] = layer
+    params["method"] = method
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+    return params, digest
+
+
+def _image_input(handle: ModelHandle, *, dataset: Optional[str], sample_key: Optional[str],
+                 image_bytes: Optional[bytes]) -> tuple[torch.Tensor, str, Optional[str], Optional[int], Optional[int]]:
+    if handle.input_spec is None:
+        raise ExplainError("this model takes text; use the Text page")
+    if image_bytes is not None:
+        img = decode_image(image_bytes)
+        raw = image_to_tensor(img, handle.input_spec)
+        return raw, sha256_bytes(image_bytes), None, None, None
+    if dataset is None or sample_key is None:
+        raise ExplainError("give a reference sample (dataset and sample id) or an uploaded image")
+    samples = load_image_samples(dataset, keys=[sample_key])
+    raw = image_to_tensor(samples.images[0], handle.input_spec)
+    return raw, samples.hashes[0], sample_key, samples.labels[0], None
+
+
+def explain_image(
+    family: str, version: str, *, methods: Sequence[str], dataset: Optional[str] = None,
+    sample_key: Optional[str] = None, image_bytes: Optional[bytes] = None, target: Optional[int] = None,
+    options: Optional[dict[str, Any]] = None, actor: Principal = SYSTEM, progress: Progress = None,
+) -> ImageExplanation:
+    """Explain one image with each method; stored maps are returned instead of recomputed."""
+    require(actor, "run")
+    if not methods:
+        raise ExplainError("choose at least one method")
+    options = dict(options or {})
+    handle = handle_for(family, version)
+    raw, sample_sha, key, true_label, _ = _image_input(handle, dataset=dataset, sample_key=sample_key,
+                                                       image_bytes=image_bytes)
+    x = handle.input_spec.normalize(raw).to(handle.device)
+    probs = handle.predict_proba(x)[0].cpu()
+    if target is None:
+        target = int(probs.argmax())
+    if not 0 <= target < len(handle.labels):
+        raise ExplainError(f"target {target} is not a class of this model (0..{len(handle.labels) - 1})")
+    maps, costs = _explain_batch(handle, family, version, x, [sample_sha], [target], methods, options,
+                                 sample_ids=[None], actor=actor, progress=progress)
+    return ImageExplanation(
+        family=family, version=version, sample_sha256=sample_sha, sample_key=key, image=raw[0].numpy(),
+        probabilities=probs.numpy(), labels=list(handle.labels), target=target, true_label=true_label,
+        maps=maps[0], costs=costs, layer=handle.target_layer,
+    )
+
+
+def _explain_batch(handle: ModelHandle, family: str, version: str, x: torch.Tensor, sample_shas: list[str],
+                   targets: list[int], methods: Sequence[str], options: dict[str, Any], *,
+                   sample_ids: list[Optional[int]], actor: Principal, progress: Progress,
+                   run_id: Optional[int] = None) -> tuple[list[dict[str, StoredMap]], dict[str, dict[str, Any]]]:
+    """Return stored maps where they exist; compute the rest in one engine call and store them at once."""
+    from audit.attribution import explain
+
+    store = ArtifactStore()
+    layer = options.pop("layer", None) or handle.target_layer
+    keys = {m: params_key(m, layer, options) for m in methods}
+    out: list[dict[str, StoredMap]] = [{} for _ in sample_shas]
+    with transaction() as s:
+        mv = ModelRepository(s).version(family, version)
+        version_id = mv.id
+        repo = ExplanationRepository(s)
+        for i, (sha, tgt) in enumerate(zip(sample_shas, targets)):
+            for m in methods:
+                row = repo.find(model_version_id=version_id, sample_sha256=sha, method=m, target=tgt,
+                                params_sha256=keys[m][1])
+                if row is not None:
+                    out[i][m] = StoredMap(m, tgt, store.get_array(row.attribution_sha256), row.id, True,
+                                          row.duration_s, dict(row.parameters), dict(row.metrics or {}))
+    todo_methods = [m for m in methods if any(m not in o for o in out)]
+    costs: dict[str, dict[str, Any]] = {}
+    if not todo_methods:
+        return out, costs
+    todo_rows = [i for i, o in enumerate(out) if any(m not in o for m in todo_methods)]
+    xb = x[todo_rows]
+    tb = torch.tensor([targets[i] for i in todo_rows], dtype=torch.long, device=x.device)
+    engine_opts = {k: v for k, v in options.items() if k != "layer"}
+    if progress is not None:
+        engine_opts["progress"] = progress
+    try:
+        result = explain(handle.module, xb, tb, todo_methods, layer, **engine_opts)
+    except (ValueError, TypeError) as exc:
+        raise ExplainError(str(exc)) from exc
+    for m in todo_methods:
+        if not torch.isfinite(result.maps[m]).all():
+            raise ExplainError(f"{m} produced NaN or infinite attributions; nothing was stored")
+    probs = result.probabilities.detach().cpu().numpy()
+    device = str(result.device)
+    libs = library_versions()
+    for m, info in result.info.items():
+        costs[m] = {"time_s": info.time_s, "forward_samples": info.forward_samples,
+                    "backward_samples": info.backward_samples, "peak_mem_bytes": info.peak_mem_bytes,
+                    "shared_pass": info.shared_pass, "notes": list(info.notes)}
+    with transaction() as s:
+        mv = ModelRepository(s).version(family, version)
+        repo = ExplanationRepository(s)
+        for j, i in enumerate(todo_rows):
+            for m in todo_methods:
+                if m in out[i]:
+                    continue
+                arr = result.maps[m][j].detach().float().cpu().numpy()
+                info = result.info[m]
+                metrics: dict[str, Any] = {}
+                if info.completeness_delta is not None:
+                    metrics["completeness_delta"] = float(info.completeness_delta.reshape(-1)[j])
+                params, phash = keys[m]
+                # Another process may have stored the same key meanwhile: the store is the cache, keep theirs.
+                existing = repo.find(model_version_id=mv.id, sample_sha256=sample_shas[i], method=m,
+                                     target=targets[i], params_sha256=phash)
+                if existing is not None:
+                    out[i][m] = StoredMap(m, targets[i], store.get_array(existing.attribution_sha256), existing.id,
+                                          True, existing.duration_s, dict(existing.parameters), dict(existing.metrics))
+                    continue
+                row = repo.add(Explanation(
+                    model_version_id=mv.id, sample_id=sample_ids[i], sample_sha256=sample_shas[i], method=m,
+                    target=targets[i], params_sha256=phash, parameters=params,
+                    attribution_sha256=store.put_array(arr), attribution_shape=list(arr.shape),
+                    model_output=[float(v) for v in probs[j]], metrics=metrics, seed=int(options.get("seed", 0)),
+                    device=device, library_versions=libs, duration_s=float(info.time_s) / max(1, len(todo_rows)),
+                    run_id=run_id,
+                ))
+                out[i][m] = StoredMap(m, targets[i], arr, row.id, False, row.duration_s, params, metrics)
+        auditlog.append(s, actor=actor.username, action="explanation.create", subject=f"{family}/{version}",
+                        details={"methods": list(todo_methods), "samples": len(todo_rows), "run_id": run_id})
+    return out, costs
+
+
+@dataclass
+class ReferenceRunSummary:
+    run_id: int
+    samples: int
+    computed: int
+    reused: int
+    seconds: float
+
+
+def explain_reference_set(
+    family: str, version: str, dataset: str, *, methods: Sequence[str], batch_size: int = 16,
+    options: Optional[dict[str, Any]] = None, limit: Optional[int] = None, actor: Principal = SYSTEM,
+    progress: Progress = None,
+) -> ReferenceRunSummary:
+    """Explain every sample of a reference set (predicted class), batch by batch.
+
+    Each batch is stored in its own transaction, so an interrupted run keeps whole batches only and a
+    rerun computes just what is missing (the unique key prevents duplicate rows).
+    """
+    require(actor, "run")
+    options = dict(options or {})
+    handle = handle_for(family, version)
+    samples = load_image_samples(dataset)
+    n = len(samples.keys) if limit is None else min(limit, len(samples.keys))
+    if n == 0:
+        raise ExplainError(f"dataset {dataset} has no samples")
+    start = time.perf_counter()
+    with transaction() as s:
+        mv = ModelRepository(s).version(family, version)
+        run = RunRepository(s).add(Run(kind="explain", model_version_id=mv.id, status="running",
+                                       parameters={"dataset": dataset, "methods": list(methods), "options": {
+                                           k: v for k, v in options.items() if not isinstance(v, torch.Tensor)}},
+                                       seed=int(options.get("seed", 0)), device=str(handle.device),
+                                       library_versions=library_versions(), created_by=actor.username))
+        run_id = run.id
+    computed = reused = 0
+    try:
+        for b0 in range(0, n, batch_size):
+            b1 = min(n, b0 + batch_size)
+            raw = image_to_tensor(samples.images[b0:b1], handle.input_spec)
+            x = handle.input_spec.normalize(raw).to(handle.device)
+            targets = handle.predict_proba(x).argmax(1).tolist()
+            maps, _ = _explain_batch(handle, family, version, x, samples.hashes[b0:b1], targets, methods,
+                                     dict(options), sample_ids=[None] * (b1 - b0), actor=actor, progress=None,
+                                     run_id=run_id)
+            for o in maps:
+                for sm in o.values():
+                    computed += not sm.cached
+                    reused += sm.cached
+            if progress:
+                progress(b1 / n, f"{b1}/{n} samples")
+    except BaseException as exc:
+        _finish_run(run_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", start, str(exc))
+        raise
+    _finish_run(run_id, "succeeded", start, None)
+    return ReferenceRunSummary(run_id, n, computed, reused, time.perf_counter() - start)
+
+
+def _finish_run(run_id: int, status: str, start: float, error: Optional[str]) -> None:
+    with transaction() as s:
+        run = RunRepository(s).get(run_id)
+        run.status = status
+        run.finished_at = utcnow()
+        run.timings = {"total_s": time.perf_counter() - start}
+        run.error = error
+
+
+@dataclass
+class ReverifyResult:
+    explanation_id: int
+    method: str
+    matches: bool
+    max_abs_diff: float
+    rank_correlation: float
+    tolerance: float
+
+
+def reverify(explanation_id: int, *, dataset: Optional[str] = None, image_bytes: Optional[bytes] = None,
+             actor: Principal = SYSTEM) -> ReverifyResult:
+    """Recompute a stored map with its stored parameters and seed; report whether it matches."""
+    from audit.attribution import explain, spearman
+
+    require(actor, "run")
+    store = ArtifactStore()
+    with transaction() as s:
+        row = s.get(Explanation, explanation_id)
+        if row is None:
+            raise ExplainError(f"no stored explanation with id {explanation_id}")
+        mv = ModelRepository(s).version_by_id(row.model_version_id)
+        family, version = mv.family.name, mv.version
+        params, method, target, sample_sha = dict(row.parameters), row.method, row.target, row.sample_sha256
+        stored = store.get_array(row.attribution_sha256)
+    handle = handle_for(family, version)
+    if image_bytes is not None:
+        if sha256_bytes(image_bytes) != sample_sha:
+            raise ExplainError("the uploaded image is not the one this explanation was computed on")
+        raw = image_to_tensor(decode_image(image_bytes), handle.input_spec)
+    else:
+        raw = _find_sample(dataset, sample_sha, handle)
+    x = handle.input_spec.normalize(raw).to(handle.device)
+    opts = {k: v for k, v in params.items() if k not in ("layer", "method")}
+    res = explain(handle.module, x, torch.tensor([target], device=x.device), [method], params.get("layer"), **opts)
+    fresh = res.maps[method][0].detach().float().cpu().numpy()
+    diff = float(np.max(np.abs(fresh - stored)))
+    scale = float(np.max(np.abs(stored))) or 1.0
+    rho = float(spearman(torch.from_numpy(fresh).reshape(1, -1), torch.from_numpy(stored).reshape(1, -1)).reshape(-1)[0])
+    ok = diff <= REVERIFY_RTOL * scale + 1e-7
+    with transaction() as s:
+        auditlog.append(s, actor=actor.username, action="explanation.reverify", subject=str(explanation_id),
+                        details={"matches": ok, "max_abs_diff": diff, "rank_correlation": rho})
+    return ReverifyResult(explanation_id, method, ok, diff, rho, REVERIFY_RTOL)
+
+
+def _find_sample(dataset: Optional[str], sample_sha: str, handle: ModelHandle) -> torch.Tensor:
+    from audit.services.datasets import list_datasets
+
+    names = [dataset] if dataset else [d["name"] for d in list_datasets() if d["kind"] == "image"]
+    for name in names:
+        samples = load_image_samples(name)
+        if sample_sha in samples.hashes:
+            return image_to_tensor(samples.images[samples.hashes.index(sample_sha)], handle.input_spec)
+    raise ExplainError("the sample of this explanation is not in a stored dataset; upload the image to re-verify")
+
+
+def stored_explanations(family: str, version: str, method: Optional[str] = None) -> list[dict[str, Any]]:
+    with transaction() as s:
+        mv = ModelRepository(s).version(family, version)
+        if mv is None:
+            raise RegistryError(f"{family} {version} is not registered")
+        return [{"id": r.id, "method": r.method, "target": r.target, "sample_sha256": r.sample_sha256,
+                 "attribution_sha256": r.attribution_sha256, "params_sha256": r.params_sha256,
+                 "seed": r.seed, "device": r.device, "duration_s": r.duration_s, "metrics": dict(r.metrics or {}),
+                 "created_at": r.created_at.isoformat() if r.created_at else None}
+                for r in ExplanationRepository(s).for_version(mv.id, method)]

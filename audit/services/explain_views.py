@@ -1,0 +1,116 @@
+"""What the Explain page shows beside the maps: faithfulness curves, feature maps, cost estimates,
+the sanity check, and the true-class view for misclassified samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from audit.services.auth import SYSTEM, Principal, require
+from audit.services.explain import ImageExplanation, handle_for
+
+CURVE_STEPS = 20
+
+
+def _input(exp: ImageExplanation) -> tuple[Any, torch.Tensor]:
+    handle = handle_for(exp.family, exp.version)
+    raw = torch.from_numpy(exp.image).unsqueeze(0)
+    return handle, handle.input_spec.normalize(raw).to(handle.device)
+
+
+@dataclass
+class Curves:
+    fractions: list[float]
+    deletion: dict[str, list[float]]
+    insertion: dict[str, list[float]]
+    deletion_auc: dict[str, float]
+    insertion_auc: dict[str, float]
+
+
+def faithfulness_curves(exp: ImageExplanation, *, steps: int = CURVE_STEPS) -> Curves:
+    """Deletion (lower AUC is better) and insertion (higher is better) for every map of the explanation."""
+    from audit.quality import deletion_curve, insertion_curve
+
+    handle, x = _input(exp)
+    t = torch.tensor([exp.target], device=x.device)
+    out = Curves([], {}, {}, {}, {})
+    for method, sm in exp.maps.items():
+        attr = torch.from_numpy(sm.attribution).unsqueeze(0).to(x.device)
+        d = deletion_curve(handle.module, x, t, attr, steps=steps)
+        i = insertion_curve(handle.module, x, t, attr, steps=steps)
+        out.fractions = d.fractions.tolist()
+        out.deletion[method] = d.curves[0].tolist()
+        out.insertion[method] = i.curves[0].tolist()
+        out.deletion_auc[method] = float(d.auc[0])
+        out.insertion_auc[method] = float(i.auc[0])
+    return out
+
+
+def feature_maps(exp: ImageExplanation, *, max_layers: int = 4, channels: int = 6) -> list[dict[str, Any]]:
+    """Activations of the last convolutions (up to ``max_layers``), the strongest ``channels`` of each."""
+    from audit.attribution import HookBundle
+
+    handle, x = _input(exp)
+    convs = [(n, m) for n, m in handle.module.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    picks = convs[-max_layers:]
+    captured: dict[str, torch.Tensor] = {}
+    with HookBundle() as hooks:
+        for name, module in picks:
+            hooks.forward(module, lambda _m, _i, o, name=name: captured.__setitem__(name, o.detach()))
+        with torch.no_grad():
+            handle.module(x)
+    out = []
+    for name, _ in picks:
+        act = captured[name][0].float().cpu()
+        strength = act.mean(dim=(1, 2))
+        top = torch.argsort(strength, descending=True)[:channels]
+        out.append({"layer": name, "channels": top.tolist(), "maps": act[top].numpy(), "shape": list(act.shape)})
+    return out
+
+
+def cost_estimate(family: str, version: str, *, methods: Sequence[str], ig_steps: int = 50,
+                  sg_samples: int = 25, **options: Any) -> dict[str, dict[str, Any]]:
+    """FLOPs, passes and peak memory per method for this model and input size (computed from the model)."""
+    from audit.attribution import method_costs
+
+    handle = handle_for(family, version)
+    costs = method_costs(handle.module, handle.input_spec.shape, methods=list(methods), ig_steps=ig_steps,
+                         sg_samples=sg_samples, **options)
+    return {m: {"forward_samples": c.forward_samples, "backward_samples": c.backward_samples,
+                "gflops": c.flops / 1e9, "peak_mem_mb": c.peak_mem_bytes / 2**20, "shared_pass": c.shared_pass}
+            for m, c in costs.items()}
+
+
+def true_class_view(exp: ImageExplanation, *, methods: Sequence[str], options: Optional[dict[str, Any]] = None,
+                    actor: Principal = SYSTEM) -> Optional[dict[str, Any]]:
+    """For a misclassified reference sample: maps for the true class and its rank among the classes."""
+    from audit.services.explain import explain_image
+
+    if exp.true_label is None or exp.true_label == int(np.argmax(exp.probabilities)):
+        return None
+    rank = int((exp.probabilities > exp.probabilities[exp.true_label]).sum()) + 1
+    true_exp = explain_image(exp.family, exp.version, methods=methods, dataset=_dataset_of(exp),
+                             sample_key=exp.sample_key, target=exp.true_label, options=options, actor=actor)
+    return {"true_label": exp.true_label, "rank": rank, "maps": {m: sm.attribution for m, sm in true_exp.maps.items()}}
+
+
+def _dataset_of(exp: ImageExplanation) -> str:
+    if exp.sample_key is None:
+        raise ValueError("uploaded images have no true label")
+    return exp.sample_key.rsplit("-", 1)[0]
+
+
+def sanity(exp: ImageExplanation, *, methods: Sequence[str], max_steps: int = 4,
+           actor: Principal = SYSTEM) -> dict[str, Any]:
+    """Cascading parameter randomisation on this sample: per method, rank correlation after each step."""
+    from audit.quality import sanity_check
+
+    require(actor, "run")
+    handle, x = _input(exp)
+    t = torch.tensor([exp.target], device=x.device)
+    res = sanity_check(handle.module, x, t, list(methods), max_steps=max_steps, ig_steps=16, sg_samples=8)
+    return {"steps": list(res.steps), "correlations": {k: list(v) for k, v in res.correlations.items()},
+            "flagged": dict(res.flagged), "threshold": res.threshold}

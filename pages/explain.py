@@ -1,0 +1,171 @@
+"""Explain: attribution maps for one image, with faithfulness, feature maps, costs and sanity checks."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from audit.services.datasets import list_datasets, load_image_samples
+from audit.services.explain import ExplainError, explain_image, reverify
+from audit.services.explain_views import (cost_estimate, faithfulness_curves, feature_maps, sanity,
+                                          true_class_view)
+from audit.services.registry import list_models
+from audit.viz import curves_figure, feature_maps_figure, heatmap_grid, sanity_figure, topk_bar
+from pages.ui import current_principal, show_error
+
+METHODS = ["saliency", "grad_x_input", "smoothgrad", "integrated_gradients", "cam", "gradcam", "gradcam_pp",
+           "scorecam", "occlusion", "rise", "lime", "shap"]
+DEFAULT = ["saliency", "grad_x_input", "integrated_gradients", "gradcam", "gradcam_pp", "occlusion"]
+
+principal = current_principal()
+st.title("Explain a prediction")
+
+families = [f for f in list_models() if f["task"] == "image-classification"]
+if not families:
+    st.info("No image model is registered yet.")
+    st.stop()
+
+c1, c2 = st.columns(2)
+fam = c1.selectbox("Model family", families, format_func=lambda f: f["family"])
+ver = c2.selectbox("Version", fam["versions"], index=len(fam["versions"]) - 1,
+                   format_func=lambda v: f"{v['version']} ({v['status']})")
+labels = ver["labels"]
+
+source = st.radio("Input", ["Reference sample", "Upload an image"], horizontal=True)
+dataset = sample_key = upload_bytes = None
+if source == "Reference sample":
+    image_sets = [d for d in list_datasets() if d["kind"] == "image"]
+    if not image_sets:
+        st.info("No image reference set is stored.")
+        st.stop()
+    ds = st.selectbox("Reference set", image_sets, format_func=lambda d: f"{d['name']} ({d['samples']} samples)")
+    dataset = ds["name"]
+    samples = load_image_samples(dataset)
+    idx = st.slider("Sample", 0, len(samples.keys) - 1, 0)
+    sample_key = samples.keys[idx]
+    st.caption(f"{sample_key} · label {labels[samples.labels[idx]] if samples.labels[idx] is not None else '—'} · "
+               f"groups {samples.groups[idx]}")
+else:
+    up = st.file_uploader("Image (PNG, JPEG, BMP, GIF, TIFF or WebP; at most 10 MB)")
+    if up is not None:
+        upload_bytes = up.getvalue()
+
+with st.form("explain"):
+    methods = st.multiselect("Methods", METHODS, default=DEFAULT)
+    c1, c2, c3, c4 = st.columns(4)
+    target_choice = c1.selectbox("Target", ["predicted"] + labels)
+    ig_steps = c2.number_input("IG steps S", 4, 512, 32)
+    sg_samples = c3.number_input("SmoothGrad samples N", 2, 200, 16)
+    seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
+    c1, c2 = st.columns(2)
+    occ = c1.number_input("Occlusion window (px)", 2, 64, 8 if ver["input_spec"].get("height", 224) <= 64 else 16)
+    fast = c2.checkbox("Fast path (bf16, channels_last; used only if the fidelity guard passes)")
+    go = st.form_submit_button("Explain", type="primary")
+
+options = {"ig_steps": int(ig_steps), "sg_samples": int(sg_samples), "seed": int(seed),
+           "occlusion_window": int(occ), "occlusion_stride": int(occ), "fast": bool(fast)}
+if go:
+    if not principal.can("run"):
+        st.error("Your role may view stored results but not run new explanations.")
+        st.stop()
+    if source != "Reference sample" and upload_bytes is None:
+        st.error("Choose an image to upload first.")
+        st.stop()
+    bar = st.progress(0.0, text="explaining…")
+    try:
+        exp = explain_image(fam["family"], ver["version"], methods=methods, dataset=dataset, sample_key=sample_key,
+                            image_bytes=upload_bytes,
+                            target=None if target_choice == "predicted" else labels.index(target_choice),
+                            options=options, actor=principal,
+                            progress=lambda f, m: bar.progress(min(1.0, f), text=m))
+    except (ValueError, PermissionError) as exc:
+        bar.empty()
+        show_error(exc)
+        st.stop()
+    bar.empty()
+    st.session_state["explanation"] = exp
+    st.session_state["explain_options"] = options
+
+exp = st.session_state.get("explanation")
+if exp is None or exp.family != fam["family"] or exp.version != ver["version"]:
+    st.stop()
+
+pred = int(exp.probabilities.argmax())
+c1, c2 = st.columns([1, 2])
+with c1:
+    st.subheader("Prediction")
+    st.metric("Predicted", exp.labels[pred], f"{exp.probabilities[pred]:.1%}")
+    if exp.true_label is not None:
+        st.caption(f"True label: {exp.labels[exp.true_label]}" + (" ✅" if exp.true_label == pred else " ❌ misclassified"))
+    st.plotly_chart(topk_bar(exp.probabilities, exp.labels, highlight=exp.true_label), use_container_width=True)
+with c2:
+    st.subheader(f"Attributions for class {exp.labels[exp.target]}")
+    st.plotly_chart(heatmap_grid(exp.image, {m: sm.attribution for m, sm in exp.maps.items()}),
+                    use_container_width=True, key="grid")
+    cached = [m for m, sm in exp.maps.items() if sm.cached]
+    if cached:
+        st.caption(f"Returned from the store (not recomputed): {', '.join(cached)}")
+
+tab_q, tab_f, tab_c, tab_t, tab_s, tab_v = st.tabs(["Faithfulness", "Feature maps", "Cost", "True class",
+                                                    "Sanity check", "Provenance"])
+with tab_q:
+    curves = faithfulness_curves(exp)
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(curves_figure(curves.fractions, curves.deletion, curves.deletion_auc,
+                                  title="Deletion (lower AUC is better)"), use_container_width=True)
+    c2.plotly_chart(curves_figure(curves.fractions, curves.insertion, curves.insertion_auc,
+                                  title="Insertion (higher AUC is better)"), use_container_width=True)
+with tab_f:
+    for layer in feature_maps(exp):
+        st.plotly_chart(feature_maps_figure(layer), use_container_width=True)
+with tab_c:
+    opts = st.session_state.get("explain_options", {})
+    est = cost_estimate(exp.family, exp.version, methods=list(exp.maps), ig_steps=opts.get("ig_steps", 50),
+                        sg_samples=opts.get("sg_samples", 25), occlusion_window=opts.get("occlusion_window", 16),
+                        occlusion_stride=opts.get("occlusion_stride", 16))
+    rows = []
+    for m, sm in exp.maps.items():
+        e = est.get(m, {})
+        rows.append({"method": m, "estimated passes (fwd/bwd)": f"{e.get('forward_samples')}/{e.get('backward_samples')}",
+                     "estimated GFLOPs": round(e.get("gflops", 0.0), 3),
+                     "estimated peak MB": round(e.get("peak_mem_mb", 0.0), 1),
+                     "measured s": round(sm.duration_s, 4), "from store": sm.cached})
+    st.dataframe(rows, hide_index=True, use_container_width=True)
+    st.caption("Estimates come from the model's layer shapes; measured times are what this explanation took.")
+with tab_t:
+    if exp.true_label is None:
+        st.caption("The true label is known for reference samples only.")
+    elif exp.true_label == pred:
+        st.caption("Correctly classified: nothing to compare.")
+    else:
+        view = true_class_view(exp, methods=list(exp.maps), options=st.session_state.get("explain_options"),
+                               actor=principal)
+        st.markdown(f"True class **{exp.labels[view['true_label']]}** ranks **{view['rank']}** of {len(exp.labels)}.")
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(heatmap_grid(exp.image, {m: sm.attribution for m, sm in exp.maps.items()}, cols=2),
+                        use_container_width=True, key="pred-maps")
+        c1.caption(f"Predicted class {exp.labels[pred]}")
+        c2.plotly_chart(heatmap_grid(exp.image, view["maps"], cols=2), use_container_width=True, key="true-maps")
+        c2.caption(f"True class {exp.labels[view['true_label']]}")
+with tab_s:
+    st.caption("Cascading model-parameter randomisation: maps that do not change are not explaining the model.")
+    if st.button("Run the sanity check"):
+        with st.spinner("Randomising layers from the top…"):
+            res = sanity(exp, methods=[m for m in exp.maps if m not in ("lime", "shap", "rise", "scorecam")],
+                         actor=principal)
+        st.plotly_chart(sanity_figure(res["steps"], res["correlations"], res["threshold"]), use_container_width=True)
+        flagged = [m for m, f in res["flagged"].items() if f]
+        (st.error if flagged else st.success)(
+            f"Flagged (maps barely change): {', '.join(flagged)}" if flagged else "Every method's maps change when the model is randomised.")
+with tab_v:
+    st.dataframe([{"method": m, "explanation id": sm.explanation_id, "target": sm.target,
+                   "parameters": str(sm.parameters), "metrics": str(sm.metrics)} for m, sm in exp.maps.items()],
+                 hide_index=True, use_container_width=True)
+    pick = st.selectbox("Re-verify a stored map", list(exp.maps))
+    if st.button("Re-verify"):
+        try:
+            r = reverify(exp.maps[pick].explanation_id, dataset=dataset, image_bytes=upload_bytes, actor=principal)
+            (st.success if r.matches else st.error)(
+                f"{r.method}: {'matches' if r.matches else 'does NOT match'} the stored map "
+                f"(max |diff| {r.max_abs_diff:.2e}, rank correlation {r.rank_correlation:.4f})")
+        except (ValueError, PermissionError) as exc:
+            show_error(exc)

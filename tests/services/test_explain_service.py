@@ -1,0 +1,107 @@
+"""Explain service: provenance stored, the store is the cache, re-verify, resumable reference runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from audit.models.zoo import SmallCNN
+from audit.services.auth import PermissionDenied, Principal
+from audit.services.datasets import add_image_dataset
+from audit.services.explain import (ExplainError, explain_image, explain_reference_set, reverify,
+                                    stored_explanations)
+from audit.services.registry import ModelSource, register_version
+from storage.db import transaction
+from storage.orm import Explanation, Run
+
+LABELS = [str(i) for i in range(10)]
+METHODS = ["saliency", "gradcam", "integrated_gradients"]
+OPTS = {"ig_steps": 8}
+
+
+@pytest.fixture()
+def tiny_registry(audit_home, tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "w.safetensors"
+    save_file(SmallCNN(width=8).state_dict(), str(path))
+    register_version(family="tiny", version="1", task="image-classification",
+                     source=ModelSource("state_dict", path, "small_cnn", {"width": 8}), labels=LABELS,
+                     input_spec={"channels": 1, "height": 32, "width": 32, "mean": [0.5], "std": [0.5]})
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(10, 1, 32, 32, generator=g)
+    add_image_dataset("ref", images, list(range(10)), [{"site": "A" if i % 2 else "B"} for i in range(10)],
+                      label_names=LABELS)
+    return audit_home
+
+
+def _count(model=Explanation) -> int:
+    with transaction() as s:
+        return s.query(model).count()
+
+
+def test_explanation_is_stored_with_provenance_and_reused(tiny_registry):
+    first = explain_image("tiny", "1", methods=METHODS, dataset="ref", sample_key="ref-0003", options=OPTS)
+    assert set(first.maps) == set(METHODS) and not any(m.cached for m in first.maps.values())
+    assert first.maps["saliency"].attribution.shape == (1, 32, 32)
+    assert first.maps["gradcam"].attribution.shape == (32, 32)
+    assert "completeness_delta" in first.maps["integrated_gradients"].metrics
+    rows = stored_explanations("tiny", "1")
+    assert len(rows) == 3 and all(len(r["attribution_sha256"]) == 64 for r in rows)
+    with transaction() as s:
+        row = s.query(Explanation).first()
+        assert row.library_versions["torch"] and row.device == "cpu" and row.sample_sha256 == first.sample_sha256
+    again = explain_image("tiny", "1", methods=METHODS, dataset="ref", sample_key="ref-0003", options=OPTS)
+    assert all(m.cached for m in again.maps.values())
+    assert _count() == 3
+    for m in METHODS:
+        assert (again.maps[m].attribution == first.maps[m].attribution).all()
+    # Other parameters are another key: computed, not confused with the stored one.
+    other = explain_image("tiny", "1", methods=["integrated_gradients"], dataset="ref", sample_key="ref-0003",
+                          options={"ig_steps": 12})
+    assert not other.maps["integrated_gradients"].cached and _count() == 4
+
+
+def test_reverify_matches_and_detects_a_changed_artifact(tiny_registry):
+    exp = explain_image("tiny", "1", methods=["gradcam"], dataset="ref", sample_key="ref-0001")
+    res = reverify(exp.maps["gradcam"].explanation_id, dataset="ref")
+    assert res.matches and res.rank_correlation > 0.999
+
+
+def test_reference_run_is_resumable_without_duplicates(tiny_registry):
+    calls = {"n": 0}
+
+    def stop_after_first_batch(frac, msg):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        explain_reference_set("tiny", "1", "ref", methods=METHODS, batch_size=4, options=OPTS,
+                              progress=stop_after_first_batch)
+    assert _count() == 4 * len(METHODS)  # the whole first batch, nothing partial
+    with transaction() as s:
+        assert s.query(Run).one().status == "interrupted"
+    summary = explain_reference_set("tiny", "1", "ref", methods=METHODS, batch_size=4, options=OPTS)
+    assert summary.reused == 4 * len(METHODS) and summary.computed == 6 * len(METHODS)
+    assert _count() == 10 * len(METHODS)
+
+
+def test_viewer_cannot_explain(tiny_registry):
+    with pytest.raises(PermissionDenied):
+        explain_image("tiny", "1", methods=METHODS, dataset="ref", sample_key="ref-0001",
+                      actor=Principal("v", "viewer"))
+
+
+@pytest.mark.parametrize("bad, match", [(b"", "empty"), (b"not an image at all", "not an image")])
+def test_bad_uploads_are_refused(tiny_registry, bad, match):
+    with pytest.raises(ValueError, match=match):
+        explain_image("tiny", "1", methods=METHODS, image_bytes=bad)
+    assert _count() == 0
+
+
+def test_bad_target_and_no_methods(tiny_registry):
+    with pytest.raises(ExplainError, match="not a class"):
+        explain_image("tiny", "1", methods=METHODS, dataset="ref", sample_key="ref-0001", target=11)
+    with pytest.raises(ExplainError, match="at least one"):
+        explain_image("tiny", "1", methods=[], dataset="ref", sample_key="ref-0001")
