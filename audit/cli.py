@@ -226,6 +226,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from audit.services.backup import backup
+
+    summary = backup(args.dest)
+    print(f"backup written to {summary.path}: database {summary.database_bytes} bytes, "
+          f"{summary.artifacts} artifacts, {summary.seconds:.1f} s")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--sg-samples", type=int)
     sp.set_defaults(fn=cmd_explain)
 
+    sp = sub.add_parser("backup", help="consistent copy of the database and artifacts (safe while the app runs)")
+    sp.add_argument("dest", help="an empty or new folder")
+    sp.set_defaults(fn=cmd_backup)
+
     sub.add_parser("verify-log", help="check the audit log's hash chain").set_defaults(fn=cmd_verify_log)
 
     sp = sub.add_parser("users", help="manage users")
@@ -300,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Feature areas that add commands (tcav, bias, drift, report, ...): modules under audit/cli_ext.
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS: tuple[str, ...] = ("drift_report",)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -22,16 +22,21 @@ def _version(fam: ModelFamily, v: str) -> ModelVersion:
                         architecture="small_cnn", labels=["a", "b"], created_by="t")
 
 
-def test_migration_from_empty_creates_every_table(audit_home):
+def test_migration_from_empty_creates_every_table(db):
     tables = set(inspect(get_engine()).get_table_names())
     assert EXPECTED_TABLES <= tables
     with get_engine().connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
 
 
-def test_model_version_round_trip_and_uniqueness(audit_home):
+def test_sqlite_runs_with_wal_and_foreign_keys(audit_home):
+    with get_engine().connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+
+
+def test_model_version_round_trip_and_uniqueness(db):
     with transaction() as s:
         repo = ModelRepository(s)
         fam = repo.get_or_create_family("fam", "image-classification")
@@ -45,7 +50,7 @@ def test_model_version_round_trip_and_uniqueness(audit_home):
             ModelRepository(s).add_version(_version(fam, "1"))
 
 
-def test_repositories_do_not_commit(audit_home):
+def test_repositories_do_not_commit(db):
     from storage.db import session_factory
 
     s = session_factory()()
@@ -56,14 +61,14 @@ def test_repositories_do_not_commit(audit_home):
         assert ModelRepository(s2).family("uncommitted") is None
 
 
-def test_foreign_keys_are_enforced(audit_home):
+def test_foreign_keys_are_enforced(db):
     with pytest.raises(IntegrityError):
         with transaction() as s:
             s.add(ModelVersion(family_id=999, version="1", artifact_sha256="a" * 64, format="x", architecture="x",
                                labels=["a"], created_by="t"))
 
 
-def test_explanation_key_is_unique(audit_home):
+def test_explanation_key_is_unique(db):
     with transaction() as s:
         fam = ModelRepository(s).get_or_create_family("fam", "image-classification")
         ver = ModelRepository(s).add_version(_version(fam, "1"))
@@ -104,7 +109,7 @@ def _log_three() -> None:
             auditlog.append(s, actor="alice", action="test", subject=f"s{i}", details={"i": i})
 
 
-def test_audit_log_chain_verifies(audit_home):
+def test_audit_log_chain_verifies(db):
     _log_three()
     with transaction() as s:
         report = auditlog.verify(s)
@@ -112,7 +117,7 @@ def test_audit_log_chain_verifies(audit_home):
 
 
 @pytest.mark.parametrize("tamper", ["edit", "delete", "insert"])
-def test_audit_log_tampering_is_caught(audit_home, tamper):
+def test_audit_log_tampering_is_caught(db, tamper):
     _log_three()
     with get_engine().begin() as conn:
         if tamper == "edit":

@@ -1,0 +1,64 @@
+"""Consistent backups of the database and the artifact store while the app keeps running."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from storage.artifacts import ArtifactStore, sha256_file
+from storage.db import database_url
+
+
+@dataclass
+class BackupSummary:
+    path: Path
+    database_bytes: int
+    artifacts: int
+    seconds: float
+
+
+def backup(dest: str | Path) -> BackupSummary:
+    """Copy the database with SQLite's online backup API (a consistent snapshot even under writes), then
+    the artifacts it can reference. Artifacts are immutable and written by atomic rename, so a file that
+    exists is complete; each copy is verified against its hash."""
+    start = time.perf_counter()
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise ValueError(f"backup folder {dest} is not empty")
+    dest.mkdir(parents=True, exist_ok=True)
+    url = database_url()
+    if not url.startswith("sqlite"):
+        raise ValueError(f"backup of {urlparse(url).scheme} databases is done with the server's own tools "
+                         "(pg_dump for PostgreSQL); this command copies SQLite databases")
+    db_path = url.split("sqlite:///", 1)[1]
+    if not Path(db_path).exists():
+        raise ValueError(f"no database at {db_path}")
+    src = sqlite3.connect(db_path, timeout=30)
+    out = sqlite3.connect(dest / "audit.db")
+    try:
+        src.backup(out)
+    finally:
+        out.close()
+        src.close()
+    store = ArtifactStore()
+    copied = 0
+    target_root = dest / "artifacts"
+    for path in sorted(store.root.rglob("*")):
+        if not path.is_file() or path.name.startswith(".tmp-"):
+            continue
+        digest = path.name
+        target = target_root / path.relative_to(store.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        if sha256_file(target) != digest:
+            raise RuntimeError(f"artifact {digest} changed while it was copied; run the backup again")
+        copied += 1
+    summary = BackupSummary(dest, (dest / "audit.db").stat().st_size, copied, time.perf_counter() - start)
+    (dest / "BACKUP.json").write_text(json.dumps({"database_url": "sqlite", "artifacts": copied,
+                                                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+    return summary

@@ -1,0 +1,31 @@
+"""Run the storage tests on SQLite and, where AUDIT_TEST_PG_URL names a server, on PostgreSQL too."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import create_engine, text
+
+PG_URL = os.environ.get("AUDIT_TEST_PG_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, audit_home):
+    """A migrated, empty database of each backend; yields the backend name."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    if not PG_URL:
+        pytest.skip("AUDIT_TEST_PG_URL is not set (.ci/run starts a PostgreSQL server and sets it)")
+    engine = create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    os.environ["AUDIT_DB_URL"] = PG_URL
+    from storage.db import migrate
+
+    migrate()
+    yield "postgresql"
+    os.environ.pop("AUDIT_DB_URL", None)
