@@ -41,5 +41,6 @@ else:
     nav = st.navigation({
         "Models": [st.Page("pages/registry.py", title="Registry", icon="📚", default=True)],
         "Explain": [st.Page("pages/explain.py", title="Explain", icon="🔥")],
+        "Governance": [st.Page("pages/admin.py", title="Users and audit trail", icon="🛡️")],
     })
 nav.run()

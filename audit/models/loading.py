@@ -134,12 +134,11 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(f"weights file not found: {path}")
     kind = sniff_file(path)
     if kind == "safetensors":
-        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
             return load_file(str(path), device="cpu")
-        except (SafetensorError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any parse failure of untrusted bytes is "not valid"
             raise ModelLoadError(f"{path.name} is not a valid safetensors file ({_one_line(exc)})") from None
     if kind == "torchscript":
         raise ModelLoadError(f"{path.name} is a TorchScript archive: register it with --torchscript, not as weights")
@@ -151,7 +150,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
                 f"{path.name} needs code to unpickle (a pickled full model or custom object) and was refused "
                 f"without running it; {SAFE_EXPORT_HINT}"
             ) from None
-        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - untrusted bytes: every other failure means a damaged file
             raise ModelLoadError(f"{path.name} is corrupt or truncated ({_one_line(exc)})") from None
         if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
             obj = obj["state_dict"]

@@ -7,6 +7,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -122,13 +123,20 @@ def register_version(
         return version_summary(row, family_name=family, task=task)
 
 
+def iso_utc(dt: Optional[datetime]) -> Optional[str]:
+    """SQLite returns naive datetimes; every stored time is UTC, so say so consistently."""
+    if dt is None:
+        return None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).isoformat()
+
+
 def version_summary(row: ModelVersion, *, family_name: str, task: str) -> dict[str, Any]:
     return {
         "id": row.id, "family": family_name, "task": task, "version": row.version, "sha256": row.artifact_sha256,
         "format": row.format, "architecture": row.architecture, "labels": list(row.labels),
         "input_spec": dict(row.input_spec or {}), "target_layer": row.target_layer,
         "parent": row.parent.version if row.parent else None, "status": row.status,
-        "created_by": row.created_by, "created_at": row.created_at.isoformat() if row.created_at else None,
+        "created_by": row.created_by, "created_at": iso_utc(row.created_at),
         "notes": row.notes, "metrics": dict(row.metrics or {}),
     }
 

@@ -1,0 +1,44 @@
+"""Real browser: sign in, browse the registry, explain a demo sample, and role limits for viewers."""
+
+from __future__ import annotations
+
+import time
+
+
+def _open(page, title: str) -> None:
+    page.get_by_role("link", name=title).first.click()
+    page.get_by_role("heading").first.wait_for()
+
+
+def test_login_and_browse_registry(page, login):
+    start = time.perf_counter()
+    login("auditor")
+    page.get_by_text("digits-cnn").first.wait_for()
+    assert page.get_by_text("loan-notes-minilm").count() >= 1
+    assert page.get_by_text("Lineage").count() >= 1
+    print(f"e2e registry: {time.perf_counter() - start:.1f} s")
+
+
+def test_wrong_password_is_refused(page, app_url):
+    page.goto(app_url)
+    page.get_by_label("Username").fill("ann")
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("unknown user or wrong password").wait_for()
+
+
+def test_gradcam_on_a_demo_sample_shows_a_heatmap(page, login):
+    login("auditor")
+    _open(page, "Explain")
+    page.get_by_role("button", name="Explain").click()
+    page.get_by_text("Attributions for class").wait_for()
+    page.locator(".js-plotly-plot").nth(1).wait_for()
+    assert page.locator(".js-plotly-plot").count() >= 2
+    assert page.get_by_text("gradcam").count() >= 1
+
+
+def test_viewer_cannot_run_an_audit(page, login):
+    login("viewer")
+    _open(page, "Explain")
+    page.get_by_role("button", name="Explain").click()
+    page.get_by_text("may view stored results but not run").wait_for()
