@@ -40,7 +40,11 @@ else:
         st.button("Sign out", on_click=logout)
     nav = st.navigation({
         "Models": [st.Page("pages/registry.py", title="Registry", icon="📚", default=True)],
-        "Explain": [st.Page("pages/explain.py", title="Explain", icon="🔥")],
+        "Explain": [st.Page("pages/explain.py", title="Explain", icon="🔥"),
+                    st.Page("pages/text.py", title="Text attributions", icon="🔤"),
+                    st.Page("pages/counterfactuals.py", title="Counterfactuals", icon="🔁")],
+        "Audit": [st.Page("pages/concepts.py", title="Concept tests", icon="💡"),
+                  st.Page("pages/bias.py", title="Bias audit", icon="⚖️")],
         "Governance": [st.Page("pages/admin.py", title="Users and audit trail", icon="🛡️")],
     })
 nav.run()

@@ -56,3 +56,57 @@ def in_demo(demo_home: Path):
     yield demo_home
     if before is not None:
         os.environ["AUDIT_HOME"] = before
+
+
+TINY_LABELS = [str(i) for i in range(10)]
+TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "she", "he", "her", "his", "has", "a", "stable",
+              "income", "missed", "payments", "no", "debt", "applicant", "mr", "ms", "woman", "man", "and", "."]
+
+
+@pytest.fixture()
+def tiny_image(audit_home, tmp_path):
+    """A registered small CNN (family 'tiny', version '1') and a 24-image reference set 'ref'."""
+    from safetensors.torch import save_file
+
+    from audit.models.zoo import SmallCNN
+    from audit.services.datasets import add_image_dataset
+    from audit.services.registry import ModelSource, register_version
+
+    torch.manual_seed(0)
+    path = tmp_path / "w.safetensors"
+    save_file(SmallCNN(width=8).state_dict(), str(path))
+    register_version(family="tiny", version="1", task="image-classification",
+                     source=ModelSource("state_dict", path, "small_cnn", {"width": 8}), labels=TINY_LABELS,
+                     input_spec={"channels": 1, "height": 32, "width": 32, "mean": [0.0], "std": [1.0]})
+    g = torch.Generator().manual_seed(1)
+    add_image_dataset("ref", torch.rand(24, 1, 32, 32, generator=g), [i % 10 for i in range(24)],
+                      [{"site": "A" if i % 3 else "B", "watermark": bool(i % 2)} for i in range(24)],
+                      label_names=TINY_LABELS)
+    return audit_home
+
+
+@pytest.fixture()
+def tiny_text(audit_home, tmp_path):
+    """A registered two-layer BERT (family 'tiny-text', version '1') with a toy vocabulary, and 'notes'."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    from audit.services.datasets import add_text_dataset
+    from audit.services.registry import ModelSource, register_version
+
+    d = tmp_path / "tiny-bert"
+    d.mkdir()
+    (d / "vocab.txt").write_text("\n".join(TINY_VOCAB) + "\n")
+    BertTokenizer(str(d / "vocab.txt")).save_pretrained(str(d))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(TINY_VOCAB), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, num_labels=2, max_position_embeddings=64,
+                     id2label={0: "decline", 1: "approve"}, label2id={"decline": 0, "approve": 1})
+    BertForSequenceClassification(cfg).save_pretrained(str(d), safe_serialization=True)
+    register_version(family="tiny-text", version="1", task="text-classification", source=ModelSource("hf", d),
+                     labels=["decline", "approve"])
+    texts = ["she has a stable income .", "he has no debt .", "ms applicant missed payments .",
+             "mr applicant has a stable income .", "her income and his debt ."] * 8
+    add_text_dataset("notes", texts, [i % 2 for i in range(len(texts))],
+                     [{"gender": "female" if i % 2 else "male"} for i in range(len(texts))],
+                     label_names=["decline", "approve"])
+    return audit_home

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("attribution", "text", "tcav")
+SUITES = ("attribution", "text", "tcav", "fairness")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Optional, Sequence
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -46,7 +46,9 @@ def _task_kind(task: str) -> str:
     return "text" if task == "text-classification" else "image"
 
 
-def _pick_dataset(name: Optional[str], task: str, labels: Sequence[str]) -> dict[str, Any]:
+def pick_reference_set(name: Optional[str], task: str, labels: Sequence[str]) -> dict[str, Any]:
+    """The named reference set, or the first stored set of the model's kind whose class labels match.
+    Returns {"name", "id", "sha256"}."""
     kind = _task_kind(task)
     with transaction() as s:
         repo = DatasetRepository(s)
@@ -79,6 +81,29 @@ def _check_methods(methods: Optional[Sequence[str]], task: str) -> list[str]:
     if unknown:
         raise DriftError(f"unknown method(s) {', '.join(unknown)} for {task}; choose from {', '.join(valid)}")
     return chosen
+
+
+def as_thresholds(thresholds: "DriftThresholds | Mapping[str, Any] | None") -> DriftThresholds:
+    """Thresholds from a DriftThresholds, a plain mapping of its fields (pages, JSON), or the defaults."""
+    if thresholds is None:
+        return DriftThresholds()
+    if isinstance(thresholds, DriftThresholds):
+        return thresholds
+    try:
+        return DriftThresholds.from_dict(thresholds)
+    except (TypeError, ValueError) as exc:
+        raise DriftError(str(exc)) from exc
+
+
+def available_methods(task: str) -> dict[str, Any]:
+    """Attribution methods a drift check can use for a task, and the defaults (for pages and the CLI)."""
+    if _task_kind(task) == "text":
+        from audit.text import TEXT_METHODS
+
+        return {"methods": list(TEXT_METHODS), "default": list(DEFAULT_TEXT_METHODS)}
+    from audit.attribution import METHODS
+
+    return {"methods": [m for m in METHODS if m != "attention_rollout"], "default": list(DEFAULT_IMAGE_METHODS)}
 
 
 def _digest(data: Any) -> str:
@@ -191,7 +216,7 @@ def _summaries(session: Any, version_id: int, kind: str) -> list[dict[str, Any]]
 def compute_drift(
     family: str, base: str, new: str, *, dataset: Optional[str] = None, methods: Optional[Sequence[str]] = None,
     limit: Optional[int] = None, target: TargetMode = "base_prediction", options: Optional[dict[str, Any]] = None,
-    thresholds: Optional[DriftThresholds] = None, top_k: float = 0.1, batch_size: int = 16,
+    thresholds: "DriftThresholds | Mapping[str, Any] | None" = None, top_k: float = 0.1, batch_size: int = 16,
     recompute: bool = False, actor: Principal = SYSTEM, progress: Progress = None,
 ) -> dict[str, Any]:
     """Compare version ``new`` with ``base`` on a reference set; store and return the drift summary.
@@ -210,7 +235,9 @@ def compute_drift(
         raise DriftError(f"limit must be at least 1, got {limit}")
     if batch_size < 1:
         raise DriftError(f"batch_size must be at least 1, got {batch_size}")
-    thresholds = thresholds or DriftThresholds()
+    thresholds = as_thresholds(thresholds)
+    if not 0.0 < top_k <= 1.0:
+        raise DriftError(f"top_k must be a fraction in (0, 1], got {top_k}")
     if base == new:
         raise DriftError("choose two different versions to compare")
     info_b, info_n = get_version(family, base), get_version(family, new)
@@ -219,7 +246,7 @@ def compute_drift(
                          "cannot be compared")
     task = info_b["task"]
     methods_l = _check_methods(methods, task)
-    ds = _pick_dataset(dataset, task, info_b["labels"])
+    ds = pick_reference_set(dataset, task, info_b["labels"])
     opts = {**DEFAULT_OPTIONS, **(options or {})}
     params = {"family": family, "base": base, "new": new, "base_sha256": info_b["sha256"],
               "new_sha256": info_n["sha256"], "dataset": ds["name"], "dataset_sha256": ds["sha256"],
@@ -357,8 +384,8 @@ def get_drift(result_id: int) -> dict[str, Any]:
 def drift_trend(
     family: str, *, compute_missing: bool = True, dataset: Optional[str] = None,
     methods: Optional[Sequence[str]] = None, limit: Optional[int] = None, target: TargetMode = "base_prediction",
-    options: Optional[dict[str, Any]] = None, thresholds: Optional[DriftThresholds] = None, top_k: float = 0.1,
-    actor: Principal = SYSTEM, progress: Progress = None,
+    options: Optional[dict[str, Any]] = None, thresholds: "DriftThresholds | Mapping[str, Any] | None" = None,
+    top_k: float = 0.1, actor: Principal = SYSTEM, progress: Progress = None,
 ) -> dict[str, Any]:
     """Drift between each consecutive pair of a family's versions (registration order).
 

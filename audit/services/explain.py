@@ -348,3 +348,25 @@ def stored_explanations(family: str, version: str, method: Optional[str] = None)
                  "seed": r.seed, "device": r.device, "duration_s": r.duration_s, "metrics": dict(r.metrics or {}),
                  "created_at": r.created_at.isoformat() if r.created_at else None}
                 for r in ExplanationRepository(s).for_version(mv.id, method)]
+
+
+def stored_maps_for(family: str, version: str, dataset: str, method: str,
+                    options: Optional[dict[str, Any]] = None) -> np.ndarray:
+    """The stored maps of one method for every sample of a reference set, in dataset order, computed
+    with ``options`` (default: the engine defaults). Raises when a sample has none: run
+    explain_reference_set with the same options first."""
+    samples = load_image_samples(dataset)
+    store = ArtifactStore()
+    opts = dict(options or {})
+    layer = opts.pop("layer", None) or handle_for(family, version).target_layer
+    _, phash = params_key(method, layer, opts)
+    with transaction() as s:
+        mv = ModelRepository(s).version(family, version)
+        rows = [r for r in ExplanationRepository(s).for_version(mv.id, method) if r.params_sha256 == phash]
+    by_sample: dict[str, Explanation] = {}
+    for r in rows:
+        by_sample.setdefault(r.sample_sha256, r)
+    missing = [k for k, h in zip(samples.keys, samples.hashes) if h not in by_sample]
+    if missing:
+        raise ExplainError(f"{len(missing)} samples of {dataset} have no stored {method} map (e.g. {missing[0]})")
+    return np.stack([store.get_array(by_sample[h].attribution_sha256) for h in samples.hashes])

@@ -1,0 +1,100 @@
+"""Text attributions: which words drove a text classifier's decision, per method, with attention views."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from audit.services.datasets import list_datasets, load_text_samples
+from audit.services.registry import list_models
+from audit.services.text import attention_maps, explain_texts, method_agreement
+from audit.viz import matrix_heatmap, token_html, topk_bar
+from pages.ui import current_principal, show_error
+
+METHODS = ["integrated_gradients", "grad_x_input", "attention", "attention_rollout", "occlusion", "shap"]
+
+principal = current_principal()
+st.title("Text attributions")
+families = [f for f in list_models() if f["task"] == "text-classification"]
+if not families:
+    st.info("No text model is registered yet.")
+    st.stop()
+c1, c2 = st.columns(2)
+fam = c1.selectbox("Model family", families, format_func=lambda f: f["family"])
+ver = c2.selectbox("Version", fam["versions"], index=len(fam["versions"]) - 1, format_func=lambda v: v["version"])
+labels = ver["labels"]
+
+text_sets = [d["name"] for d in list_datasets() if d["kind"] == "text"]
+source = st.radio("Text", ["Type a text", "Reference sample"], horizontal=True)
+if source == "Reference sample" and text_sets:
+    ds = st.selectbox("Reference set", text_sets)
+    samples = load_text_samples(ds)
+    i = st.slider("Sample", 0, len(samples.texts) - 1, 0)
+    text = samples.texts[i]
+    st.caption(f"label {labels[samples.labels[i]] if samples.labels[i] is not None else '—'} · groups {samples.groups[i]}")
+    st.write(text)
+else:
+    text = st.text_area("Text", "She has a stable income and has never missed a payment.", max_chars=2000)
+
+with st.form("text-explain"):
+    methods = st.multiselect("Methods", METHODS, default=["integrated_gradients", "grad_x_input", "attention_rollout",
+                                                          "occlusion"])
+    c1, c2, c3 = st.columns(3)
+    target_choice = c1.selectbox("Target", ["predicted"] + labels)
+    ig_steps = c2.number_input("IG steps", 4, 300, 32)
+    baseline = c3.selectbox("IG baseline", ["pad", "mask", "zero"])
+    go = st.form_submit_button("Explain", type="primary")
+
+if go:
+    if not principal.can("run"):
+        st.error("Your role may view stored results but not run new explanations.")
+        st.stop()
+    bar = st.progress(0.0, text="attributing…")
+    try:
+        st.session_state["text_exp"] = explain_texts(
+            fam["family"], ver["version"], [text], methods=methods,
+            target=None if target_choice == "predicted" else labels.index(target_choice),
+            options={"ig_steps": int(ig_steps), "ig_baseline": baseline}, actor=principal,
+            progress=lambda f, m: bar.progress(min(1.0, f), text=m))[0]
+        st.session_state["text_exp_key"] = (fam["family"], ver["version"])
+    except (ValueError, PermissionError) as exc:
+        show_error(exc)
+    bar.empty()
+
+entry = st.session_state.get("text_exp")
+if entry is None or st.session_state.get("text_exp_key") != (fam["family"], ver["version"]):
+    st.stop()
+
+c1, c2 = st.columns([1, 2])
+with c1:
+    pred = entry["prediction"]
+    st.metric("Predicted", labels[pred], f"{entry['probabilities'][pred]:.1%}")
+    st.plotly_chart(topk_bar(entry["probabilities"], labels), use_container_width=True)
+    if entry["delta"] is not None:
+        st.caption(f"IG completeness gap: {entry['delta']:.2e}")
+with c2:
+    st.subheader(f"Tokens towards class {labels[entry['target']]}")
+    view = st.radio("View", ["words", "tokens"], horizontal=True)
+    for m, scores in entry["scores"].items():
+        st.markdown(f"**{m}**" + (" · from the store" if entry["cached"][m] else ""))
+        if view == "words" and entry["word_scores"].get(m) is not None:
+            st.html(token_html(entry["words"], entry["word_scores"][m]))
+        else:
+            st.html(token_html(entry["tokens"], scores))
+    st.caption("Red pushes towards the class, blue away; each method on its own scale (hover for values).")
+
+names, agreement = method_agreement(entry)
+if len(names) > 1:
+    st.plotly_chart(matrix_heatmap(agreement, names, names, title="Method agreement (Spearman rank correlation)",
+                                   zmin=-1, zmax=1, colorscale="RdBu"), use_container_width=True)
+
+with st.expander("Attention per layer and head, and rollout"):
+    att = attention_maps(fam["family"], ver["version"], entry["text"])
+    a = att["attentions"]
+    c1, c2 = st.columns(2)
+    layer = c1.slider("Layer", 0, a.shape[0] - 1, a.shape[0] - 1)
+    head = c2.slider("Head", 0, a.shape[1] - 1, 0)
+    st.plotly_chart(matrix_heatmap(a[layer, head], att["tokens"], att["tokens"],
+                                   title=f"Attention, layer {layer}, head {head}", zmin=0, zmax=1),
+                    use_container_width=True)
+    st.markdown("**Rollout from [CLS]**")
+    st.html(token_html(att["tokens"], att["rollout"]))

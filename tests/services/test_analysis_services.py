@@ -1,0 +1,81 @@
+"""Concept-test, bias, counterfactual and text services on tiny registries: stored, cached, validated."""
+
+from __future__ import annotations
+
+import pytest
+
+from audit.services.analyses import results_for
+from audit.services.auth import PermissionDenied, Principal
+from audit.services.concepts import ConceptError, run_concept_test
+from audit.services.counterfactuals import counterfactual_for_sample, run_reference_counterfactuals
+from audit.services.fairness import BiasAuditError, run_bias_audit, run_text_probe
+from audit.services.text import explain_texts, method_agreement
+
+VIEWER = Principal("v", "viewer")
+
+
+def test_concept_test_is_stored_and_reused(tiny_image):
+    kwargs = dict(concepts=["watermark", "random-reference"], target=3, dataset="ref", n_random=3, set_size=6,
+                  n_inputs=5)
+    with pytest.raises(ConceptError, match="only"):
+        run_concept_test("tiny", "1", **kwargs)  # class 3 has too few samples in 'ref' (3 of 24)
+    kwargs["target"] = 1
+    kwargs["n_inputs"] = 3
+    with pytest.raises(ConceptError):
+        run_concept_test("tiny", "1", **dict(kwargs, n_random=1))
+    with pytest.raises(PermissionDenied):
+        run_concept_test("tiny", "1", actor=VIEWER, **kwargs)
+
+
+def test_bias_audit_per_group_and_validation(tiny_image):
+    res = run_bias_audit("tiny", "1", dataset="ref", attributes=["site"], n_boot=20)
+    s = res["summary"]
+    assert {r["group"] for r in s["by_group"]} == {"A", "B"}
+    assert sum(r["count"] for r in s["by_group"]) == 24
+    assert all("accuracy_ci" in r for r in s["by_group"])
+    assert any("fewer than" in f for f in s["flags"])  # both groups are below the default minimum size
+    again = run_bias_audit("tiny", "1", dataset="ref", attributes=["site"], n_boot=20)
+    assert again["id"] == res["id"]
+    inter = run_bias_audit("tiny", "1", dataset="ref", attributes=["site", "watermark"], n_boot=0)
+    assert len(inter["summary"]["by_group"]) == 4
+    with pytest.raises(BiasAuditError, match="not recorded"):
+        run_bias_audit("tiny", "1", dataset="ref", attributes=["gender"])
+    with pytest.raises(ValueError):
+        run_bias_audit("tiny", "1", dataset="ref", attributes=[], csv_bytes=b"")
+    with pytest.raises(ValueError):
+        run_bias_audit("tiny", "1", dataset="ref", attributes=[], csv_bytes=b"sample_id,site\nnope-1,A\n")
+    csv = "sample_id,region\n" + "\n".join(f"ref-{i:04d},{'north' if i < 12 else 'south'}" for i in range(24))
+    byc = run_bias_audit("tiny", "1", dataset="ref", attributes=[], csv_bytes=csv.encode())
+    assert {r["group"] for r in byc["summary"]["by_group"]} == {"north", "south"}
+    assert len(results_for("tiny", "1", "bias")) == 3
+
+
+def test_counterfactuals_stay_in_range_and_are_stored(tiny_image):
+    cf = counterfactual_for_sample("tiny", "1", dataset="ref", sample_key="ref-0002")
+    assert cf["counterfactual"].min() >= 0 and cf["counterfactual"].max() <= 1
+    if cf["valid"]:
+        assert cf["cf_class"] != cf["original_class"]
+    res = run_reference_counterfactuals("tiny", "1", dataset="ref", limit=4)
+    assert res["summary"]["n"] == 4 and 0 <= res["summary"]["valid_rate"] <= 1
+
+
+def test_text_explanations_stored_and_reused(tiny_text):
+    first = explain_texts("tiny-text", "1", ["she has a stable income ."],
+                          methods=["integrated_gradients", "occlusion"], options={"ig_steps": 8})[0]
+    assert first["tokens"][0] == "[CLS]" and len(first["scores"]["occlusion"]) == len(first["tokens"])
+    assert not any(first["cached"].values())
+    again = explain_texts("tiny-text", "1", ["she has a stable income ."],
+                          methods=["integrated_gradients", "occlusion"], options={"ig_steps": 8})[0]
+    assert all(again["cached"].values())
+    names, m = method_agreement(first)
+    assert names == ["integrated_gradients", "occlusion"] and m.shape == (2, 2)
+    with pytest.raises(ValueError, match="non-empty"):
+        explain_texts("tiny-text", "1", ["   "], methods=["occlusion"])
+
+
+def test_text_probe_runs_on_gendered_texts(tiny_text):
+    res = run_text_probe("tiny-text", "1", dataset="notes")
+    s = res["summary"]
+    assert s["n"] > 0 and 0 <= s["flip_rate"] <= 1
+    with pytest.raises(PermissionDenied):
+        run_text_probe("tiny-text", "1", dataset="notes", actor=VIEWER)
