@@ -107,14 +107,19 @@ def sanity_figure(steps: Sequence[str], correlations: Mapping[str, Sequence[floa
 
 def bars_with_errors(names: Sequence[str], values: Sequence[float], lows: Sequence[float], highs: Sequence[float],
                      *, title: str, highlight: Optional[int] = None, yrange: Optional[tuple[float, float]] = None) -> go.Figure:
-    v = np.asarray(values, dtype=float)
+    v, lo, hi = (_floats(a) for a in (values, lows, highs))
     colors = ["#d62728" if highlight is not None and i == highlight else "#1f77b4" for i in range(len(v))]
     fig = go.Figure(go.Bar(x=list(names), y=v, marker_color=colors,
-                           error_y={"type": "data", "symmetric": False, "array": np.asarray(highs) - v,
-                                    "arrayminus": v - np.asarray(lows)}))
+                           error_y={"type": "data", "symmetric": False, "array": np.nan_to_num(hi - v),
+                                    "arrayminus": np.nan_to_num(v - lo)}))
     fig.update_layout(title=title, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       yaxis={"range": list(yrange)} if yrange else {})
     return fig
+
+
+def _floats(values: Sequence[Optional[float]]) -> np.ndarray:
+    """None (an undefined rate, stored as JSON null) becomes NaN."""
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
 
 def token_html(tokens: Sequence[str], scores: Sequence[float], *, scale: Optional[float] = None) -> str:

@@ -46,7 +46,7 @@ if run:
         st.stop()
     try:
         with st.spinner("Predicting the reference set and bootstrapping…"):
-            st.session_state["bias"] = run_bias_audit(
+            st.session_state["bias_result"] = run_bias_audit(
                 fam["family"], ver["version"], dataset=dataset, attributes=attributes, n_boot=int(n_boot),
                 positive_label=None if pos.startswith("one-vs-rest") else labels.index(pos),
                 csv_bytes=upload.getvalue() if upload is not None else None,
@@ -54,7 +54,7 @@ if run:
     except (ValueError, PermissionError) as exc:
         show_error(exc)
 
-res = st.session_state.get("bias")
+res = st.session_state.get("bias_result")
 if res is not None:
     s = res["summary"]
     for flag in s["flags"]:

@@ -48,7 +48,7 @@ if run:
         st.stop()
     bar = st.progress(0.0, text="capturing activations…")
     try:
-        st.session_state["tcav"] = run_concept_test(
+        st.session_state["tcav_result"] = run_concept_test(
             fam["family"], ver["version"], concepts=concepts, target=labels.index(target_label), layers=layers,
             dataset=dataset, n_random=int(n_random), alpha=float(alpha), correction=correction, actor=principal,
             progress=lambda f, m: bar.progress(min(1.0, f), text=m))
@@ -56,7 +56,7 @@ if run:
         show_error(exc)
     bar.empty()
 
-result = st.session_state.get("tcav")
+result = st.session_state.get("tcav_result")
 stored = results_for(fam["family"], ver["version"], "tcav")
 if result is None and stored:
     result = stored[-1]

@@ -52,14 +52,14 @@ if go:
         st.stop()
     try:
         with st.spinner("Optimising the smallest change…"):
-            st.session_state["cf"] = counterfactual_for_sample(
+            st.session_state["cf_result"] = counterfactual_for_sample(
                 fam["family"], ver["version"], dataset=dataset, sample_key=samples.keys[idx],
                 target=None if target == "any other class" else labels.index(target), distance=distance,
                 k_diverse=int(k), actor=principal)
     except (ValueError, PermissionError) as exc:
         show_error(exc)
 
-cf = st.session_state.get("cf")
+cf = st.session_state.get("cf_result")
 if cf is not None:
     (st.success if cf["valid"] else st.error)(
         f"{'Valid' if cf['valid'] else 'No valid'} counterfactual: {labels[cf['original_class']]} → "
