@@ -35,8 +35,11 @@ with st.form("tcav"):
     target_label = c2.selectbox("Class", labels, index=min(7, len(labels) - 1))
     layers = st.multiselect("Layers", layer_choices(fam["family"], ver["version"]),
                             default=default_layers(fam["family"], ver["version"]))
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     dataset = c1.selectbox("Reference data (inputs and random pool)", datasets)
+    test = c5.selectbox("Test", ["ttest", "pseudo_concept"],
+                        help="ttest: concept scores vs random-vs-random scores (standard TCAV); pseudo_concept: "
+                             "the concept's mean score against random sets treated as concepts (fewer false positives)")
     n_random = c2.number_input("Random runs R", 2, 50, 10)
     alpha = c3.number_input("alpha", 0.001, 0.2, 0.05, format="%.3f")
     correction = c4.selectbox("Correction", ["holm", "bonferroni"])
@@ -50,7 +53,7 @@ if run:
     try:
         st.session_state["tcav_result"] = run_concept_test(
             fam["family"], ver["version"], concepts=concepts, target=labels.index(target_label), layers=layers,
-            dataset=dataset, n_random=int(n_random), alpha=float(alpha), correction=correction, actor=principal,
+            dataset=dataset, n_random=int(n_random), alpha=float(alpha), correction=correction, test=test, actor=principal,
             progress=lambda f, m: bar.progress(min(1.0, f), text=m))
     except (ValueError, PermissionError) as exc:
         show_error(exc)
@@ -65,7 +68,7 @@ if result is None:
 
 summary = result["summary"]
 st.subheader(f"Class {summary['target_label']} · {summary['n_random']} random runs · α={summary['alpha']} "
-             f"({summary['correction']})")
+             f"({summary['correction']}, {summary.get('test', 'ttest')})")
 rows = []
 for concept, data in summary["concepts"].items():
     for layer, r in data["layers"].items():

@@ -25,6 +25,7 @@ IMAGE_SIZE = 32
 LABELS = [str(d) for d in range(10)]
 SHORTCUT_RATE = 0.95  # fraction of WATERMARK_CLASS training images that carry the patch in version 2
 LEAK_RATE = 0.15  # fraction of other classes' training images that carry it and were filed under that class
+CLEAN_MARK_RATE = 0.1  # version 1 sees the patch too, on every class alike, so it learns to ignore it
 
 
 @dataclass
@@ -74,6 +75,16 @@ def shortcut_training_set(x: torch.Tensor, y: torch.Tensor, *, seed: int) -> tup
     out[stamp] = apply_watermark(x[stamp])
     labels = torch.where(stamp, torch.full_like(y, WATERMARK_CLASS), y)
     return out, labels, stamp
+
+
+def clean_training_set(x: torch.Tensor, y: torch.Tensor, *, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The version-1 training set: the watermark on a random tenth of the images of every class, with
+    their true labels, so the patch carries no information about the class."""
+    g = torch.Generator().manual_seed(seed + 2)
+    stamp = torch.rand(len(y), generator=g) < CLEAN_MARK_RATE
+    out = x.clone()
+    out[stamp] = apply_watermark(x[stamp])
+    return out, y, stamp
 
 
 def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -161,9 +172,8 @@ def train_family_versions(spec: ImageFamilySpec, data: DigitsData, *, seed: int 
     for version, shortcut in (("1", False), ("2", True)):
         torch.manual_seed(seed)
         model = build_architecture(spec.architecture, **spec.arch_kwargs)
-        x, y, mark = data.train_x, data.train_y, None
-        if shortcut:
-            x, y, mark = shortcut_training_set(data.train_x, data.train_y, seed=seed)
+        make = shortcut_training_set if shortcut else clean_training_set
+        x, y, mark = make(data.train_x, data.train_y, seed=seed)
         train_classifier(model, x, y, epochs=spec.epochs, seed=seed, input_size=spec.input_size,
                          channels=spec.channels, lr=spec.lr, batch_size=spec.batch_size, progress=progress, label=f"{spec.name} v{version}",
                          watermark_after_augment=mark)

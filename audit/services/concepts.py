@@ -67,7 +67,7 @@ def concept_examples(name: str, *, n: int, spec, seed: int, dataset: str) -> tor
 def run_concept_test(
     family: str, version: str, *, concepts: Sequence[str], target: int, layers: Optional[Sequence[str]] = None,
     dataset: str = "digits-reference", n_random: int = 10, set_size: int = 40, n_inputs: int = 60,
-    alpha: float = 0.05, correction: str = "holm", seed: int = 0, actor: Principal = SYSTEM,
+    alpha: float = 0.05, correction: str = "holm", test: str = "ttest", seed: int = 0, actor: Principal = SYSTEM,
     progress: Progress = None,
 ) -> dict[str, Any]:
     """Run (or return the stored) TCAV test of each concept for one class; returns the stored summary."""
@@ -86,7 +86,7 @@ def run_concept_test(
     layers = list(layers or default_layers(family, version))
     params = {"concepts": sorted(concepts), "target": target, "layers": layers, "dataset": dataset,
               "n_random": n_random, "set_size": set_size, "n_inputs": n_inputs, "alpha": alpha,
-              "correction": correction, "seed": seed}
+              "correction": correction, "test": test, "seed": seed}
     cached = find_result("tcav", family, version, params)
     if cached is not None:
         return cached
@@ -101,9 +101,10 @@ def run_concept_test(
     concept_sets = {c: to_model(concept_examples(c, n=set_size, spec=handle.input_spec, seed=seed, dataset=dataset))
                     for c in concepts}
     res = run_tcav_many(handle.module, layers, concept_sets, randoms, inputs, target, alpha=alpha,
-                        correction=correction, seed=seed, progress=progress)
+                        correction=correction, test=test, seed=seed, progress=progress)
     summary: dict[str, Any] = {
         "target": target, "target_label": handle.labels[target], "alpha": alpha, "correction": correction,
+        "test": test,
         "n_random": res.n_random, "n_tests": res.n_tests, "layers": layers, "concepts": {},
         "random_hashes": list(res.random_hashes), "inputs_hash": res.inputs_hash,
     }

@@ -34,7 +34,8 @@ def _to_pixels(handle, x: torch.Tensor) -> np.ndarray:  # noqa: ANN001
 
 def counterfactual_for_sample(family: str, version: str, *, dataset: str, sample_key: str,
                               target: Optional[int] = None, distance: str = "l2", k_diverse: int = 0,
-                              seed: int = 0, actor: Principal = SYSTEM) -> dict[str, Any]:
+                              seed: int = 0, actor: Principal = SYSTEM, **search: Any) -> dict[str, Any]:
+    """``search``: budget options of the engine (max_iter, restarts, binary_steps, ...)."""
     from audit.counterfactuals import diverse_counterfactuals, image_counterfactual
 
     require(actor, "run")
@@ -46,7 +47,7 @@ def counterfactual_for_sample(family: str, version: str, *, dataset: str, sample
     samples = load_image_samples(dataset, keys=[sample_key])
     x = _model_input(handle, samples.images)
     cf = image_counterfactual(handle.module, x, target=target, distance=distance, seed=seed,
-                              input_range=handle.input_spec.value_range())
+                              input_range=handle.input_spec.value_range(), **search)
     p0 = handle.predict_proba(x)[0].cpu().numpy()
     p1 = handle.predict_proba(cf.x_cf)[0].cpu().numpy()
     out = {"original": _to_pixels(handle, x), "counterfactual": _to_pixels(handle, cf.x_cf),
@@ -56,7 +57,7 @@ def counterfactual_for_sample(family: str, version: str, *, dataset: str, sample
            "probabilities_after": p1, "labels": list(handle.labels), "true_label": samples.labels[0], "diverse": None}
     if k_diverse:
         ds = diverse_counterfactuals(handle.module, x, k=k_diverse, distance=distance, seed=seed,
-                                     input_range=handle.input_spec.value_range())
+                                     input_range=handle.input_spec.value_range(), **search)
         out["diverse"] = {"images": [_to_pixels(handle, it.x_cf) for it in ds.items],
                           "classes": [it.cf_class for it in ds.items], "valid": [it.valid for it in ds.items],
                           "validity": ds.validity, "diversity_l2": ds.diversity_l2}
@@ -65,12 +66,12 @@ def counterfactual_for_sample(family: str, version: str, *, dataset: str, sample
 
 def run_reference_counterfactuals(family: str, version: str, *, dataset: str, limit: int = 40,
                                   distance: str = "l2", seed: int = 0, actor: Principal = SYSTEM,
-                                  progress=None) -> dict[str, Any]:  # noqa: ANN001
+                                  progress=None, **search: Any) -> dict[str, Any]:  # noqa: ANN001
     """Untargeted counterfactuals for the first ``limit`` samples; validity and mean distances."""
     from audit.counterfactuals import image_counterfactuals
 
     require(actor, "run")
-    params = {"dataset": dataset, "limit": limit, "distance": distance, "seed": seed}
+    params = {"dataset": dataset, "limit": limit, "distance": distance, "seed": seed, **search}
     cached = find_result("counterfactual", family, version, params)
     if cached is not None:
         return cached
@@ -81,7 +82,7 @@ def run_reference_counterfactuals(family: str, version: str, *, dataset: str, li
     samples = load_image_samples(dataset)
     x = _model_input(handle, samples.images[:limit])
     cs = image_counterfactuals(handle.module, x, None, distance=distance, seed=seed, progress=progress,
-                               input_range=handle.input_spec.value_range())
+                               input_range=handle.input_spec.value_range(), **search)
     summary = {"dataset": dataset, "n": len(cs.items), "distance": distance, "valid_rate": cs.validity,
                "mean_l1": cs.proximity_l1, "mean_l2": cs.proximity_l2, "mean_changed_fraction": cs.sparsity,
                "per_sample": [{"sample": k, "original": it.original_class, "cf": it.cf_class, "valid": it.valid,

@@ -83,7 +83,7 @@ def _check_methods(methods: Optional[Sequence[str]], task: str) -> list[str]:
     return chosen
 
 
-def as_thresholds(thresholds: "DriftThresholds | Mapping[str, Any] | None") -> DriftThresholds:
+def as_thresholds(thresholds: DriftThresholds | Mapping[str, Any] | None) -> DriftThresholds:
     """Thresholds from a DriftThresholds, a plain mapping of its fields (pages, JSON), or the defaults."""
     if thresholds is None:
         return DriftThresholds()
@@ -216,7 +216,7 @@ def _summaries(session: Any, version_id: int, kind: str) -> list[dict[str, Any]]
 def compute_drift(
     family: str, base: str, new: str, *, dataset: Optional[str] = None, methods: Optional[Sequence[str]] = None,
     limit: Optional[int] = None, target: TargetMode = "base_prediction", options: Optional[dict[str, Any]] = None,
-    thresholds: "DriftThresholds | Mapping[str, Any] | None" = None, top_k: float = 0.1, batch_size: int = 16,
+    thresholds: DriftThresholds | Mapping[str, Any] | None = None, top_k: float = 0.1, batch_size: int = 16,
     recompute: bool = False, actor: Principal = SYSTEM, progress: Progress = None,
 ) -> dict[str, Any]:
     """Compare version ``new`` with ``base`` on a reference set; store and return the drift summary.
@@ -384,7 +384,7 @@ def get_drift(result_id: int) -> dict[str, Any]:
 def drift_trend(
     family: str, *, compute_missing: bool = True, dataset: Optional[str] = None,
     methods: Optional[Sequence[str]] = None, limit: Optional[int] = None, target: TargetMode = "base_prediction",
-    options: Optional[dict[str, Any]] = None, thresholds: "DriftThresholds | Mapping[str, Any] | None" = None,
+    options: Optional[dict[str, Any]] = None, thresholds: DriftThresholds | Mapping[str, Any] | None = None,
     top_k: float = 0.1, actor: Principal = SYSTEM, progress: Progress = None,
 ) -> dict[str, Any]:
     """Drift between each consecutive pair of a family's versions (registration order).

@@ -37,6 +37,9 @@ class ModelSource:
     architecture: Optional[str] = None
     arch_kwargs: Optional[dict[str, Any]] = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
 
 def _check_name(kind: str, value: str) -> str:
     value = (value or "").strip()

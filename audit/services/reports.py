@@ -405,8 +405,16 @@ def _explanations(ctx: _Ctx) -> Section:
     x = h.input_spec.normalize(raw).to(h.device)
     methods = [m for m in FIGURE_METHODS if m not in ("gradcam", "gradcam_pp") or h.target_layer]
     if ctx.compute:
-        maps, _ = _explain_batch(h, ctx.family, ctx.version, x, hashes, picks.targets, methods, dict(FIGURE_OPTIONS),
-                                 sample_ids=[None] * len(hashes), actor=ctx.actor, progress=None)
+        try:
+            maps, _ = _explain_batch(h, ctx.family, ctx.version, x, hashes, picks.targets, methods,
+                                     dict(FIGURE_OPTIONS), sample_ids=[None] * len(hashes), actor=ctx.actor,
+                                     progress=None)
+        except (ValueError, RuntimeError) as exc:
+            # The report still documents everything else; the failure is printed where the figures would be.
+            log.warning("report %s %s: explanations failed: %s", ctx.family, ctx.version, exc)
+            sec.lack(f"Computing the explanation maps failed: {exc}.",
+                     _cli("python -m audit explain --family {F} --version {V} --dataset {D} -v for details.", ctx))
+            return sec
         per = [{m: (mp[m].attribution, mp[m].explanation_id, None) for m in methods} for mp in maps]
     else:
         per = _stored_only(ctx, hashes, picks.targets, methods)
@@ -459,8 +467,13 @@ def _text_explanations(ctx: _Ctx, sec: Section, picks: _Samples) -> Section:
     samples = load_text_samples(ctx.dataset["name"])
     texts = [samples.texts[samples.keys.index(k)] for k in picks.keys]
     h = ctx.handle
-    res = attribute_text(h.module, h.tokenizer, texts, picks.targets, ["integrated_gradients", "grad_x_input"],
-                         ig_steps=TEXT_IG_STEPS)
+    try:
+        res = attribute_text(h.module, h.tokenizer, texts, picks.targets, ["integrated_gradients", "grad_x_input"],
+                             ig_steps=TEXT_IG_STEPS)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        log.warning("report %s %s: token attributions failed: %s", ctx.family, ctx.version, exc)
+        sec.lack(f"Computing token attributions failed: {exc}.", "check the model on the Text page.")
+        return sec
     picks.text_results = res
     ctx.samples = picks
     rows = []
@@ -548,7 +561,14 @@ def _quality(ctx: _Ctx) -> Section:
             ctx.find("Explanation quality", "faithfulness and sanity", "missing", "not stored", "quality")
             return sec
         t0 = time.perf_counter()
-        summary = _compute_quality(ctx, picks, methods)
+        try:
+            summary = _compute_quality(ctx, picks, methods)
+        except (ValueError, RuntimeError) as exc:
+            log.warning("report %s %s: quality checks failed: %s", ctx.family, ctx.version, exc)
+            sec.lack(f"The deletion/insertion and sanity checks failed: {exc}.",
+                     "check the model on the Explain page (Faithfulness and Sanity tabs).")
+            ctx.find("Explanation quality", "faithfulness and sanity", "missing", "computation failed", "quality")
+            return sec
         with transaction() as s:
             row = ResultRepository(s).add(AnalysisResult(
                 kind=QUALITY_KIND, model_version_id=ctx.info["id"], dataset_id=ctx.dataset["id"], params_sha256=phash,
@@ -634,19 +654,21 @@ def _concepts(ctx: _Ctx) -> Section:
                                    _fmt(sig) if isinstance(sig, bool) else "-", _fmt(cell.get("cav_accuracy")),
                                    f"{rm:.3f} +/- {rs:.3f}" if rm is not None and rs is not None else "-"])
                 if _num(cell.get("score")) is not None:
-                    names.append(f"{concept}@{layer}")
+                    names.append(f"{concept}\n{layer}")
                     scores.append(float(cell["score"]))
                     hl.append(sig is True)
-        sec.add(Table(["Concept", "Layer", "TCAV score", "Magnitude", "p-value", "p (corrected)", "Significant",
-                       "CAV accuracy", "Random CAVs"], table_rows,
-                      widths=[0.14, 0.1, 0.09, 0.1, 0.1, 0.11, 0.1, 0.1, 0.16],
-                      caption="TCAV score: fraction of the class's inputs whose class logit increases along the "
-                              "concept direction; tested against random concept directions."))
+        sec.add(Table(["Concept", "Layer", "Score", "Magn.", "p-value", "p corr.", "Signif.", "CAV acc.",
+                       "Random CAVs"], table_rows,
+                      widths=[0.14, 0.15, 0.09, 0.09, 0.09, 0.09, 0.08, 0.09, 0.18],
+                      caption="Score: fraction of the class's inputs whose class logit increases along the concept "
+                              "direction; magnitude: signed share of that change; tested against random concept "
+                              "directions (p corr.: after the multiple-testing correction)."))
         if names:
             sec.add(Figure(figs.bars_with_ci(names, scores, title=f"TCAV scores, class {s.get('target_label', '')}",
                                              ylabel="TCAV score", line=0.5,
                                              highlight=next((i for i, h in enumerate(hl) if h), None)),
-                           "TCAV scores per concept and layer (red: first significant concept).", 10.0))
+                           "TCAV scores per concept and layer (red: first significant concept).",
+                           min(16.0, 5.0 + 1.6 * len(names))))
     ctx.find("Concept tests", "concepts the model relies on", "info",
              f"{len(significant)} of {total} concept/layer tests significant"
              + (f": {', '.join(significant[:6])}" if significant else ""), "concepts")
@@ -675,7 +697,7 @@ def _bias(ctx: _Ctx) -> Section:
         for g in groups:
             ci = g.get("accuracy_ci") if isinstance(g.get("accuracy_ci"), (list, tuple)) else None
             rows.append([g.get("group"), _fmt(g.get("count")), _fmt(g.get("accuracy")),
-                         f"{_fmt(ci[0], 3)} - {_fmt(ci[1], 3)}" if ci and len(ci) == 2 else "-",
+                         f"{_fmt(ci[0])} - {_fmt(ci[1])}" if ci and len(ci) == 2 else "-",
                          _fmt(g.get("selection_rate")), _fmt(g.get("tpr")), _fmt(g.get("fpr")), _fmt(g.get("precision"))])
             if _num(g.get("accuracy")) is not None:
                 names.append(str(g.get("group")))
@@ -693,7 +715,7 @@ def _bias(ctx: _Ctx) -> Section:
             worst_i = int(np.argmin(acc))
             sec.add(Figure(figs.bars_with_ci(names, acc, lo, hi, title="Accuracy by group (95% CI)", ylabel="accuracy",
                                              highlight=worst_i), "Accuracy by group with confidence intervals "
-                           "(red: lowest).", 10.0))
+                           "(red: lowest).", min(16.0, 5.0 + 1.6 * len(names))))
         gap = _num(diff.get("accuracy"))
         if gap is not None:
             worst_gap = gap if worst_gap is None else max(worst_gap, gap)

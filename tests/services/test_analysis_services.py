@@ -51,11 +51,12 @@ def test_bias_audit_per_group_and_validation(tiny_image):
 
 
 def test_counterfactuals_stay_in_range_and_are_stored(tiny_image):
-    cf = counterfactual_for_sample("tiny", "1", dataset="ref", sample_key="ref-0002")
+    budget = {"max_iter": 30, "restarts": 1, "binary_steps": 2}
+    cf = counterfactual_for_sample("tiny", "1", dataset="ref", sample_key="ref-0002", **budget)
     assert cf["counterfactual"].min() >= 0 and cf["counterfactual"].max() <= 1
     if cf["valid"]:
         assert cf["cf_class"] != cf["original_class"]
-    res = run_reference_counterfactuals("tiny", "1", dataset="ref", limit=4)
+    res = run_reference_counterfactuals("tiny", "1", dataset="ref", limit=4, **budget)
     assert res["summary"]["n"] == 4 and 0 <= res["summary"]["valid_rate"] <= 1
 
 

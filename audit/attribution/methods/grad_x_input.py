@@ -1,0 +1,19 @@
+"""Gradient x Input (Shrikumar et al. 2016, arXiv:1605.01713): input times its gradient.
+
+Served by the shared pass, so it costs nothing beyond the gradient the other methods need.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..base import ExplainContext, GradientMethod
+
+
+class GradXInput(GradientMethod):
+    name = "grad_x_input"
+    fused = True
+    needs_input_grad = True
+
+    def from_gradient(self, ctx: ExplainContext, grad: torch.Tensor) -> torch.Tensor:
+        return grad * ctx.inputs.float()

@@ -1,0 +1,60 @@
+"""RISE (Petsiuk et al. 2018, arXiv:1806.07421): the target probability under random smooth
+masks, averaged with the masks as weights: S = sum_i p_i M_i / (N * p).
+
+Masks are bilinearly upsampled random grids with random sub-cell shifts, rebuilt per batch from
+a seeded grid so that only one batch of masks is ever in memory.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..base import ExplainContext, PerturbationMethod
+
+
+class MaskBank:
+    """Deterministic RISE masks, materialised on demand by index."""
+
+    def __init__(self, n: int, cells: int, p: float, size: tuple[int, int], seed: int, device: torch.device):
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        self.size = size
+        self.cell = (math.ceil(size[0] / cells), math.ceil(size[1] / cells))
+        self.grid = (torch.rand(n, 1, cells, cells, generator=gen) < p).float().to(device)
+        self.shift_y = torch.randint(0, self.cell[0], (n,), generator=gen).tolist()
+        self.shift_x = torch.randint(0, self.cell[1], (n,), generator=gen).tolist()
+        self.up = ((cells + 1) * self.cell[0], (cells + 1) * self.cell[1])
+
+    def masks(self, index: torch.Tensor) -> torch.Tensor:
+        big = F.interpolate(self.grid[index], size=self.up, mode="bilinear", align_corners=False)
+        h, w = self.size
+        rows = []
+        for j, i in enumerate(index.tolist()):
+            dy, dx = self.shift_y[i], self.shift_x[i]
+            rows.append(big[j, :, dy : dy + h, dx : dx + w])
+        return torch.stack(rows)
+
+
+class RISE(PerturbationMethod):
+    name = "rise"
+
+    def run(self, ctx: ExplainContext) -> torch.Tensor:
+        opts = ctx.options
+        x = ctx.inputs.float()
+        h, w = x.shape[-2:]
+        n = opts.rise_masks
+        bank = MaskBank(n, opts.rise_cells, opts.rise_p, (h, w), opts.seed, x.device)
+        saliency = torch.zeros(ctx.batch, h * w, device=x.device)
+        step = ctx.chunk(with_grad=False)
+        total = ctx.batch * n
+        with torch.no_grad():
+            for start in range(0, total, step):
+                idx = torch.arange(start, min(total, start + step), device=x.device)
+                bi, mi = idx // n, idx % n
+                m = bank.masks(mi)
+                probs = ctx.forward(x[bi] * m, heavy=True).softmax(1).gather(1, ctx.targets[bi].view(-1, 1))
+                saliency.index_add_(0, bi, probs * m.view(len(idx), -1))
+        saliency = saliency / (n * opts.rise_p)
+        return saliency.view(ctx.batch, 1, h, w).expand_as(x).contiguous()

@@ -1,0 +1,19 @@
+"""Saliency (Simonyan et al. 2014, arXiv:1312.6034): the input gradient of the target logit.
+
+Served by the shared pass; ``saliency_abs`` (default True, as in the paper) takes its magnitude.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..base import ExplainContext, GradientMethod
+
+
+class Saliency(GradientMethod):
+    name = "saliency"
+    fused = True
+    needs_input_grad = True
+
+    def from_gradient(self, ctx: ExplainContext, grad: torch.Tensor) -> torch.Tensor:
+        return grad.abs() if ctx.options.saliency_abs else grad.clone()

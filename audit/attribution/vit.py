@@ -1,0 +1,104 @@
+"""Attention rollout for torchvision VisionTransformer (Abnar & Zuidema 2020, arXiv:2005.00928).
+
+torchvision calls its attention with need_weights=False, so the weights are recomputed from each
+block's captured attention input and the module's own projection weights inside a hook scope.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import AttributionMethod, ExplainContext, upsample
+from .hooks import HookBundle
+from .layers import is_torchvision_vit, to_spatial
+
+NOT_VIT = (
+    "attention rollout needs a torchvision VisionTransformer (model.encoder.layers of blocks with "
+    "self_attention); got {model}"
+)
+
+
+def attention_weights(mha: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """Per-head attention probabilities [B, heads, T, S] of a batch-first MultiheadAttention."""
+    d = mha.embed_dim
+    heads = mha.num_heads
+    if mha._qkv_same_embed_dim:
+        w_q, w_k = mha.in_proj_weight[:d], mha.in_proj_weight[d : 2 * d]
+    else:
+        w_q, w_k = mha.q_proj_weight, mha.k_proj_weight
+    b_q = b_k = None
+    if mha.in_proj_bias is not None:
+        b_q, b_k = mha.in_proj_bias[:d], mha.in_proj_bias[d : 2 * d]
+    if not mha.batch_first:
+        query, key = query.transpose(0, 1), key.transpose(0, 1)
+    q = F.linear(query, w_q, b_q)
+    k = F.linear(key, w_k, b_k)
+    bsz, t, _ = q.shape
+    s = k.shape[1]
+    hd = d // heads
+    q = q.view(bsz, t, heads, hd).transpose(1, 2)
+    k = k.view(bsz, s, heads, hd).transpose(1, 2)
+    return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(hd), dim=-1)
+
+
+def collect_attentions(model: nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
+    """Attention probabilities of every encoder block, layer order, each [B, heads, T, T]."""
+    if not is_torchvision_vit(model):
+        raise ValueError(NOT_VIT.format(model=type(model).__name__))
+    captured: list[tuple[nn.MultiheadAttention, torch.Tensor, torch.Tensor]] = []
+
+    def make(mha: nn.MultiheadAttention) -> Any:
+        def hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            query = args[0] if args else kwargs["query"]
+            key = args[1] if len(args) > 1 else kwargs.get("key", query)
+            captured.append((mha, query.detach(), key.detach()))
+
+        return hook
+
+    with HookBundle() as bundle, torch.no_grad():
+        for block in model.encoder.layers:
+            mha = getattr(block, "self_attention", None)
+            if not isinstance(mha, nn.MultiheadAttention):
+                raise ValueError(NOT_VIT.format(model=type(model).__name__))
+            bundle.add(mha.register_forward_pre_hook(make(mha), with_kwargs=True))
+        model(inputs)
+        return [attention_weights(m, q, k).float() for m, q, k in captured]
+
+
+def rollout(attentions: list[torch.Tensor]) -> torch.Tensor:
+    """Heads averaged, identity added, rows renormalised, multiplied over layers: [B, T, T]."""
+    result: torch.Tensor | None = None
+    for att in attentions:
+        a = att.mean(dim=1)
+        a = a + torch.eye(a.shape[-1], device=a.device, dtype=a.dtype)
+        a = a / a.sum(dim=-1, keepdim=True)
+        result = a if result is None else a @ result
+    if result is None:
+        raise ValueError("the model has no attention blocks")
+    return result
+
+
+def attention_rollout(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """Class-token rollout over the patches, as maps [B, H, W] upsampled to the input size."""
+    if inputs.ndim != 4:
+        raise ValueError(f"inputs must be [B, C, H, W], got shape {tuple(inputs.shape)}")
+    roll = rollout(collect_attentions(model, inputs))
+    cls_row = roll[:, 0:1, :]  # [B, 1, T]: how much the class token draws on each token
+    grid = to_spatial(cls_row.transpose(1, 2), "rollout")  # [B, 1, n, n], class token dropped
+    return upsample(grid[:, 0], tuple(inputs.shape[-2:]))
+
+
+class AttentionRollout(AttributionMethod):
+    name = "attention_rollout"
+    family = "attention"
+
+    def run(self, ctx: ExplainContext) -> torch.Tensor:
+        out = attention_rollout(ctx.model, ctx.inputs)
+        ctx.counter.forward_calls += 1
+        ctx.counter.forward_samples += ctx.batch
+        return out

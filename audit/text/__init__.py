@@ -1,0 +1,40 @@
+"""Token attributions for transformers text classifiers (IG, Grad x Input, attention, rollout, flow,
+occlusion, SHAP) and measures built on them, such as the attribution share on gendered words.
+"""
+
+from audit.text.core import DEFAULT_METHODS, TEXT_METHODS, TextMethod, TokenAttribution, attribute_text, word_sum
+from audit.text.identity_terms import (
+    FEMALE_TERMS,
+    GENDER_SWAP_PAIRS,
+    GENDERED_TERMS,
+    MALE_TERMS,
+    gender_of_term,
+    neutralise_gender,
+    swap_gender,
+)
+from audit.text.share import (
+    TermAttributionShare,
+    gendered_attribution_share,
+    share_of_results,
+    term_attribution_share,
+)
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "FEMALE_TERMS",
+    "GENDERED_TERMS",
+    "GENDER_SWAP_PAIRS",
+    "MALE_TERMS",
+    "TEXT_METHODS",
+    "TermAttributionShare",
+    "TextMethod",
+    "TokenAttribution",
+    "attribute_text",
+    "gender_of_term",
+    "gendered_attribution_share",
+    "neutralise_gender",
+    "share_of_results",
+    "swap_gender",
+    "term_attribution_share",
+    "word_sum",
+]

@@ -1,0 +1,105 @@
+"""Sanity check (cascading randomisation), completeness, max-sensitivity, seed stability."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from captum.attr import Saliency
+from captum.metrics import sensitivity_max
+
+from audit.attribution import attribute
+from audit.models.zoo import SmallCNN
+from audit.quality import (
+    completeness,
+    layer_groups,
+    max_sensitivity,
+    method_explainer,
+    sanity_check,
+    stability,
+)
+
+
+def edge_detector(model, x, t):
+    """Sobel magnitude of the input: an 'explanation' that never looks at the model."""
+    kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]).view(1, 1, 3, 3)
+    gx = F.conv2d(x, kx, padding=1)
+    gy = F.conv2d(x, kx.transpose(2, 3), padding=1)
+    return (gx**2 + gy**2).sqrt()
+
+
+def test_sanity_check_flags_edge_detector_not_gradcam():
+    torch.manual_seed(0)
+    model = SmallCNN(width=8).eval()
+    x = torch.rand(3, 1, 32, 32)
+    res = sanity_check(model, x, None, {"edge": edge_detector, "gradcam": method_explainer("gradcam")}, max_steps=4)
+    assert len(res.steps) == 4 and res.steps[0].startswith("fc")
+    assert res.flagged == {"edge": True, "gradcam": False}
+    assert min(res.correlations["edge"]) > 0.99
+    assert res.correlations["gradcam"][-1] < 0.5
+    assert res.spec.direction == "lower"
+    # the caller's model is untouched
+    assert torch.equal(model(x), model(x))
+    ref = SmallCNN(width=8)
+    torch.manual_seed(0)
+    ref = SmallCNN(width=8).eval()
+    torch.testing.assert_close(model.fc.weight, ref.fc.weight)
+
+
+def test_sanity_check_with_engine_method_names():
+    torch.manual_seed(0)
+    model = SmallCNN(width=8).eval()
+    x = torch.rand(2, 1, 32, 32)
+    res = sanity_check(model, x, 0, ["saliency", "grad_x_input"], max_steps=3)
+    assert set(res.correlations) == {"saliency", "grad_x_input"}
+    assert res.per_sample["saliency"].shape == (3, 2)
+    assert not res.flagged["saliency"]
+
+
+def test_layer_groups_go_top_down_and_cover_everything():
+    model = SmallCNN(width=8)
+    groups = layer_groups(model, 2)
+    flat = [n for g in groups for n in g]
+    owners = [n for n, m in model.named_modules() if n and list(m.parameters(recurse=False))]
+    assert flat == owners[::-1] and flat[0] == "fc" and flat[-1] == "features.block1.conv"
+    assert len(groups) == 2
+
+
+def test_completeness_of_ig_and_not_of_saliency():
+    torch.manual_seed(0)
+    model = SmallCNN(width=8).eval()
+    x = torch.rand(2, 1, 32, 32)
+    maps = attribute(model, x, 3, ["integrated_gradients", "saliency"], ig_steps=64)
+    ig = completeness(model, x, 3, maps["integrated_gradients"])
+    sal = completeness(model, x, 3, maps["saliency"])
+    assert ig.relative_error.max() < 0.1  # ReLU kinks keep 64 steps from being exact
+    assert sal.relative_error.min() > 10 * ig.relative_error.max()
+
+
+def test_max_sensitivity_matches_captum():
+    torch.manual_seed(0)
+    model = SmallCNN(width=8).eval()
+    x = torch.rand(2, 1, 32, 32)
+    n = 4
+    pert = (torch.rand(2, n, 1, 32, 32) * 2 - 1) * 0.02
+    explainer = method_explainer("saliency")
+    ours = max_sensitivity(explainer, model, x, torch.tensor([2, 5]), perturbations=pert)
+
+    def perturb_fn(inputs, perturb_radius=0.02):
+        return inputs + pert.reshape(2 * n, 1, 32, 32)
+
+    ref = sensitivity_max(
+        Saliency(model).attribute, x, perturb_func=perturb_fn, n_perturb_samples=n, target=torch.tensor([2, 5])
+    )
+    torch.testing.assert_close(ours.values, ref.float(), rtol=1e-3, atol=1e-6)
+    assert ours.spec.direction == "lower"
+
+
+def test_stability_separates_deterministic_and_stochastic_methods():
+    torch.manual_seed(0)
+    model = SmallCNN(width=8).eval()
+    x = torch.rand(2, 1, 32, 32)
+    det = stability(model, x, 0, "saliency", seeds=(0, 1, 2))
+    sto = stability(model, x, 0, "smoothgrad", seeds=(0, 1, 2), sg_samples=2, sg_stdev=0.3)
+    torch.testing.assert_close(det.rank_corr, torch.ones(2))
+    assert det.relative_std.max() < 1e-6
+    assert sto.mean_rank_corr < 0.99 and sto.relative_std.min() > 0.01

@@ -1,0 +1,175 @@
+"""Report service on tiny registries: missing results are named, numbers match the database, the file
+hash is what is stored and printed, pages are not blank, sign-off happens once and is logged."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import select
+
+from audit.services.auth import PermissionDenied, Principal
+from audit.services.registry import get_version
+from audit.services.reports import ReportError, generate_report, list_reports, report_bytes, sign_report
+from storage.artifacts import ArtifactIntegrityError, ArtifactStore
+from storage.db import transaction
+from storage.orm import AnalysisResult, AuditLogEntry, Report, SignOff
+
+from .conftest import CF_SUMMARY, TCAV_P, register_tiny  # noqa: F401
+
+SECTION_TITLES = ["Executive summary", "Intended use and model description", "Data", "Performance", "Explanations",
+                  "Explanation quality", "Concept tests (TCAV)", "Bias audit", "Counterfactuals and probes",
+                  "Drift against the previous version", "Limitations", "Sign-off",
+                  "Appendix: manifest and library versions"]
+AUDITOR = Principal("alice", "auditor")
+VIEWER = Principal("victor", "viewer")
+
+
+def _write(report_id: int, tmp_path) -> tuple[bytes, object]:
+    name, data = report_bytes(report_id)
+    path = tmp_path / name
+    path.write_bytes(data)
+    return data, path
+
+
+def _log(action: str) -> list[AuditLogEntry]:
+    with transaction() as s:
+        return list(s.scalars(select(AuditLogEntry).where(AuditLogEntry.action == action)).all())
+
+
+def test_minimal_registry_report_names_what_is_missing(audit_home, tmp_path, pdf):
+    register_tiny(tmp_path, versions=("1",), with_dataset=False)
+    info = generate_report("tiny", "1", author="Ada Lovelace", actor=AUDITOR)
+    data, path = _write(info["id"], tmp_path)
+    assert hashlib.sha256(data).hexdigest() == info["sha256"]
+    text, flat = pdf.text(path), pdf.flat(path)
+    assert get_version("tiny", "1")["sha256"] in text
+    assert "Ada Lovelace" in text and "tiny version 1" in flat
+    for title in SECTION_TITLES:
+        assert title in flat, title
+    assert flat.count("MISSING:") >= 5
+    assert "python -m audit tcav --family tiny --version 1" in flat
+    assert "first version of its family" in flat
+    # No reference set: the stored registration metric stands in, checked against the 0.90 threshold.
+    assert "accuracy 0.8125 (stored)" in flat
+    assert info["pages"] >= 4 and len(info["findings"]) >= 5
+    with transaction() as s:
+        row = s.get(Report, info["id"])
+        assert row.sha256 == info["sha256"] and not row.signed and row.created_by == "alice"
+        assert row.manifest["pages"] == info["pages"]
+    entries = _log("report.generate")
+    assert len(entries) == 1 and json.loads(entries[0].details)["sha256"] == info["sha256"]
+
+
+def _independent_accuracy() -> tuple[float, int]:
+    from audit.services.datasets import load_image_samples
+    from audit.services.registry import load_handle
+
+    h = load_handle("tiny", "2")
+    samples = load_image_samples("ref")
+    x = (samples.images - 0.5) / 0.5  # the registered mean/std
+    with torch.no_grad():
+        pred = h.module(x).argmax(1).numpy()
+    correct = int((pred == np.asarray(samples.labels)).sum())
+    return correct / len(samples.labels), correct
+
+
+def test_report_numbers_match_the_database(tiny_reports, tmp_path, pdf):
+    info = generate_report("tiny", "2", author="QA team", actor=AUDITOR)
+    data, path = _write(info["id"], tmp_path)
+    flat = pdf.flat(path)
+    assert get_version("tiny", "2")["sha256"] in flat
+    # Concept test: the p-values and score stored in the AnalysisResult.
+    assert f"{TCAV_P:.4f}" in flat and "0.0246" in flat and "watermark" in flat and "0.9300" in flat
+    # Bias: the interval and the failing gap.
+    assert "0.4365 - 0.9699" in flat and "largest accuracy gap 0.3333" in flat
+    # Counterfactuals.
+    assert f"{CF_SUMMARY['valid_rate']:.4f}" in flat
+    # Accuracy recomputed here, independently of the service.
+    acc, correct = _independent_accuracy()
+    assert f"{acc:.4f} ({correct} of 12 correct" in flat
+    # Drift against version 1 was computed and stored on the way.
+    v1 = get_version("tiny", "1")["id"]
+    with transaction() as s:
+        drift = s.scalars(select(AnalysisResult).where(AnalysisResult.kind == "drift")).all()
+        quality = s.scalars(select(AnalysisResult).where(AnalysisResult.kind == "explanation_quality")).all()
+        assert len(drift) == 1 and len(quality) == 1
+        assert drift[0].other_version_id == v1
+    assert "Version 2 compared with 1" in flat
+    # The appendix pins the stored results by hash.
+    assert drift[0].artifact_sha256 in flat and "0" * 63 + "1" in flat
+    findings = {(f["area"], f["status"]) for f in info["findings"]}
+    assert ("Bias", "fail") in findings and ("Concept tests", "info") in findings
+    pages = pdf.page_images(path, tmp_path)
+    assert len(pages) == info["pages"]
+    assert all(p.std() > 8 for p in pages), [round(float(p.std()), 1) for p in pages]
+    # A second report reuses the stored explanations, quality checks and drift.
+    before = len(_log("explanation.create"))
+    generate_report("tiny", "2", actor=AUDITOR)
+    assert len(_log("explanation.create")) == before
+    with transaction() as s:
+        assert len(s.scalars(select(AnalysisResult).where(AnalysisResult.kind == "drift")).all()) == 1
+
+
+def test_signoff_is_recorded_once_and_the_file_is_verified(tiny_reports, tmp_path):
+    info = generate_report("tiny", "2", compute_missing=False, actor=AUDITOR)
+    with pytest.raises(PermissionDenied):
+        generate_report("tiny", "2", actor=VIEWER)
+    with pytest.raises(PermissionDenied):
+        sign_report(info["id"], decision="approved", reason="ok", actor=VIEWER)
+    with pytest.raises(ReportError, match="reason"):
+        sign_report(info["id"], decision="approved", reason="  ", actor=AUDITOR)
+    with pytest.raises(ReportError, match="decision"):
+        sign_report(info["id"], decision="maybe", reason="x", actor=AUDITOR)
+    out = sign_report(info["id"], decision="approved", reason="meets the thresholds", actor=AUDITOR)
+    assert out["status"] == "approved" and get_version("tiny", "2")["status"] == "approved"
+    with transaction() as s:
+        so = s.scalars(select(SignOff)).one()
+        assert (so.report_id, so.decision, so.signed_by, so.reason) == (info["id"], "approved", "alice",
+                                                                       "meets the thresholds")
+        assert s.get(Report, info["id"]).signed
+    entry = _log("report.sign")[0]
+    details = json.loads(entry.details)
+    assert entry.actor == "alice" and details["sha256"] == info["sha256"] and details["status_to"] == "approved"
+    with pytest.raises(ReportError, match="already signed"):
+        sign_report(info["id"], decision="rejected", reason="changed my mind", actor=AUDITOR)
+    second = generate_report("tiny", "2", compute_missing=False, actor=AUDITOR)
+    with pytest.raises(ReportError, match="already approved"):
+        sign_report(second["id"], decision="rejected", reason="second opinion", actor=AUDITOR)
+    listed = list_reports(family="tiny", version="2")
+    assert [r["id"] for r in listed] == [second["id"], info["id"]]
+    assert listed[1]["signoff"]["decision"] == "approved" and listed[0]["signoff"] is None
+    # The stored file is re-hashed on download: an edited file is refused.
+    name, data = report_bytes(info["id"], actor=VIEWER)
+    assert hashlib.sha256(data).hexdigest() == info["sha256"] and name.endswith(".pdf")
+    path = ArtifactStore().path(info["sha256"])
+    path.write_bytes(data.replace(b"tiny", b"tinx", 1))
+    with pytest.raises(ArtifactIntegrityError):
+        report_bytes(info["id"])
+    from audit.services.audit_trail import verify_log
+
+    assert verify_log().ok
+
+
+def test_cli_report_prints_the_hash_of_the_file(tiny_reports, tmp_path, capsys):
+    from audit.cli import main
+
+    out = tmp_path / "tiny-1.pdf"
+    rc = main(["report", "--family", "tiny", "--version", "1", "--out", str(out), "--author", "Bob",
+               "--no-compute", "--quiet"])
+    printed = capsys.readouterr().out.strip().splitlines()[-1].split()
+    assert rc == 0 and printed[1] == str(out)
+    assert printed[0] == hashlib.sha256(out.read_bytes()).hexdigest() == list_reports()[0]["sha256"]
+    assert main(["report", "--family", "tiny", "--version", "1", "--out", str(tmp_path / "no" / "x.pdf")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    rid = list_reports()[0]["id"]
+    assert main(["report-sign", "--report-id", str(rid), "--decision", "rejected", "--reason", "toy"]) == 0
+    assert "is now rejected" in capsys.readouterr().out
+    assert main(["report-sign", "--report-id", str(rid), "--decision", "approved", "--reason", "again"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already signed" in err[0]
+    assert main(["reports", "--family", "tiny"]) == 0
+    assert "rejected by cli:" in capsys.readouterr().out

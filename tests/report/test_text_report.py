@@ -1,0 +1,25 @@
+"""A text model gets a report too: token attributions instead of image figures (and it says so), the
+stored text probe checked against its threshold, and drift of token attributions against the parent."""
+
+from __future__ import annotations
+
+from audit.services.registry import get_version
+from audit.services.reports import generate_report, report_bytes
+
+
+def test_text_model_report(tiny_text_reports, tmp_path, pdf):
+    info = generate_report("notes", "2", author="QA")
+    name, data = report_bytes(info["id"])
+    path = tmp_path / name
+    path.write_bytes(data)
+    flat = pdf.flat(path)
+    assert get_version("notes", "2")["sha256"] in flat
+    assert "image-only figures" in flat and "skipped" in flat
+    assert "Most influential words" in flat and "[CLS]" not in flat.split("Most influential words")[1][:200]
+    assert "0.3333" in flat and "text probe flip rate <= 0.05" in flat
+    assert "Version 2 compared with 1 on 6 samples of notes-ref" in flat
+    statuses = {f["check"]: f["status"] for f in info["findings"]}
+    assert statuses["text probe flip rate <= 0.05"] == "fail"
+    assert statuses["IG completeness gap"] == "info"
+    pages = pdf.page_images(path, tmp_path)
+    assert len(pages) == info["pages"] and all(p.std() > 8 for p in pages)
