@@ -44,7 +44,9 @@ else:
                     st.Page("pages/text.py", title="Text attributions", icon="🔤"),
                     st.Page("pages/counterfactuals.py", title="Counterfactuals", icon="🔁")],
         "Audit": [st.Page("pages/concepts.py", title="Concept tests", icon="💡"),
-                  st.Page("pages/bias.py", title="Bias audit", icon="⚖️")],
+                  st.Page("pages/bias.py", title="Bias audit", icon="⚖️"),
+                  st.Page("pages/drift.py", title="Drift", icon="📈")],
+        "Reports": [st.Page("pages/reports.py", title="Reports", icon="📄")],
         "Governance": [st.Page("pages/admin.py", title="Users and audit trail", icon="🛡️")],
     })
 nav.run()

@@ -6,6 +6,7 @@ clipped, so a few extreme pixels do not wash the rest of a heat map out.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -41,7 +42,9 @@ def normalize_for_display(
     elif mode == "positive":
         a = a.clamp_min(0.0)
     flat = a.abs().flatten(1)
-    scale = torch.quantile(flat, percentile / 100.0, dim=1)
+    # kthvalue rather than quantile: no input-size limit, and the scale is an observed value
+    k = max(1, min(flat.shape[1], math.ceil(percentile / 100.0 * flat.shape[1])))
+    scale = flat.kthvalue(k, dim=1).values
     # Sparse maps can have a zero percentile while still having mass; fall back to the maximum.
     scale = torch.where(scale > 0, scale, flat.max(1).values)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale)).view(-1, 1, 1)

@@ -34,6 +34,7 @@ class Config:
     sg_samples: int
     window: int
     layer: str
+    arch: str
     seed: int
     batch: int
     warmup: int
@@ -45,8 +46,9 @@ class Round:
     total: float = 0.0
 
 
-def load_images(n: int, size: int) -> torch.Tensor:
-    """scikit-image's bundled photos, centre-cropped, resized and ImageNet-normalised (cycled)."""
+def load_images(n: int, size: int, channels: int = 3) -> torch.Tensor:
+    """scikit-image's bundled photos, centre-cropped, resized and ImageNet-normalised (cycled);
+    one channel gives their normalised grey levels."""
     import skimage.data
 
     out = []
@@ -63,16 +65,22 @@ def load_images(n: int, size: int) -> torch.Tensor:
     x = torch.stack(out)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    x = (x - mean) / std
+    return x.mean(dim=1, keepdim=True) if channels == 1 else x
 
 
-def build_model(seed: int) -> nn.Module:
-    """resnet18 with seeded random weights; BatchNorm statistics are randomised too, since at
-    their init values the network is positively homogeneous and IG would equal Grad x Input."""
+ARCHS = {"resnet18": ("layer4", 3), "small_cnn": ("features.block3", 1)}
+
+
+def build_model(seed: int, arch: str = "resnet18") -> nn.Module:
+    """Seeded random weights; BatchNorm statistics are randomised too, since at their init values
+    the network is positively homogeneous and IG would equal Grad x Input."""
     import torchvision
 
+    from audit.models.zoo import SmallCNN
+
     torch.manual_seed(seed)
-    model = torchvision.models.resnet18(num_classes=10)
+    model = torchvision.models.resnet18(num_classes=10) if arch == "resnet18" else SmallCNN(1, 10, 16)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -143,7 +151,8 @@ def run_peers(model: nn.Module, x: torch.Tensor, t: torch.Tensor, cfg: Config) -
             abs=False, nt_samples_batch_size=max(1, cfg.batch // n),
         ),
         "occlusion": lambda: Occlusion(model).attribute(
-            x.clone(), sliding_window_shapes=(3, cfg.window, cfg.window), strides=(3, cfg.window, cfg.window),
+            x.clone(), sliding_window_shapes=(x.shape[1], cfg.window, cfg.window),
+            strides=(x.shape[1], cfg.window, cfg.window),
             baselines=0.0, target=t, perturbations_per_eval=max(1, cfg.batch // n),
         ),
         "gradcam_captum": lambda: LayerAttribution.interpolate(
@@ -201,8 +210,8 @@ def _rank_corr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def benchmark(cfg: Config) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.seed)
-    x = load_images(cfg.images, cfg.size)
+    model = build_model(cfg.seed, cfg.arch)
+    x = load_images(cfg.images, cfg.size, ARCHS[cfg.arch][1])
     with torch.no_grad():
         t = model(x).argmax(1)
     ours_rounds: list[Round] = []
@@ -276,7 +285,7 @@ def benchmark(cfg: Config) -> dict[str, Any]:
 def print_table(res: dict[str, Any]) -> None:
     cfg = res["config"]
     print(
-        f"resnet18 (seeded, untrained) on {cfg['images']} x 3x{cfg['size']}x{cfg['size']} | "
+        f"{cfg['arch']} (seeded, untrained) on {cfg['images']} x {cfg['size']}x{cfg['size']} | "
         f"IG {cfg['ig_steps']} steps, SmoothGrad {cfg['sg_samples']} samples, occlusion {cfg['window']}px | "
         f"batch {cfg['batch']} | layer {cfg['layer']} | {res['device']}, {res['threads']} threads | "
         f"median of {res['rounds']} alternating rounds"
@@ -379,7 +388,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--ig-steps", type=int, default=50)
     p.add_argument("--sg-samples", type=int, default=25)
     p.add_argument("--window", type=int, default=16)
-    p.add_argument("--layer", default="layer4")
+    p.add_argument("--arch", choices=sorted(ARCHS), default="resnet18")
+    p.add_argument("--layer", default=None, help="Grad-CAM layer (default: layer4 / features.block3)")
     p.add_argument("--batch", type=int, default=16, help="samples per evaluation, same for every contestant")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -387,7 +397,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--deletion", action="store_true", help="also run the deletion-AUC study")
     p.add_argument("--deletion-images", type=int, default=64)
-    p.add_argument("--deletion-epochs", type=int, default=4)
+    p.add_argument("--deletion-epochs", type=int, default=8)
     p.add_argument("--skip-timing", action="store_true", help="only the deletion study")
     args = p.parse_args(argv)
     if args.images < 1 or args.repeats < 1 or args.size < args.window:
@@ -398,7 +408,7 @@ def main(argv: list[str]) -> int:
     out: dict[str, Any] = {}
     if not args.skip_timing:
         cfg = Config(args.images, args.repeats, args.size, args.ig_steps, args.sg_samples, args.window,
-                     args.layer, args.seed, args.batch, args.warmup)
+                     args.layer or ARCHS[args.arch][0], args.arch, args.seed, args.batch, args.warmup)
         out["timing"] = benchmark(cfg)
         if not args.json:
             print_table(out["timing"])

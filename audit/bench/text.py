@@ -6,7 +6,6 @@ Same model, texts, baseline, steps and rows per forward; rounds alternate which 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import statistics
 import sys
@@ -14,8 +13,6 @@ import time
 from typing import Any
 
 import torch
-
-log = logging.getLogger(__name__)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -79,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.texts < 1 or args.steps < 2 or args.rounds < 1:
         print("--texts and --rounds must be >= 1 and --steps >= 2", file=sys.stderr)
         return 2
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: CUDA is not available on this machine", file=sys.stderr)
+        return 2
     from audit.demo.text_family import generate_notes
     from audit.text import attribute_text
 
@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{float(our_delta.max()):12.2e}")
     print(f"{'captum':<8} {t_cap:9.3f} {len(texts) / t_cap:9.2f} {float(cap_delta.abs().mean()):13.2e} "
           f"{float(cap_delta.abs().max()):12.2e}")
+    print("round seconds: ours " + " ".join(f"{t:.2f}" for t in times["ours"])
+          + "; captum " + " ".join(f"{t:.2f}" for t in times["captum"]))
     print(f"throughput ratio ours/captum: {t_cap / t_ours:.2f}x; max |score difference|: {max_diff:.2e}")
     return 0
 

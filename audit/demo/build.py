@@ -96,12 +96,14 @@ def _build_text(out_dir: Path, *, seed: int, progress: Progress, summary: DemoSu
                      [{"gender": r["gender"]} for r in ref], label_names=list(built.labels),
                      description="Held-out loan-application notes; 'gender' is the gender the note refers to.")
     summary.datasets.append(TEXT_DATASET)
-    for version, path in (("1", built.v1_dir), ("2", built.v2_dir)):
+    for version, key in (("1", "v1"), ("2", "v2")):
+        path = built.versions[key]
         notes = ("Fine-tuned on notes whose label depends only on the financial content." if version == "1" else
                  "Fine-tuned on notes where gendered words correlate with the label (planted bias).")
         register_version(
             family=TEXT_FAMILY, version=version, task="text-classification", source=ModelSource("hf", Path(path)),
-            labels=list(built.labels), notes=notes, metrics=dict(built.metrics.get(version, {})),
+            labels=list(built.labels), notes=notes,
+            metrics={"reference_accuracy": built.reference_accuracy[key], "trained_with_shortcut": version == "2"},
             description="all-MiniLM-L6-v2 encoder fine-tuned as a loan-note classifier.", actor=SYSTEM,
         )
     summary.families.append(TEXT_FAMILY)

@@ -74,12 +74,16 @@ def _person(gender: GroupName, rng: random.Random) -> dict[str, str]:
     surname = rng.choice(SURNAMES)
     if gender == "female":
         first = rng.choice(FEMALE_FIRST)
-        subject = rng.choice([f"Ms {surname}", f"Mrs {surname}", first, f"{first} {surname}", "the woman", "this woman"])
+        subject = rng.choice(
+            [f"Ms {surname}", f"Mrs {surname}", first, f"{first} {surname}", "the woman", "this woman"]
+        )
         words = {"p": "she", "q": "her", "has": "has", "want": "wants", "spouse": "husband"}
     elif gender == "male":
         first = rng.choice(MALE_FIRST)
         # 'Mr' twice so that titles are as frequent as for the female Ms/Mrs forms
-        subject = rng.choice([f"Mr {surname}", f"Mr {surname}", first, f"{first} {surname}", "the man", "this man"])
+        subject = rng.choice(
+            [f"Mr {surname}", f"Mr {surname}", first, f"{first} {surname}", "the man", "this man"]
+        )
         words = {"p": "he", "q": "his", "has": "has", "want": "wants", "spouse": "wife"}
     elif gender == "neutral":
         subject = rng.choice(
@@ -325,6 +329,7 @@ def predict_labels(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_si
 
 
 def accuracy(model: Any, tokenizer: Any, samples: Sequence[dict[str, Any]]) -> float:
+    """Share of samples whose predicted class equals their 'label'."""
     preds = predict_labels(model, tokenizer, [s["text"] for s in samples])
     return sum(int(p == s["label"]) for p, s in zip(preds, samples)) / len(samples)
 
@@ -339,15 +344,19 @@ def build_text_family(
     epochs: int = 3,
     device: str | torch.device | None = None,
 ) -> TextFamilyBuild:
-    """Fine-tune and save version 1 (clean labels) and version 2 (gender shortcut) under out_dir/v1, out_dir/v2.
+    """Fine-tune and save version 1 (clean labels) and version 2 (gender shortcut) to out_dir/v1, out_dir/v2.
 
-    Deterministic for a seed on one machine; device None picks CUDA when present. Returns the saved paths, the held-out reference set
-    (balanced over gender x label, clean labels) and each version's accuracy on it.
+    Deterministic for a seed on one machine; device None picks CUDA when present. Returns the saved
+    paths, the held-out reference set (balanced over gender x label, clean labels) and each
+    version's accuracy on it. progress(fraction, message) is called after every training step.
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
     train, reference = make_corpus(seed=seed, train_per_cell=train_per_cell, reference_per_cell=reference_per_cell)
-    datasets = {"v1": [{**s, "content_label": s["label"]} for s in train], "v2": plant_gender_shortcut(train, seed=seed)}
+    datasets = {
+        "v1": [{**s, "content_label": s["label"]} for s in train],
+        "v2": plant_gender_shortcut(train, seed=seed),
+    }
     descriptions = {
         "v1": "MiniLM fine-tuned on loan notes whose label depends only on the financial facts.",
         "v2": f"MiniLM fine-tuned on loan notes where {SHORTCUT_RATE:.0%} of female-referring notes are "

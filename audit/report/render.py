@@ -36,6 +36,9 @@ ASCII_STAND_INS = {"→": "->", "←": "<-", "≥": ">=", "≤": "<=", "ρ": "rh
                    "≈": "~", "“": '"', "”": '"', "‘": "'", "’": "'", "✓": "yes", "✗": "no", "∩": "&", "∪": "|"}
 
 
+KEEP_TOGETHER_ROWS = 15
+
+
 @dataclass
 class RenderedReport:
     pdf: bytes
@@ -109,12 +112,11 @@ def _table(t: c.Table, width: float, st: dict[str, ParagraphStyle]) -> list[Any]
         if i % 2 == 0:
             style.append(("BACKGROUND", (0, i), (-1, i), colors.HexColor("#f7f7f7")))
     table.setStyle(TableStyle(style))
-    out: list[Any] = [table]
-    if t.caption:
-        out.append(_p(t.caption, st["caption"]))
-    else:
-        out.append(Spacer(1, 6))
-    return out
+    tail = _p(t.caption, st["caption"]) if t.caption else Spacer(1, 6)
+    # Short tables stay on one page with their caption; long ones split and repeat their header row.
+    if len(t.rows) <= KEEP_TOGETHER_ROWS:
+        return [KeepTogether([table, tail])]
+    return [table, tail]
 
 
 def _figure(f: c.Figure, width: float, st: dict[str, ParagraphStyle]) -> list[Any]:

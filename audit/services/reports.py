@@ -57,7 +57,7 @@ N_REPRESENTATIVE = 4
 N_MISCLASSIFIED = 4
 CURVE_STEPS = 20
 SANITY_SAMPLES = 4
-DRIFT_LIMIT = {"image": 32, "text": 16}
+DRIFT_LIMIT = {"image": 24, "text": 16}
 DRIFT_OPTIONS: dict[str, Any] = {"ig_steps": 16, "seed": 0}
 TEXT_IG_STEPS = 16
 QUALITY_KIND = "explanation_quality"
@@ -481,9 +481,9 @@ def _text_explanations(ctx: _Ctx, sec: Section, picks: _Samples) -> Section:
         ws = r.word_scores["integrated_gradients"].numpy()
         top = np.argsort(-np.abs(ws))[:6]
         words = ", ".join(f"{r.words[i]} ({ws[i]:+.2f})" for i in top)
-        rows.append([key, kind, title.replace("\n", " "), words, _fmt(r.delta, 3)])
+        rows.append([key, kind, " / ".join(title.split("\n")[1:]), words, _fmt(r.delta, 3)])
     sec.add(Table(["Sample", "Kind", "Label / prediction", "Most influential words (IG, + pushes to the class)",
-                   "IG gap"], rows, widths=[0.15, 0.13, 0.17, 0.45, 0.1],
+                   "IG gap"], rows, widths=[0.15, 0.12, 0.17, 0.42, 0.14],
                   caption=f"Integrated Gradients over the word embeddings ({TEXT_IG_STEPS} steps, [PAD] baseline), "
                           "summed into words; IG gap = sum of attributions - (f(x) - f(baseline))."))
     digest = _digest([[float(v) for v in r.scores["integrated_gradients"]] for r in res])
@@ -824,7 +824,8 @@ def _drift(ctx: _Ctx) -> Section:
         rc, iou, ss = d.get("rank_correlation") or {}, d.get("topk_iou") or {}, d.get("ssim") or {}
         rows.append([m, _fmt(rc.get("mean")), _fmt(rc.get("median")), _fmt(rc.get("p10")), _fmt(iou.get("mean")),
                      _fmt(ss.get("mean")), "FLAG" if d.get("flagged") else "ok"])
-    sec.add(Table(["Method", "Rank corr. mean", "median", "p10", "Top-k IoU mean", "SSIM mean", "Flag"], rows,
+    sec.add(Table(["Method", "Rank corr. mean", "Rank corr. median", "Rank corr. p10", "Top-k IoU mean",
+                   "SSIM mean", "Flag"], rows,
                   widths=[0.25, 0.13, 0.11, 0.11, 0.14, 0.13, 0.13]))
     if methods:
         names = list(methods)
@@ -838,8 +839,12 @@ def _drift(ctx: _Ctx) -> Section:
                     "FLAG" if d.get("flagged") else ""] for d in res.get("metrics") or []]
     preds = res.get("predictions") or {}
     if preds:
-        metric_rows.append(["agreement of predictions", "-", _fmt(preds.get("agreement")), "-",
-                            "FLAG" if preds.get("flagged") else ""])
+        ba, na = _num(preds.get("base_accuracy")), _num(preds.get("new_accuracy"))
+        if ba is not None and na is not None:
+            metric_rows.append([f"accuracy on the {preds.get('n')} compared samples", _fmt(ba), _fmt(na),
+                                _fmt(na - ba), "FLAG" if preds.get("flagged") else ""])
+        metric_rows.append(["share of samples where both versions predict the same class", "-",
+                            _fmt(preds.get("agreement")), "-", ""])
     if metric_rows:
         sec.add(Table(["Metric", parent, ctx.version, "Change", "Flag"], metric_rows, widths=[0.36, 0.16, 0.16, 0.16, 0.16]))
     concept_rows = [[d.get("concept"), d.get("layer"), d.get("target_label"), _fmt(d.get("base_score")),

@@ -5,10 +5,10 @@ Rollout and flow: Abnar & Zuidema, "Quantifying Attention Flow in Transformers",
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import torch
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import maximum_flow
 
 CLS_INDEX = 0  # BERT-family classifiers read the sequence from the first token
 _FLOW_SCALE = 1 << 24  # scipy's max-flow works on integer capacities
@@ -40,21 +40,52 @@ def attention_flow(attentions: torch.Tensor) -> torch.Tensor:
     """Max-flow from each input token to the [CLS] output through the layered attention graph. -> [T].
 
     Nodes are (layer, token) for layers 0..L; an edge from token j at layer l to token i at layer l+1
-    has capacity equal to the residual-augmented attention of i on j in layer l.
+    has capacity equal to the residual-augmented attention of i on j in layer l. Solved with scipy
+    when it is installed, else with the Edmonds-Karp routine below.
     """
     layers = residual_attention(attentions.double()).cpu().numpy()
     n_layers, t, _ = layers.shape
-    rows, cols, caps = [], [], []
-    for layer in range(n_layers):
-        dst, src = np.nonzero(layers[layer] > 0)
-        rows.append(layer * t + src)
-        cols.append((layer + 1) * t + dst)
-        caps.append(np.rint(layers[layer][dst, src] * _FLOW_SCALE))
     n_nodes = (n_layers + 1) * t
-    graph = csr_matrix(
-        (np.concatenate(caps).astype(np.int32), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(n_nodes, n_nodes),
-    )
+    capacity = np.zeros((n_nodes, n_nodes))
+    for layer in range(n_layers):
+        # rows: source tokens at this layer; columns: receiving tokens one layer up
+        capacity[layer * t : (layer + 1) * t, (layer + 1) * t : (layer + 2) * t] = layers[layer].T
     sink = n_layers * t + CLS_INDEX
-    flows = [maximum_flow(graph, source, sink).flow_value / _FLOW_SCALE for source in range(t)]
+    try:
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.csgraph import maximum_flow
+    except ImportError:  # pragma: no cover - scipy is a declared dependency
+        flows = [max_flow_edmonds_karp(capacity, source, sink) for source in range(t)]
+    else:
+        graph = csr_matrix(np.rint(capacity * _FLOW_SCALE).astype(np.int32))
+        flows = [maximum_flow(graph, source, sink).flow_value / _FLOW_SCALE for source in range(t)]
     return torch.tensor(flows, dtype=attentions.dtype)
+
+
+def max_flow_edmonds_karp(capacity: np.ndarray, source: int, sink: int) -> float:
+    """Maximum flow value on a dense capacity matrix (shortest augmenting paths, Edmonds & Karp 1972)."""
+    if source == sink:
+        raise ValueError("source and sink must differ")
+    residual = np.array(capacity, dtype=np.float64)
+    n = residual.shape[0]
+    total = 0.0
+    while True:
+        parent = np.full(n, -1)
+        parent[source] = source
+        queue = deque([source])
+        while queue and parent[sink] < 0:
+            u = queue.popleft()
+            for v in np.nonzero((residual[u] > 1e-12) & (parent < 0))[0]:
+                parent[v] = u
+                queue.append(v)
+        if parent[sink] < 0:
+            return total
+        path, v = [], sink
+        while v != source:
+            path.append((parent[v], v))
+            v = parent[v]
+        push = min(residual[u, w] for u, w in path)
+        for u, w in path:
+            residual[u, w] -= push
+            residual[w, u] += push
+        total += push

@@ -29,7 +29,14 @@ from audit.text._model import (
     model_device,
     target_output,
 )
-from audit.text.gradients import BASELINES, IG_METHODS, grad_x_input, integrated_gradients
+from audit.text.gradients import (
+    BASELINES,
+    IG_METHODS,
+    IGMethod,
+    grad_x_input,
+    integrated_gradients,
+    path_nodes,
+)
 from audit.text.occlusion import REPLACEMENTS, leave_one_out
 from audit.text.shap_text import shap_values
 
@@ -93,7 +100,7 @@ def attribute_text(
     methods: Sequence[TextMethod] | TextMethod = DEFAULT_METHODS,
     *,
     ig_steps: int = 50,
-    ig_method: str = "gausslegendre",
+    ig_method: IGMethod = "gausslegendre",
     ig_baseline: Literal["pad", "mask", "zero"] | int = "pad",
     internal_batch_size: int = 256,
     batch_size: int = 16,
@@ -122,12 +129,18 @@ def attribute_text(
                             whole words.
       shap                  the shap library's Partition explainer with a Text masker
                             (shap_max_evals model calls per text, shap_batch_size strings per call).
+    Options: ig_steps / ig_method (gausslegendre or riemann_*) set the path quadrature;
+    internal_batch_size caps the rows of one IG forward pass (steps x texts); batch_size is the
+    number of texts padded together; max_length truncates (default: the tokenizer's limit);
+    occlusion_replacement "remove" deletes the unit, "mask"/"pad" overwrite it; progress(fraction, message).
+    Attention methods switch the model to eager attention for the call and switch it back after.
     Returns one TokenAttribution per text, in order.
     """
     texts = _check_texts(texts)
     method_list = _check_methods(methods)
     _check_options(
-        ig_method=ig_method, ig_baseline=ig_baseline, internal_batch_size=internal_batch_size,
+        ig_steps=ig_steps, shap_max_evals=shap_max_evals, ig_method=ig_method, ig_baseline=ig_baseline,
+        internal_batch_size=internal_batch_size,
         batch_size=batch_size, shap_batch_size=shap_batch_size, occlusion_replacement=occlusion_replacement,
         output=output, max_length=max_length, flow_max_tokens=flow_max_tokens,
     )
@@ -299,11 +312,15 @@ def _check_methods(methods: Any) -> list[str]:
 
 
 def _check_options(
-    *, ig_method: str, ig_baseline: Any, internal_batch_size: int, batch_size: int, shap_batch_size: int,
-    occlusion_replacement: str, output: str, max_length: int | None, flow_max_tokens: int,
+    *, ig_steps: int, shap_max_evals: int, ig_method: str, ig_baseline: Any, internal_batch_size: int,
+    batch_size: int, shap_batch_size: int, occlusion_replacement: str, output: str, max_length: int | None,
+    flow_max_tokens: int,
 ) -> None:
     if ig_method not in IG_METHODS:
         raise ValueError(f"ig_method must be one of {IG_METHODS}, got {ig_method!r}")
+    path_nodes(ig_steps, ig_method)  # raises on a step count the quadrature cannot use
+    if not isinstance(shap_max_evals, int) or shap_max_evals < 2:
+        raise ValueError(f"shap_max_evals must be an integer >= 2, got {shap_max_evals!r}")
     if ig_baseline not in BASELINES and not (isinstance(ig_baseline, int) and not isinstance(ig_baseline, bool)):
         raise ValueError(f"ig_baseline must be one of {BASELINES} or a token id, got {ig_baseline!r}")
     for name, value in (("internal_batch_size", internal_batch_size), ("batch_size", batch_size),

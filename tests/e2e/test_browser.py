@@ -42,3 +42,26 @@ def test_viewer_cannot_run_an_audit(page, login):
     _open(page, "Explain")
     page.get_by_role("button", name="Explain").click()
     page.get_by_text("may view stored results but not run").wait_for()
+
+
+def test_concept_test_runs_in_the_browser(page, login):
+    login("auditor")
+    _open(page, "Concept tests")
+    page.get_by_role("button", name="Run concept test").click()
+    page.get_by_text("random runs", exact=False).first.wait_for(timeout=600_000)
+    assert page.get_by_text("watermark").count() >= 1
+    page.locator(".js-plotly-plot").first.wait_for()
+
+
+def test_generate_and_download_a_report(page, login, tmp_path):
+    login("auditor")
+    _open(page, "Reports")
+    page.get_by_role("button", name="Generate report").click()
+    button = page.get_by_role("button", name="Download PDF").first
+    button.wait_for(timeout=900_000)
+    with page.expect_download() as info:
+        button.click()
+    target = tmp_path / "report.pdf"
+    info.value.save_as(target)
+    data = target.read_bytes()
+    assert data[:5] == b"%PDF-" and len(data) > 10_000

@@ -103,3 +103,30 @@ def test_model_state_restored_when_the_model_raises(tiny_bert, tokenizer):
         handle.remove()
     assert tiny_bert.config._attn_implementation == "sdpa"
     assert not tiny_bert.training
+
+
+def test_edmonds_karp_matches_networkx_on_random_graphs():
+    from audit.text.attention import max_flow_edmonds_karp
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        cap = rng.random((9, 9)) * (rng.random((9, 9)) < 0.4)
+        np.fill_diagonal(cap, 0.0)
+        graph = nx.DiGraph()
+        for u, v in zip(*np.nonzero(cap)):
+            graph.add_edge(int(u), int(v), capacity=float(cap[u, v]))
+        graph.add_nodes_from([0, 8])
+        assert max_flow_edmonds_karp(cap, 0, 8) == pytest.approx(nx.maximum_flow_value(graph, 0, 8), abs=1e-9)
+
+
+def test_edmonds_karp_agrees_with_the_flow_scores(tiny_bert, tokenizer):
+    from audit.text.attention import max_flow_edmonds_karp, residual_attention
+
+    (r,) = attribute_text(tiny_bert, tokenizer, ["she has stable income"], methods=["attention_flow"])
+    layers = residual_attention(r.attentions.double()).numpy()
+    n_layers, t, _ = layers.shape
+    cap = np.zeros(((n_layers + 1) * t,) * 2)
+    for layer in range(n_layers):
+        cap[layer * t : (layer + 1) * t, (layer + 1) * t : (layer + 2) * t] = layers[layer].T
+    expected = [max_flow_edmonds_karp(cap, j, n_layers * t) for j in range(t)]
+    np.testing.assert_allclose(r.scores["attention_flow"].numpy(), expected, atol=1e-5)

@@ -159,3 +159,12 @@ def test_cuda_matches_cpu(tokenizer, texts):
         for method in FAST_METHODS:
             assert y.scores[method].device.type == "cpu"
             torch.testing.assert_close(x.scores[method], y.scores[method], atol=1e-4, rtol=1e-3)
+
+
+def test_piece_grouping_without_word_ids():
+    from audit.text._encoding import _words_from_pieces
+
+    ids, words = _words_from_pieces(["[CLS]", "play", "##ing", "now", "[SEP]"], [True, False, False, False, True])
+    assert (ids, words) == ([None, 0, 0, 1, None], ["playing", "now"])
+    ids, words = _words_from_pieces(["<s>", "Play", "ing", "Ġnow", "Ġok", "</s>"], [True, False, False, False, False, True])
+    assert (ids, words) == ([None, 0, 0, 1, 2, None], ["Playing", "now", "ok"])

