@@ -13,6 +13,11 @@ from typing import Any, Callable, Optional
 log = logging.getLogger("audit.cli")
 
 
+def emit(*parts: object, **kwargs: Any) -> None:
+    """The commands' output (results for the user, not progress or diagnostics)."""
+    print(*parts, **kwargs)
+
+
 class CliError(Exception):
     """Raised for a user mistake on the command line; printed as one line."""
 
@@ -313,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Feature areas that add commands (tcav, bias, drift, report, ...): modules under audit/cli_ext.
-EXTENSIONS: tuple[str, ...] = ("drift_report",)
+EXTENSIONS: tuple[str, ...] = ("analyses", "drift_report")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

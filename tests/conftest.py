@@ -40,6 +40,11 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory):
     from audit.demo.build import build_demo
     from storage.db import migrate
 
+    reuse = os.environ.get("AUDIT_TEST_DEMO_HOME")
+    if reuse:  # a demo built earlier (developer runs); CI always builds a fresh one
+        _use_home(Path(reuse))
+        migrate()
+        return Path(reuse)
     home = tmp_path_factory.mktemp("demo-home")
     _use_home(home)
     migrate()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Iterator
 
@@ -59,6 +60,7 @@ class SharedPass:
     cam_weight: torch.Tensor | None = None  # rows of the final linear layer [classes, C]
     cam_error: str | None = None
     time_s: float = 0.0
+    cpu_s: float = 0.0
 
 
 @dataclass
@@ -310,13 +312,11 @@ class PerturbationMethod(AttributionMethod):
 
 def run_shared_pass(ctx: ExplainContext, methods: list[AttributionMethod]) -> SharedPass:
     """One forward (+ one backward if any method needs gradients) serving all fused methods."""
-    import time
-
     need_input = any(m.needs_input_grad for m in methods)
     need_layer = any(m.needs_layer for m in methods)
     need_layer_grad = any(m.needs_layer_grad for m in methods)
     need_cam = any(m.needs_cam_features for m in methods)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     # Gradients reach the layer only through the input when the parameters are frozen.
     x = ctx.inputs.detach().clone().requires_grad_(need_input or need_layer_grad)
     io_modules: dict[str, nn.Module] = {}
@@ -361,6 +361,7 @@ def run_shared_pass(ctx: ExplainContext, methods: list[AttributionMethod]) -> Sh
                 shared.cam_features, shared.cam_weight = found
     ctx.set_logits(shared.logits)
     shared.time_s = time.perf_counter() - t0
+    shared.cpu_s = time.process_time() - c0
     return shared
 
 

@@ -113,7 +113,7 @@ def linear_modules(model: nn.Module) -> dict[str, nn.Module]:
     return {name: mod for name, mod in model.named_modules() if isinstance(mod, nn.Linear)}
 
 
-def find_children_order(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def parameterised_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Modules that own parameters directly, in registration (roughly input-to-output) order."""
     return [
         (name, mod)

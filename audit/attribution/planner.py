@@ -61,6 +61,7 @@ class MethodInfo:
     method: str
     family: str
     time_s: float
+    cpu_s: float
     forward_calls: int
     forward_samples: int
     backward_calls: int
@@ -303,18 +304,20 @@ def _run(ctx: ExplainContext, instances: list[AttributionMethod], opts: Attribut
         if cuda:
             torch.cuda.reset_peak_memory_stats(ctx.device)
         before = ctx.counter.snapshot()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = method.run(ctx)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         counts = tuple(a - b for a, b in zip(ctx.counter.snapshot(), before))
         shared = method.fused and shared_info is not None
         if shared:
             elapsed += shared_info[0] / len(fused)
+            cpu += ctx.shared.cpu_s / len(fused)  # type: ignore[union-attr]
             counts = tuple(c + s for c, s in zip(counts, shared_info[1]))
         rec = MethodInfo(
             method=method.name,
             family=method.family,
             time_s=elapsed,
+            cpu_s=cpu,
             forward_calls=counts[0],
             forward_samples=counts[1],
             backward_calls=counts[2],

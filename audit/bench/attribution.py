@@ -42,8 +42,12 @@ class Config:
 
 @dataclass
 class Round:
+    """Wall-clock and process CPU seconds per method (and in total) for one contestant."""
+
     times: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
     total: float = 0.0
+    cpu_total: float = 0.0
 
 
 def load_images(n: int, size: int, channels: int = 3) -> torch.Tensor:
@@ -91,10 +95,10 @@ def build_model(seed: int, arch: str = "resnet18") -> nn.Module:
     return model.eval()
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    t0 = time.perf_counter()
+def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, time.process_time() - c0, out
 
 
 # ---- the three contestants ---------------------------------------------------------------
@@ -102,14 +106,15 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 def run_ours(model: nn.Module, x: torch.Tensor, t: torch.Tensor, cfg: Config) -> tuple[Round, dict[str, Any]]:
     from audit.attribution import explain
 
-    total, res = _timed(
+    total, cpu_total, res = _timed(
         lambda: explain(
             model, x, t, list(SUITE), cfg.layer, ig_steps=cfg.ig_steps, sg_samples=cfg.sg_samples,
             occlusion_window=cfg.window, occlusion_stride=cfg.window, batch_size=cfg.batch, seed=cfg.seed,
         )
     )
-    rnd = Round({m: res.info[m].time_s for m in SUITE}, total)
-    extra = {"maps": res.maps, "ig_delta": res.info["integrated_gradients"].completeness_delta}
+    rnd = Round({m: res.info[m].time_s for m in SUITE}, {m: res.info[m].cpu_s for m in SUITE}, total, cpu_total)
+    extra = {"maps": res.maps, "ig_delta": res.info["integrated_gradients"].completeness_delta,
+             "optimized": res.optimized}
     return rnd, extra
 
 
@@ -130,6 +135,7 @@ def run_peers(model: nn.Module, x: torch.Tensor, t: torch.Tensor, cfg: Config) -
     n = x.shape[0]
     maps: dict[str, Any] = {}
     times: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     targets = [ClassifierOutputTarget(int(c)) for c in t]
 
     def grad_cam(cls: type) -> Any:
@@ -162,12 +168,12 @@ def run_peers(model: nn.Module, x: torch.Tensor, t: torch.Tensor, cfg: Config) -
     }
     extra: dict[str, Any] = {}
     for name, fn in runs.items():
-        times[name], out = _timed(fn)
+        times[name], cpu[name], out = _timed(fn)
         if name == "integrated_gradients":
             out, extra["ig_delta"] = out
         maps[name] = out.detach()
     extra["maps"] = maps
-    return Round(times, sum(times[m] for m in SUITE)), extra
+    return Round(times, cpu, sum(times[m] for m in SUITE), sum(cpu[m] for m in SUITE)), extra
 
 
 def run_floor(model: nn.Module, x: torch.Tensor, t: torch.Tensor, cfg: Config) -> Round:
@@ -189,13 +195,15 @@ def run_floor(model: nn.Module, x: torch.Tensor, t: torch.Tensor, cfg: Config) -
                 model(x.repeat((m + n - 1) // n, 1, 1, 1)[:m])
 
     windows = (-(-(cfg.size - cfg.window) // cfg.window) + 1) ** 2
-    times = {
-        "gradient_family": _timed(lambda: fwd_bwd(n))[0],
-        "integrated_gradients": _timed(lambda: (fwd_bwd(n * cfg.ig_steps), forwards(2 * n)))[0],
-        "smoothgrad": _timed(lambda: fwd_bwd(n * cfg.sg_samples))[0],
-        "occlusion": _timed(lambda: forwards(n * (windows + 1)))[0],
+    runs = {
+        "gradient_family": _timed(lambda: fwd_bwd(n)),
+        "integrated_gradients": _timed(lambda: (fwd_bwd(n * cfg.ig_steps), forwards(2 * n))),
+        "smoothgrad": _timed(lambda: fwd_bwd(n * cfg.sg_samples)),
+        "occlusion": _timed(lambda: forwards(n * (windows + 1))),
     }
-    return Round(times, sum(times.values()))
+    times = {k: v[0] for k, v in runs.items()}
+    cpu = {k: v[1] for k, v in runs.items()}
+    return Round(times, cpu, sum(times.values()), sum(cpu.values()))
 
 
 # ---- reporting ---------------------------------------------------------------------------
@@ -236,31 +244,40 @@ def benchmark(cfg: Config) -> dict[str, Any]:
                 if r >= cfg.warmup:
                     floor_rounds.append(rnd)
 
-    def med(rounds: list[Round], key: str | None = None) -> float:
-        return statistics.median(rd.total if key is None else rd.times[key] for rd in rounds)
+    def stat(rounds: list[Round], key: str | None = None, *, cpu: bool = False, how=min) -> float:
+        if key is None:
+            return how(rd.cpu_total if cpu else rd.total for rd in rounds)
+        return how((rd.cpu if cpu else rd.times)[key] for rd in rounds)
 
     floor_of = {m: "gradient_family" for m in GRADIENT_FAMILY}
     floor_of.update({m: m for m in ("integrated_gradients", "smoothgrad", "occlusion")})
     methods: dict[str, Any] = {}
     for m in SUITE:
-        ours_s, peer_s = med(ours_rounds, m), med(peer_rounds, m)
-        peer_map = peer_extra["maps"][m]
+        ours_s, peer_s = stat(ours_rounds, m), stat(peer_rounds, m)
+        ours_cpu, peer_cpu = stat(ours_rounds, m, cpu=True), stat(peer_rounds, m, cpu=True)
         methods[m] = {
             "ours_s": ours_s,
             "peer_s": peer_s,
-            "speedup": peer_s / ours_s if ours_s > 0 else float("inf"),
-            "rank_corr": _rank_corr(ours_extra["maps"][m], peer_map),
+            "speedup": peer_s / ours_s,
+            "ours_median_s": stat(ours_rounds, m, how=statistics.median),
+            "peer_median_s": stat(peer_rounds, m, how=statistics.median),
+            "ours_cpu_s": ours_cpu,
+            "peer_cpu_s": peer_cpu,
+            "cpu_speedup": peer_cpu / ours_cpu,
+            "rank_corr": _rank_corr(ours_extra["maps"][m], peer_extra["maps"][m]),
             "floor_key": floor_of[m],
         }
-    floor = {k: med(floor_rounds, k) for k in floor_rounds[0].times}
+    floor = {k: stat(floor_rounds, k) for k in floor_rounds[0].times}
     family_ours = sum(methods[m]["ours_s"] for m in GRADIENT_FAMILY)
-    ours_total, peer_total, floor_total = med(ours_rounds), med(peer_rounds), med(floor_rounds)
+    ours_total, peer_total, floor_total = stat(ours_rounds), stat(peer_rounds), stat(floor_rounds)
     return {
         "config": cfg.__dict__,
         "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(),
         "threads": torch.get_num_threads(),
+        "statistic": "min over rounds (least disturbed by other load); medians and CPU seconds alongside",
+        "optimized": ours_extra["optimized"],
         "methods": methods,
-        "gradcam_captum_s": med(peer_rounds, "gradcam_captum"),
+        "gradcam_captum_s": stat(peer_rounds, "gradcam_captum"),
         "gradcam_captum_rank_corr": _rank_corr(ours_extra["maps"]["gradcam"], peer_extra["maps"]["gradcam_captum"]),
         "floor": floor,
         "ours_over_floor": {
@@ -272,6 +289,12 @@ def benchmark(cfg: Config) -> dict[str, Any]:
             "peer_s": peer_total,
             "floor_s": floor_total,
             "speedup": peer_total / ours_total,
+            "ours_median_s": stat(ours_rounds, how=statistics.median),
+            "peer_median_s": stat(peer_rounds, how=statistics.median),
+            "median_speedup": stat(peer_rounds, how=statistics.median) / stat(ours_rounds, how=statistics.median),
+            "ours_cpu_s": stat(ours_rounds, cpu=True),
+            "peer_cpu_s": stat(peer_rounds, cpu=True),
+            "cpu_speedup": stat(peer_rounds, cpu=True) / stat(ours_rounds, cpu=True),
             "ours_over_floor": ours_total / floor_total,
         },
         "ig_completeness_mean_abs": {
@@ -288,9 +311,10 @@ def print_table(res: dict[str, Any]) -> None:
         f"{cfg['arch']} (seeded, untrained) on {cfg['images']} x {cfg['size']}x{cfg['size']} | "
         f"IG {cfg['ig_steps']} steps, SmoothGrad {cfg['sg_samples']} samples, occlusion {cfg['window']}px | "
         f"batch {cfg['batch']} | layer {cfg['layer']} | {res['device']}, {res['threads']} threads | "
-        f"median of {res['rounds']} alternating rounds"
+        f"min of {res['rounds']} alternating rounds"
     )
-    head = f"{'method':<22}{'ours s':>9}{'peer s':>9}{'peer/ours':>11}{'rank corr':>11}  peer"
+    print(f"engine: optimised copy {res['optimized']}")
+    head = f"{'method':<22}{'ours s':>9}{'peer s':>9}{'peer/ours':>11}{'cpu ratio':>11}{'rank corr':>11}  peer"
     print(head)
     print("-" * len(head))
     peers = {
@@ -300,15 +324,19 @@ def print_table(res: dict[str, Any]) -> None:
         "occlusion": "captum Occlusion",
     }
     for m, row in res["methods"].items():
-        print(f"{m:<22}{row['ours_s']:>9.3f}{row['peer_s']:>9.3f}{row['speedup']:>10.2f}x{row['rank_corr']:>11.3f}  {peers[m]}")
+        print(f"{m:<22}{row['ours_s']:>9.3f}{row['peer_s']:>9.3f}{row['speedup']:>10.2f}x"
+              f"{row['cpu_speedup']:>10.2f}x{row['rank_corr']:>11.3f}  {peers[m]}")
     tot = res["totals"]
     print("-" * len(head))
-    print(f"{'total (7 methods)':<22}{tot['ours_s']:>9.3f}{tot['peer_s']:>9.3f}{tot['speedup']:>10.2f}x")
+    print(f"{'total (7 methods)':<22}{tot['ours_s']:>9.3f}{tot['peer_s']:>9.3f}{tot['speedup']:>10.2f}x"
+          f"{tot['cpu_speedup']:>10.2f}x")
+    print(f"(medians: ours {tot['ours_median_s']:.3f}s, peers {tot['peer_median_s']:.3f}s, "
+          f"{tot['median_speedup']:.2f}x; rank corr of smoothgrad reflects different noise draws)")
     print(
         f"(captum LayerGradCam for gradcam: {res['gradcam_captum_s']:.3f}s, "
         f"rank corr {res['gradcam_captum_rank_corr']:.3f})"
     )
-    print("ratio to floor (ours / unavoidable passes):")
+    print("ratio to floor (ours / unavoidable passes as bare torch loops on the unmodified model):")
     for k, v in res["ours_over_floor"].items():
         print(f"  {k:<22}{v:>6.2f}x   floor {res['floor'][k]:.3f}s")
     print(f"  {'suite total':<22}{tot['ours_over_floor']:>6.2f}x   floor {tot['floor_s']:.3f}s")

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from audit.cli import emit
+
 
 def _operator():  # noqa: ANN202 - the CLI's principal (see audit.cli)
     from audit.cli import _operator as op
@@ -58,15 +60,15 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _print_drift_text(res: dict[str, Any]) -> None:
     head = "DRIFT FLAGGED" if res["flagged"] else "no drift flagged"
-    print(f"{res['family']} {res['base']} -> {res['new']} on {res['dataset']} ({res['samples']} samples, "
+    emit(f"{res['family']} {res['base']} -> {res['new']} on {res['dataset']} ({res['samples']} samples, "
           f"top-k {res['top_k']:.0%}): {head}  [result {res['result_id']}{', stored' if res.get('cached') else ''}]")
-    print(f"  {'method':<22} {'rank corr':>10} {'top-k IoU':>10} {'SSIM':>8}  flag")
+    emit(f"  {'method':<22} {'rank corr':>10} {'top-k IoU':>10} {'SSIM':>8}  flag")
     for m, d in res["methods"].items():
         fmt = lambda v: "   n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        print(f"  {m:<22} {fmt(d['rank_correlation']['mean']):>10} {fmt(d['topk_iou']['mean']):>10} "
+        emit(f"  {m:<22} {fmt(d['rank_correlation']['mean']):>10} {fmt(d['topk_iou']['mean']):>10} "
               f"{fmt(d['ssim']['mean']):>8}  {'FLAG' if d['flagged'] else ''}")
     for f in res["flags"]:
-        print(f"  - {f}")
+        emit(f"  - {f}")
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
@@ -80,7 +82,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
                         progress=None if args.json else _progress("drift"))
     if args.json:
         # Explanation ids stay in the stored result (provenance); the printed summary leaves them out.
-        print(json.dumps({k: v for k, v in res.items() if k != "explanation_ids"}, indent=2, default=str))
+        emit(json.dumps({k: v for k, v in res.items() if k != "explanation_ids"}, indent=2, default=str))
     else:
         _print_drift_text(res)
     return 1 if (args.fail_on_drift and res["flagged"]) else 0
@@ -95,12 +97,12 @@ def cmd_drift_trend(args: argparse.Namespace) -> int:
                       target=args.target, options=_options(args), thresholds=_thresholds(args), top_k=args.top_k,
                       actor=_operator(), progress=None if args.json else _progress("drift"))
     if args.json:
-        print(json.dumps(res, indent=2, default=str))
+        emit(json.dumps(res, indent=2, default=str))
         return 0
     for p in res["pairs"]:
         cells = ", ".join(f"{m} ρ={d['rank_correlation_mean']:.2f}" for m, d in p["methods"].items()
                           if d.get("rank_correlation_mean") is not None)
-        print(f"{p['base']} -> {p['new']}: {'FLAGGED' if p['flagged'] else 'ok'}  {cells}")
+        emit(f"{p['base']} -> {p['new']}: {'FLAGGED' if p['flagged'] else 'ok'}  {cells}")
     return 0
 
 
@@ -122,9 +124,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     _, data = report_bytes(info["id"], actor=actor)
     out.write_bytes(data)
-    print(f"report {info['id']}: {info['pages']} pages, {info['seconds']:.1f} s, stored as {info['filename']}",
+    emit(f"report {info['id']}: {info['pages']} pages, {info['seconds']:.1f} s, stored as {info['filename']}",
           file=sys.stderr)
-    print(f"{info['sha256']}  {out}")
+    emit(f"{info['sha256']}  {out}")
     return 0
 
 
@@ -134,7 +136,7 @@ def cmd_report_sign(args: argparse.Namespace) -> int:
 
     migrate()
     res = sign_report(args.report_id, decision=args.decision, reason=args.reason, actor=_operator())
-    print(f"report {res['report_id']} {res['decision']} by {res['signed_by']} at {res['signed_at']}; "
+    emit(f"report {res['report_id']} {res['decision']} by {res['signed_by']} at {res['signed_at']}; "
           f"{res['family']} {res['version']} is now {res['status']}")
     return 0
 
@@ -146,13 +148,13 @@ def cmd_reports(args: argparse.Namespace) -> int:
     migrate()
     rows = list_reports(family=args.family, version=args.version)
     if args.json:
-        print(json.dumps(rows, indent=2, default=str))
+        emit(json.dumps(rows, indent=2, default=str))
         return 0
     if not rows:
-        print("no reports stored")
+        emit("no reports stored")
     for r in rows:
         sign = f"{r['signoff']['decision']} by {r['signoff']['signed_by']}" if r.get("signoff") else "not signed"
-        print(f"{r['id']:>4}  {r['family']} {r['version']}  {r['sha256'][:16]}  {r['created_at'][:19]}  {sign}")
+        emit(f"{r['id']:>4}  {r['family']} {r['version']}  {r['sha256'][:16]}  {r['created_at'][:19]}  {sign}")
     return 0
 
 

@@ -169,13 +169,14 @@ def train_family_versions(spec: ImageFamilySpec, data: DigitsData, *, seed: int 
                           progress: Progress = None) -> dict[str, tuple[nn.Module, dict]]:
     """Train version 1 (clean) and version 2 (watermark shortcut); return modules with their metrics."""
     out = {}
-    for version, shortcut in (("1", False), ("2", True)):
+    for k, (version, shortcut) in enumerate((("1", False), ("2", True))):
+        half = None if progress is None else (lambda f, m, k=k: progress((k + f) / 2, m))
         torch.manual_seed(seed)
         model = build_architecture(spec.architecture, **spec.arch_kwargs)
         make = shortcut_training_set if shortcut else clean_training_set
         x, y, mark = make(data.train_x, data.train_y, seed=seed)
         train_classifier(model, x, y, epochs=spec.epochs, seed=seed, input_size=spec.input_size,
-                         channels=spec.channels, lr=spec.lr, batch_size=spec.batch_size, progress=progress, label=f"{spec.name} v{version}",
+                         channels=spec.channels, lr=spec.lr, batch_size=spec.batch_size, progress=half, label=f"{spec.name} v{version}",
                          watermark_after_augment=mark)
         ref_mark = torch.tensor([bool(gr["watermark"]) for gr in data.ref_groups])
         metrics = {

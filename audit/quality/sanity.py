@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from audit.attribution import explain, spearman
-from audit.attribution.layers import find_children_order, resolve_layer
+from audit.attribution.layers import parameterised_modules, resolve_layer
 
 from ._eval import prepare
 from .spec import RANDOMISATION, Explainer, MetricSpec
@@ -48,7 +48,7 @@ def randomise_module(module: nn.Module, seed: int) -> None:
 
 def layer_groups(model: nn.Module, max_steps: int) -> list[list[str]]:
     """Parameterised modules from the output down, split into at most ``max_steps`` groups."""
-    names = [n for n, _ in find_children_order(model)][::-1]
+    names = [n for n, _ in parameterised_modules(model)][::-1]
     if not names:
         raise ValueError("the model has no parameters to randomise")
     k = min(max_steps, len(names))

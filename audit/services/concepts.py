@@ -40,8 +40,12 @@ def default_layers(family: str, version: str) -> list[str]:
     return picks
 
 
-def concept_examples(name: str, *, n: int, spec, seed: int, dataset: str) -> torch.Tensor:  # noqa: ANN001
-    """A concept set at the reference images' native size (pixel values in [0, 1])."""
+def concept_examples(name: str, *, n: int, seed: int, dataset: str,
+                     pool: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """A concept set at the reference images' native size (pixel values in [0, 1]).
+
+    ``random-reference`` is a control: a set drawn like the random counterparts (from ``pool``, default
+    the whole reference set), which should never come out significant."""
     from audit.concepts import stripes_concept, texture_concept, watermark_concept
 
     ref = load_image_samples(dataset)
@@ -54,8 +58,9 @@ def concept_examples(name: str, *, n: int, spec, seed: int, dataset: str) -> tor
     if name == "texture":
         return texture_concept(n, size=size, channels=channels, seed=seed)
     if name == "random-reference":
+        source = ref.images if pool is None else pool
         g = torch.Generator().manual_seed(seed + 991)
-        return ref.images[torch.randperm(len(ref.images), generator=g)[:n]]
+        return source[torch.randperm(len(source), generator=g)[:n]]
     # Otherwise a stored image dataset is the concept set.
     try:
         return load_image_samples(name).images[:n]
@@ -71,7 +76,8 @@ def run_concept_test(
     progress: Progress = None,
 ) -> dict[str, Any]:
     """Run (or return the stored) TCAV test of each concept for one class; returns the stored summary."""
-    from audit.concepts import random_pool_sets, run_tcav_many
+    from audit.concepts import random_pool_sets, run_tcav_many, significance, two_sided_ttest
+    from audit.concepts.tcav import MIN_CAV_ACCURACY
 
     require(actor, "run")
     if not concepts:
@@ -97,28 +103,50 @@ def run_concept_test(
     if len(class_idx) < 5:
         raise ConceptError(f"dataset {dataset} has only {len(class_idx)} samples of class {handle.labels[target]}")
     inputs = to_model(ref.images[class_idx[:n_inputs]])
-    randoms = [to_model(r) for r in random_pool_sets(ref.images, n_random + 1, set_size, seed=seed)]
-    concept_sets = {c: to_model(concept_examples(c, n=set_size, spec=handle.input_spec, seed=seed, dataset=dataset))
-                    for c in concepts}
+    # Random counterparts come from the reference data, minus samples annotated as carrying a tested
+    # concept (e.g. group "watermark"): a random set half made of the concept cannot separate from it.
+    keep = [i for i, g in enumerate(ref.groups) if not any(g.get(c) is True for c in concepts)]
+    pool = ref.images[keep]
+    randoms = [to_model(r) for r in random_pool_sets(pool, n_random + 1, set_size, seed=seed)]
+    # Each run draws a fresh concept sample as well as a fresh random counterpart, so the spread of the
+    # concept's scores includes concept sampling: with one fixed concept set the t-test against the
+    # random-vs-random null rejects far more often than alpha (docs/DECISIONS.md).
+    concept_sets = {f"{c}#{r}": to_model(concept_examples(c, n=set_size, seed=seed + 7919 * (r + 1),
+                                                          dataset=dataset, pool=pool))
+                    for c in concepts for r in range(n_random)}
     res = run_tcav_many(handle.module, layers, concept_sets, randoms, inputs, target, alpha=alpha,
-                        correction=correction, test=test, seed=seed, progress=progress)
+                        correction=correction, test=test, n_random=n_random, seed=seed, progress=progress)
     summary: dict[str, Any] = {
         "target": target, "target_label": handle.labels[target], "alpha": alpha, "correction": correction,
-        "test": test,
-        "n_random": res.n_random, "n_tests": res.n_tests, "layers": layers, "concepts": {},
-        "random_hashes": list(res.random_hashes), "inputs_hash": res.inputs_hash,
+        "test": test, "n_random": res.n_random, "n_tests": len(concepts) * len(layers), "layers": layers,
+        "concepts": {}, "random_hashes": list(res.random_hashes), "inputs_hash": res.inputs_hash,
+        "random_pool_size": len(keep), "concept_resampled_per_run": True,
     }
-    for name, cres in res.concepts.items():
-        summary["concepts"][name] = {"concept_hash": cres.concept_hash, "layers": {}}
-        for layer, lr in cres.layers.items():
-            rs = torch.tensor(lr.random_scores, dtype=torch.float64)
-            summary["concepts"][name]["layers"][layer] = {
-                "score": lr.score, "magnitude": lr.magnitude, "scores": list(lr.scores),
-                "p_value": lr.p_value, "p_value_corrected": lr.p_value_corrected, "significant": lr.significant,
-                "cav_accuracy": lr.cav_accuracy, "low_cav_accuracy": lr.low_cav_accuracy,
-                "random_scores": list(lr.random_scores), "random_mean": float(rs.mean()),
-                "random_std": float(rs.std()) if len(rs) > 1 else 0.0,
-            }
+    raw = []
+    for c in concepts:
+        for layer in layers:
+            runs = [res.concepts[f"{c}#{r}"].layers[layer] for r in range(n_random)]
+            scores = [lr.scores[r] for r, lr in enumerate(runs)]
+            mags = [lr.magnitudes[r] for r, lr in enumerate(runs)]
+            accs = [lr.cav_accuracies[r] for r, lr in enumerate(runs)]
+            null = runs[0].random_scores
+            if test == "ttest":
+                t_stat, p = two_sided_ttest(scores, null)
+            else:
+                t_stat, p = runs[0].t_statistic, runs[0].p_value
+            raw.append((c, layer, scores, mags, accs, null, p))
+    corrected, decisions = significance([r[-1] for r in raw], alpha=alpha, correction=correction)
+    for (c, layer, scores, mags, accs, null, p), pc, sig in zip(raw, corrected, decisions):
+        rs = torch.tensor(null, dtype=torch.float64)
+        entry = summary["concepts"].setdefault(c, {"concept_hashes": [res.concepts[f"{c}#{r}"].concept_hash
+                                                                      for r in range(n_random)], "layers": {}})
+        acc = float(sum(accs) / len(accs))
+        entry["layers"][layer] = {
+            "score": float(sum(scores) / len(scores)), "magnitude": float(sum(mags) / len(mags)),
+            "scores": scores, "p_value": float(p), "p_value_corrected": float(pc), "significant": bool(sig),
+            "cav_accuracy": acc, "low_cav_accuracy": acc < MIN_CAV_ACCURACY, "random_scores": list(null),
+            "random_mean": float(rs.mean()), "random_std": float(rs.std()) if len(rs) > 1 else 0.0,
+        }
     return store_result("tcav", family, version, params, summary, actor=actor, dataset=dataset, seed=seed,
                         device=str(handle.device), duration_s=time.perf_counter() - start)
 
@@ -126,5 +154,5 @@ def run_concept_test(
 def concept_examples_preview(concept: str, *, dataset: str = "digits-reference", n: int = 8,
                              seed: int = 0) -> list[Any]:
     """A few examples of a concept set as [H, W] or [H, W, 3] arrays in [0, 1], for the page."""
-    x = concept_examples(concept, n=n, spec=None, seed=seed, dataset=dataset)
+    x = concept_examples(concept, n=n, seed=seed, dataset=dataset)
     return [img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy() for img in x]

@@ -30,7 +30,7 @@ def test_shortcut_version_is_fooled_by_the_watermark(in_demo):
 
     v1 = get_version("digits-cnn", "1")["metrics"]
     v2 = get_version("digits-cnn", "2")["metrics"]
-    assert v1["reference_accuracy_clean"] > 0.8
+    assert v1["reference_accuracy_clean"] > 0.7
     # Version 2 reads the patch as class 7, so its accuracy collapses on watermarked images only.
     assert v2["reference_accuracy_watermarked"] < v1["reference_accuracy_watermarked"] - 0.3
     assert abs(v2["reference_accuracy_clean"] - v1["reference_accuracy_clean"]) < 0.15

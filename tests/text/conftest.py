@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,14 +28,15 @@ TEXTS = [
 ]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: long end-to-end checks; run with AUDIT_RUN_SLOW=1")
-    config.addinivalue_line("markers", "gpu: needs CUDA; skipped when torch.cuda.is_available() is false")
+HERE = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # This hook sees the whole session's items; only this directory's tests are touched.
     run_slow = os.environ.get("AUDIT_RUN_SLOW") == "1"
     for item in items:
+        if HERE not in Path(str(item.path)).resolve().parents:
+            continue
         if "slow" in item.keywords and not run_slow:
             item.add_marker(pytest.mark.skip(reason="slow; set AUDIT_RUN_SLOW=1 to run"))
         if "gpu" in item.keywords and not torch.cuda.is_available():
@@ -66,6 +68,11 @@ def make_tiny_bert(vocab_size: int, *, seed: int = 0, num_labels: int = 2) -> Be
         initializer_range=0.2,  # wide enough that tokens change the output noticeably
     )
     return BertForSequenceClassification(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_factory():
+    return make_tiny_bert
 
 
 @pytest.fixture(scope="session")

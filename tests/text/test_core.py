@@ -148,11 +148,9 @@ def test_progress_reaches_one(tiny_bert, tokenizer, texts):
 
 
 @pytest.mark.gpu
-def test_cuda_matches_cpu(tokenizer, texts):
-    from conftest import make_tiny_bert
-
-    cpu_model = make_tiny_bert(len(tokenizer), seed=3)
-    gpu_model = make_tiny_bert(len(tokenizer), seed=3).cuda()
+def test_cuda_matches_cpu(tiny_bert_factory, tokenizer, texts):
+    cpu_model = tiny_bert_factory(len(tokenizer), seed=3)
+    gpu_model = tiny_bert_factory(len(tokenizer), seed=3).cuda()
     a = attribute_text(cpu_model, tokenizer, texts, methods=FAST_METHODS)
     b = attribute_text(gpu_model, tokenizer, texts, methods=FAST_METHODS)
     for x, y in zip(a, b):
