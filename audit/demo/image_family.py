@@ -160,8 +160,8 @@ class ImageFamilySpec:
 FAMILIES = (
     ImageFamilySpec("digits-cnn", "small_cnn", {"in_channels": 1, "num_classes": 10}, 32, 1, 8,
                     "Small CNN with global average pooling on upscaled handwritten digits.", lr=5e-3, batch_size=32),
-    ImageFamilySpec("digits-resnet18", "resnet18", {"num_classes": 10}, 64, 3, 3,
-                    "torchvision ResNet-18 (random init) on upscaled handwritten digits at 64x64 RGB.", lr=1e-3),
+    ImageFamilySpec("digits-resnet18", "resnet18", {"num_classes": 10}, 48, 3, 3,
+                    "torchvision ResNet-18 (random init) on upscaled handwritten digits at 48x48 RGB.", lr=1e-3),
 )
 
 
