@@ -83,35 +83,40 @@ def ensure_admin() -> str | None:
 
 
 def authenticate(username: str, password: str) -> Principal:
-    """Check a password; repeated failures lock the account for a while. Every attempt is logged."""
+    """Check a password; repeated failures lock the account for a while. Every attempt is logged, and
+    the log entry is committed before a failure is raised."""
     now = utcnow()
+    error: AuthError | None = None
+    principal: Principal | None = None
     with transaction() as s:
         user = UserRepository(s).get(username)
-        if user is None or not user.active:
-            auditlog.append(s, actor=username or "?", action="login.failed", subject=username)
-            raise AuthError("unknown user or wrong password")
-        locked = user.locked_until
+        locked = user.locked_until if user is not None else None
         if locked is not None and locked.tzinfo is None:
             locked = locked.replace(tzinfo=now.tzinfo)
-        if locked is not None and locked > now:
-            auditlog.append(s, actor=username, action="login.locked", subject=username)
-            raise AuthError(f"too many failed logins; try again after {locked:%H:%M} UTC")
-        try:
-            _hasher.verify(user.password_hash, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            user.failed_logins += 1
-            if user.failed_logins >= MAX_FAILED_LOGINS:
-                user.locked_until = now + LOCKOUT
-                user.failed_logins = 0
-            auditlog.append(s, actor=username, action="login.failed", subject=username)
+        if user is None or not user.active:
+            auditlog.append(s, actor=username or "?", action="login.failed", subject=username)
             error = AuthError("unknown user or wrong password")
+        elif locked is not None and locked > now:
+            auditlog.append(s, actor=username, action="login.locked", subject=username)
+            error = AuthError(f"too many failed logins; try again after {locked:%H:%M} UTC")
         else:
-            user.failed_logins = 0
-            user.locked_until = None
-            auditlog.append(s, actor=username, action="login", subject=username)
-            return Principal(user.username, user.role)
-    raise error
-
+            try:
+                _hasher.verify(user.password_hash, password)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                user.failed_logins += 1
+                if user.failed_logins >= MAX_FAILED_LOGINS:
+                    user.locked_until = now + LOCKOUT
+                    user.failed_logins = 0
+                auditlog.append(s, actor=username, action="login.failed", subject=username)
+                error = AuthError("unknown user or wrong password")
+            else:
+                user.failed_logins = 0
+                user.locked_until = None
+                auditlog.append(s, actor=username, action="login", subject=username)
+                principal = Principal(user.username, user.role)
+    if principal is None:
+        raise error or AuthError("unknown user or wrong password")
+    return principal
 
 def list_users(*, actor: Principal) -> list[dict[str, object]]:
     require(actor, "manage_users")

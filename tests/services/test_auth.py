@@ -1,0 +1,69 @@
+"""Access control: hashed passwords, lockout after repeated failures, disabled users, role checks in
+the services, and every login attempt in the audit log."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from audit.services import auth
+from audit.services.audit_trail import recent_entries
+from storage.db import get_engine
+
+PASSWORD = "correct horse battery"
+
+
+def test_password_is_stored_only_as_a_hash(audit_home):
+    auth.create_user("ann", PASSWORD, "auditor")
+    with get_engine().connect() as conn:
+        stored = conn.execute(text("SELECT password_hash FROM users WHERE username='ann'")).scalar()
+        dump = "\n".join(str(r) for r in conn.execute(text("SELECT * FROM audit_log")))
+    assert stored.startswith("$argon2") and PASSWORD not in stored
+    assert PASSWORD not in dump
+    assert auth.authenticate("ann", PASSWORD) == auth.Principal("ann", "auditor")
+
+
+def test_lockout_after_repeated_failures(audit_home):
+    auth.create_user("bob", PASSWORD, "viewer")
+    for _ in range(auth.MAX_FAILED_LOGINS):
+        with pytest.raises(auth.AuthError, match="wrong password"):
+            auth.authenticate("bob", "nope-nope-nope")
+    with pytest.raises(auth.AuthError, match="too many failed logins"):
+        auth.authenticate("bob", PASSWORD)  # even the right password is refused while locked
+    actions = [e["action"] for e in recent_entries()]
+    assert actions.count("login.failed") == auth.MAX_FAILED_LOGINS and "login.locked" in actions
+
+
+def test_disabled_and_unknown_users_get_the_same_message(audit_home):
+    auth.create_user("cy", PASSWORD, "viewer")
+    auth.set_active("cy", False, actor=auth.SYSTEM)
+    with pytest.raises(auth.AuthError) as disabled:
+        auth.authenticate("cy", PASSWORD)
+    with pytest.raises(auth.AuthError) as unknown:
+        auth.authenticate("nobody", PASSWORD)
+    assert str(disabled.value) == str(unknown.value)
+
+
+@pytest.mark.parametrize("role, permission, allowed", [
+    ("viewer", "read", True), ("viewer", "run", False), ("viewer", "sign", False),
+    ("auditor", "run", True), ("auditor", "sign", True), ("auditor", "register", False),
+    ("admin", "manage_users", True),
+])
+def test_role_permissions(role, permission, allowed):
+    assert auth.Principal("u", role).can(permission) is allowed
+
+
+def test_only_admins_manage_users(audit_home):
+    with pytest.raises(auth.PermissionDenied):
+        auth.create_user("eve", PASSWORD, "admin", actor=auth.Principal("ann", "auditor"))
+    with pytest.raises(ValueError, match="at least"):
+        auth.create_user("short", "abc", "viewer")
+    with pytest.raises(ValueError, match="role"):
+        auth.create_user("x", PASSWORD, "superuser")
+
+
+def test_ensure_admin_creates_once(audit_home):
+    first = auth.ensure_admin()
+    assert first and len(first) >= 12
+    assert auth.ensure_admin() is None
+    assert auth.authenticate("admin", first).role == "admin"
