@@ -38,3 +38,13 @@ class TinyNonlinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.tanh(self.conv(x)).flatten(1))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread per module: on 2 shared, busy cores two OpenMP threads stall on each
+    other's barriers (the suite ran ~10x slower); results do not depend on the thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -57,11 +57,13 @@ def test_watermark_concept_is_significant_only_for_the_shortcut_version(in_demo)
 def test_counterfactuals_are_valid_and_small(in_demo):
     from audit.services.counterfactuals import run_reference_counterfactuals
 
-    s = run_reference_counterfactuals("digits-cnn", "1", dataset="digits-reference", limit=30)["summary"]
-    print(f"counterfactuals on 30 reference digits: valid {s['valid_rate']:.2f}, mean L2 {s['mean_l2']:.3f}, "
+    s = run_reference_counterfactuals("digits-cnn", "1", dataset="digits-reference", limit=20, max_iter=100,
+                                      restarts=2)["summary"]
+    print(f"counterfactuals on 20 reference digits: valid {s['valid_rate']:.2f}, mean L2 {s['mean_l2']:.3f}, "
           f"mean L1 {s['mean_l1']:.2f}, changed {s['mean_changed_fraction']:.3f}")
     assert s["valid_rate"] >= 0.9
-    assert s["mean_l2"] < 0.25 * (32 * 32) ** 0.5  # far smaller than a quarter of the image's norm range
+    # A digit image has an L2 norm of about 10; a flip needs only a small fraction of it.
+    assert s["mean_l2"] < 2.0
 
 
 def test_gender_bias_shows_in_attributions_and_swaps(in_demo):

@@ -23,3 +23,12 @@ class PixelLinear(nn.Module):
 @pytest.fixture
 def pixel_linear() -> PixelLinear:
     return PixelLinear().eval()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread per module (see tests/attribution/conftest.py for why)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
