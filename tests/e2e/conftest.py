@@ -94,7 +94,7 @@ def login(page, app_url):
 def _login(page, url: str, role: str) -> None:
     name, password = USERS[role]
     page.goto(url)
-    page.get_by_label("Username").fill(name)
-    page.get_by_label("Password").fill(password)
+    page.get_by_role("textbox", name="Username").fill(name)
+    page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text(f"Signed in as").wait_for()
