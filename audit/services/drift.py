@@ -18,7 +18,7 @@ from audit.env import library_versions
 from audit.images import image_to_tensor
 from audit.services.auth import SYSTEM, Principal, require
 from audit.services.datasets import load_image_samples, load_text_samples
-from audit.services.explain import ExplainError, _explain_batch, handle_for
+from audit.services.explain import ExplainError, explain_batch, handle_for
 from audit.services.registry import RegistryError, get_version
 from storage import auditlog
 from storage.artifacts import ArtifactStore
@@ -149,9 +149,9 @@ def _image_pair_maps(family: str, base: str, new: str, dataset: str, *, methods:
         targets = _targets_for(target_mode, pb, samples.labels[b0:b1], dataset)
         hashes = samples.hashes[b0:b1]
         # Both versions explain the SAME target per sample, otherwise the maps answer different questions.
-        maps_b, _ = _explain_batch(hb, family, base, xb, hashes, targets, methods, dict(options),
+        maps_b, _ = explain_batch(hb, family, base, xb, hashes, targets, methods, dict(options),
                                    sample_ids=[None] * (b1 - b0), actor=actor, progress=None, run_id=run_id)
-        maps_n, _ = _explain_batch(hn, family, new, xn, hashes, targets, methods, dict(options),
+        maps_n, _ = explain_batch(hn, family, new, xn, hashes, targets, methods, dict(options),
                                    sample_ids=[None] * (b1 - b0), actor=actor, progress=None, run_id=run_id)
         for mb, mn in zip(maps_b, maps_n):
             for m in methods:
@@ -479,7 +479,7 @@ def drift_gallery(result_id: int, *, method: str, n: int = 6, actor: Principal =
         h = handle_for(family, version)
         raw = image_to_tensor(images, h.input_spec)
         x = h.input_spec.normalize(raw).to(h.device)
-        maps, _ = _explain_batch(h, family, version, x, hashes, targets, [method], dict(params["options"]),
+        maps, _ = explain_batch(h, family, version, x, hashes, targets, [method], dict(params["options"]),
                                  sample_ids=[None] * len(items), actor=actor, progress=None)
         for it, mp in zip(items, maps):
             setattr(it, attr, mp[method].attribution)

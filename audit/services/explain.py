@@ -125,7 +125,7 @@ def explain_image(
         target = int(probs.argmax())
     if not 0 <= target < len(handle.labels):
         raise ExplainError(f"target {target} is not a class of this model (0..{len(handle.labels) - 1})")
-    maps, costs = _explain_batch(handle, family, version, x, [sample_sha], [target], methods, options,
+    maps, costs = explain_batch(handle, family, version, x, [sample_sha], [target], methods, options,
                                  sample_ids=[None], actor=actor, progress=progress)
     return ImageExplanation(
         family=family, version=version, sample_sha256=sample_sha, sample_key=key, image=raw[0].numpy(),
@@ -134,11 +134,13 @@ def explain_image(
     )
 
 
-def _explain_batch(handle: ModelHandle, family: str, version: str, x: torch.Tensor, sample_shas: list[str],
+def explain_batch(handle: ModelHandle, family: str, version: str, x: torch.Tensor, sample_shas: list[str],
                    targets: list[int], methods: Sequence[str], options: dict[str, Any], *,
                    sample_ids: list[Optional[int]], actor: Principal, progress: Progress,
                    run_id: Optional[int] = None) -> tuple[list[dict[str, StoredMap]], dict[str, dict[str, Any]]]:
-    """Return stored maps where they exist; compute the rest in one engine call and store them at once."""
+    """Return stored maps where they exist; compute the rest in one engine call and store them at once.
+
+    ``x`` is the model input (normalised, on the model's device); one target per sample."""
     from audit.attribution import explain
 
     store = ArtifactStore()
@@ -160,6 +162,7 @@ def _explain_batch(handle: ModelHandle, family: str, version: str, x: torch.Tens
     costs: dict[str, dict[str, Any]] = {}
     if not todo_methods:
         return out, costs
+    require(actor, "run")  # reading stored maps is open to every role; computing new ones is not
     todo_rows = [i for i, o in enumerate(out) if any(m not in o for m in todo_methods)]
     xb = x[todo_rows]
     tb = torch.tensor([targets[i] for i in todo_rows], dtype=torch.long, device=x.device)
@@ -256,7 +259,7 @@ def explain_reference_set(
             raw = image_to_tensor(samples.images[b0:b1], handle.input_spec)
             x = handle.input_spec.normalize(raw).to(handle.device)
             targets = handle.predict_proba(x).argmax(1).tolist()
-            maps, _ = _explain_batch(handle, family, version, x, samples.hashes[b0:b1], targets, methods,
+            maps, _ = explain_batch(handle, family, version, x, samples.hashes[b0:b1], targets, methods,
                                      dict(options), sample_ids=[None] * (b1 - b0), actor=actor, progress=None,
                                      run_id=run_id)
             for o in maps:

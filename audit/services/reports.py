@@ -33,7 +33,7 @@ from audit.report.compliance import SECTION_BY_KEY
 from audit.services.auth import SYSTEM, PermissionDenied, Principal, require
 from audit.services.datasets import load_image_samples, load_text_samples
 from audit.services.drift import DriftError, compute_drift, pick_reference_set, stored_drift
-from audit.services.explain import _explain_batch, handle_for, params_key
+from audit.services.explain import explain_batch, handle_for, params_key
 from audit.services.registry import RegistryError, get_version
 from storage import auditlog
 from storage.artifacts import ArtifactStore, sha256_bytes
@@ -406,7 +406,7 @@ def _explanations(ctx: _Ctx) -> Section:
     methods = [m for m in FIGURE_METHODS if m not in ("gradcam", "gradcam_pp") or h.target_layer]
     if ctx.compute:
         try:
-            maps, _ = _explain_batch(h, ctx.family, ctx.version, x, hashes, picks.targets, methods,
+            maps, _ = explain_batch(h, ctx.family, ctx.version, x, hashes, picks.targets, methods,
                                      dict(FIGURE_OPTIONS), sample_ids=[None] * len(hashes), actor=ctx.actor,
                                      progress=None)
         except (ValueError, RuntimeError) as exc:
