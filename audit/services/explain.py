@@ -71,14 +71,17 @@ class ImageExplanation:
 
 
 @lru_cache(maxsize=6)
-def cached_handle(family: str, version: str, sha256: str) -> ModelHandle:
-    """Loaded models are reused across requests; the hash in the key retires stale entries."""
+def cached_handle(database: str, family: str, version: str, sha256: str) -> ModelHandle:
+    """Loaded models are reused across requests. The key holds the database too: the same weights can be
+    registered elsewhere with another input spec or target layer."""
     return load_handle(family, version)
 
 
 def handle_for(family: str, version: str) -> ModelHandle:
+    from storage.db import database_url
+
     info = get_version(family, version)
-    return cached_handle(family, version, info["sha256"])
+    return cached_handle(database_url(), family, version, info["sha256"])
 
 
 def params_key(method: str, layer: Optional[str], options: dict[str, Any]) -> tuple[dict[str, Any], str]:
