@@ -7,19 +7,12 @@ import streamlit as st
 
 from audit.services.datasets import list_datasets
 from audit.services.fairness import group_attributes, run_bias_audit, run_text_probe
-from audit.services.registry import list_models
 from audit.viz import bars_with_errors
-from pages.ui import current_principal, show_error
+from pages.ui import current_principal, pick_version, show_error
 
 principal = current_principal()
 st.title("Bias audit")
-families = list_models()
-if not families:
-    st.info("No model is registered yet.")
-    st.stop()
-c1, c2 = st.columns(2)
-fam = c1.selectbox("Model family", families, format_func=lambda f: f"{f['family']} ({f['task']})")
-ver = c2.selectbox("Version", fam["versions"], index=len(fam["versions"]) - 1, format_func=lambda v: v["version"])
+fam, ver = pick_version()
 kind = "text" if fam["task"] == "text-classification" else "image"
 datasets = [d["name"] for d in list_datasets() if d["kind"] == kind]
 if not datasets:

@@ -9,22 +9,15 @@ from audit.services.analyses import results_for
 from audit.services.concepts import (GENERATED_CONCEPTS, concept_examples_preview, default_layers, layer_choices,
                                      run_concept_test)
 from audit.services.datasets import list_datasets
-from audit.services.registry import list_models
 from audit.viz import bars_with_errors
-from pages.ui import current_principal, show_error
+from pages.ui import current_principal, pick_version, show_error
 
 principal = current_principal()
 st.title("Concept tests (TCAV)")
 st.caption("A concept is significant for a class when its TCAV scores differ from random-direction scores "
            "after correcting for every concept × layer tested.")
 
-families = [f for f in list_models() if f["task"] == "image-classification"]
-if not families:
-    st.info("No image model is registered yet.")
-    st.stop()
-c1, c2 = st.columns(2)
-fam = c1.selectbox("Model family", families, format_func=lambda f: f["family"])
-ver = c2.selectbox("Version", fam["versions"], index=len(fam["versions"]) - 1, format_func=lambda v: v["version"])
+fam, ver = pick_version("image-classification")
 labels = ver["labels"]
 datasets = [d["name"] for d in list_datasets() if d["kind"] == "image"]
 

@@ -7,19 +7,12 @@ import streamlit as st
 from audit.services.counterfactuals import (counterfactual_for_sample, run_reference_counterfactuals,
                                             text_counterfactual_for)
 from audit.services.datasets import list_datasets, load_image_samples
-from audit.services.registry import list_models
 from audit.viz import heatmap_grid, topk_bar
-from pages.ui import current_principal, show_error
+from pages.ui import current_principal, pick_version, show_error
 
 principal = current_principal()
 st.title("Counterfactuals")
-families = list_models()
-if not families:
-    st.info("No model is registered yet.")
-    st.stop()
-c1, c2 = st.columns(2)
-fam = c1.selectbox("Model family", families, format_func=lambda f: f"{f['family']} ({f['task']})")
-ver = c2.selectbox("Version", fam["versions"], index=len(fam["versions"]) - 1, format_func=lambda v: v["version"])
+fam, ver = pick_version()
 labels = ver["labels"]
 
 if fam["task"] == "text-classification":

@@ -8,9 +8,8 @@ from audit.services.datasets import list_datasets, load_image_samples
 from audit.services.explain import ExplainError, explain_image, reverify
 from audit.services.explain_views import (cost_estimate, faithfulness_curves, feature_maps, sanity,
                                           true_class_view)
-from audit.services.registry import list_models
 from audit.viz import curves_figure, feature_maps_figure, heatmap_grid, sanity_figure, topk_bar
-from pages.ui import current_principal, show_error
+from pages.ui import current_principal, pick_version, show_error
 
 METHODS = ["saliency", "grad_x_input", "smoothgrad", "integrated_gradients", "cam", "gradcam", "gradcam_pp",
            "scorecam", "occlusion", "rise", "lime", "shap"]
@@ -19,15 +18,7 @@ DEFAULT = ["saliency", "grad_x_input", "integrated_gradients", "gradcam", "gradc
 principal = current_principal()
 st.title("Explain a prediction")
 
-families = [f for f in list_models() if f["task"] == "image-classification"]
-if not families:
-    st.info("No image model is registered yet.")
-    st.stop()
-
-c1, c2 = st.columns(2)
-fam = c1.selectbox("Model family", families, format_func=lambda f: f["family"])
-ver = c2.selectbox("Version", fam["versions"], index=len(fam["versions"]) - 1,
-                   format_func=lambda v: f"{v['version']} ({v['status']})")
+fam, ver = pick_version("image-classification")
 labels = ver["labels"]
 
 source = st.radio("Input", ["Reference sample", "Upload an image"], horizontal=True)

@@ -5,22 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 from audit.services.datasets import list_datasets, load_text_samples
-from audit.services.registry import list_models
 from audit.services.text import attention_maps, explain_texts, method_agreement
 from audit.viz import matrix_heatmap, token_html, topk_bar
-from pages.ui import current_principal, show_error
+from pages.ui import current_principal, pick_version, show_error
 
 METHODS = ["integrated_gradients", "grad_x_input", "attention", "attention_rollout", "occlusion", "shap"]
 
 principal = current_principal()
 st.title("Text attributions")
-families = [f for f in list_models() if f["task"] == "text-classification"]
-if not families:
-    st.info("No text model is registered yet.")
-    st.stop()
-c1, c2 = st.columns(2)
-fam = c1.selectbox("Model family", families, format_func=lambda f: f["family"])
-ver = c2.selectbox("Version", fam["versions"], index=len(fam["versions"]) - 1, format_func=lambda v: v["version"])
+fam, ver = pick_version("text-classification")
 labels = ver["labels"]
 
 text_sets = [d["name"] for d in list_datasets() if d["kind"] == "text"]

@@ -36,3 +36,20 @@ def version_label(v: dict[str, Any]) -> str:
 
 def show_error(exc: BaseException) -> None:
     st.error(f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
+
+
+def pick_version(task: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Family and version selectors (newest version preselected); stops the page when none fits."""
+    from audit.services.registry import list_models
+
+    families = [f for f in list_models() if task is None or f["task"] == task]
+    if not families:
+        kind = {"image-classification": "image ", "text-classification": "text "}.get(task or "", "")
+        st.info(f"No {kind}model is registered yet.")
+        st.stop()
+    c1, c2 = st.columns(2)
+    fam = c1.selectbox("Model family", families, format_func=lambda f: f["family"] if task else
+                       f"{f['family']} ({f['task']})")
+    ver = c2.selectbox("Version", fam["versions"], index=len(fam["versions"]) - 1,
+                       format_func=lambda v: f"{v['version']} ({v['status']})")
+    return fam, ver

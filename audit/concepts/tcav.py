@@ -4,7 +4,6 @@ Activation Vectors"): concept scores per layer, tested against random CAVs with 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Literal, Mapping, Sequence
@@ -38,6 +37,7 @@ from audit.concepts.stats import (
     significance,
     two_sided_ttest,
 )
+from audit.jsonsafe import json_safe
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class TCAVResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict (non-finite numbers become None)."""
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))
 
 
 @dataclass
@@ -158,22 +158,7 @@ class TCAVRunResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe(asdict(self))
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
+        return json_safe(asdict(self))
 
 
 def _is_text(examples: Any) -> bool:

@@ -5,7 +5,6 @@ Pure compute on arrays and plain summaries; the service decides what to load and
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
@@ -20,6 +19,7 @@ from audit.drift.deltas import (
     tcav_deltas,
 )
 from audit.drift.similarity import MapSimilarity, Maps, compare_maps
+from audit.jsonsafe import json_safe
 
 SIMILARITY_METRICS = ("rank_correlation", "topk_intersection", "topk_iou", "ssim")
 QUANTILES = {"p10": 10, "p25": 25, "median": 50, "p75": 75, "p90": 90}
@@ -179,7 +179,7 @@ class DriftResult:
 
     def to_summary(self) -> dict[str, Any]:
         """JSON-safe summary: {"flagged", "flags", "methods": {m: {...}}, "metrics", "concepts", ...}."""
-        return _json_safe({
+        return json_safe({
             "flagged": self.flagged,
             "flags": self.flags,
             "flagged_methods": self.flagged_methods,
@@ -191,21 +191,6 @@ class DriftResult:
             "disparities": [d.to_dict() for d in self.disparities],
             "predictions": self.predictions.to_dict() if self.predictions else None,
         })
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 def assess_drift(

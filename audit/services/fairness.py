@@ -9,6 +9,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from audit.jsonsafe import finite_or_none
 from audit.services.analyses import find_result, store_result
 from audit.services.auth import SYSTEM, Principal, require
 from audit.services.explain import handle_for
@@ -99,20 +100,20 @@ def run_bias_audit(
         for col in res.by_group.columns:
             if col in ("count", "small_group"):
                 continue
-            entry[col] = _num(row[col])
+            entry[col] = finite_or_none(row[col])
             if res.by_group_ci is not None and (col, "low") in res.by_group_ci.columns:
-                entry[f"{col}_ci"] = [_num(res.by_group_ci.loc[g, (col, "low")]),
-                                      _num(res.by_group_ci.loc[g, (col, "high")])]
+                entry[f"{col}_ci"] = [finite_or_none(res.by_group_ci.loc[g, (col, "low")]),
+                                      finite_or_none(res.by_group_ci.loc[g, (col, "high")])]
         by_group.append(entry)
     flags = [f"group {' & '.join(map(str, g)) if isinstance(g, tuple) else g} has fewer than "
              f"{res.min_group_size} samples: read its rates with care" for g in res.small_groups] + list(warnings)
     summary: dict[str, Any] = {
         "dataset": dataset, "attributes": list(attributes), "n": len(idx), "by_group": by_group,
-        "overall": {k: _num(v) for k, v in res.overall.items()},
-        "difference": {k: _num(v) for k, v in res.difference.items()},
-        "ratio": {k: _num(v) for k, v in res.ratio.items()},
-        "demographic_parity_difference": _num(res.demographic_parity_difference),
-        "equalized_odds_difference": _num(res.equalized_odds_difference),
+        "overall": {k: finite_or_none(v) for k, v in res.overall.items()},
+        "difference": {k: finite_or_none(v) for k, v in res.difference.items()},
+        "ratio": {k: finite_or_none(v) for k, v in res.ratio.items()},
+        "demographic_parity_difference": finite_or_none(res.demographic_parity_difference),
+        "equalized_odds_difference": finite_or_none(res.equalized_odds_difference),
         "worst_group": {k: (" & ".join(map(str, v)) if isinstance(v, tuple) else str(v)) for k, v in res.worst_group.items()},
         "flags": flags, "n_boot": n_boot, "positive_label": positive_label,
         "average": res.average,
@@ -122,14 +123,6 @@ def run_bias_audit(
                                                                    groups, idx, seed=seed, actor=actor)
     return store_result("bias", family, version, params, summary, actor=actor, dataset=dataset, seed=seed,
                         device=str(handle.device), duration_s=time.perf_counter() - start)
-
-
-def _num(v: Any) -> Optional[float]:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if not np.isfinite(f) else f
 
 
 def _explanation_disparity(family: str, version: str, dataset: str, method: str, groups: pd.DataFrame,
@@ -157,9 +150,9 @@ def _explanation_disparity(family: str, version: str, dataset: str, method: str,
         maps = stored_maps_for(family, version, dataset, method)
         h, w = maps.shape[-2:]
         d = explanation_disparity(maps[idx], watermark_mask(h, w), labels, n_boot=200, seed=seed)
-    return {"method": method, "kind": d.kind, "baseline": d.baseline, "difference": _num(d.difference),
+    return {"method": method, "kind": d.kind, "baseline": d.baseline, "difference": finite_or_none(d.difference),
             "worst_group": str(d.worst_group),
-            "by_group": [{"group": str(g), "mean": _num(r["mean"]), "ci": [_num(r["ci_low"]), _num(r["ci_high"])],
+            "by_group": [{"group": str(g), "mean": finite_or_none(r["mean"]), "ci": [finite_or_none(r["ci_low"]), finite_or_none(r["ci_high"])],
                           "count": int(r["count"])} for g, r in d.by_group.iterrows()]}
 
 
