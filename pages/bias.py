@@ -47,35 +47,52 @@ if run:
     except (ValueError, PermissionError) as exc:
         show_error(exc)
 
+def _fmt(value: object) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 res = st.session_state.get("bias_result")
 if res is not None:
-    s = res["summary"]
-    for flag in s["flags"]:
+    for flag in res.flags:
         st.warning(flag)
-    worst = s["worst_group"].get("accuracy")
-    st.subheader(f"By group ({s['n']} samples) · worst accuracy: {worst}")
-    rows = s["by_group"]
-    names = [r["group"] for r in rows]
+    worst = res.worst_group.get("accuracy")
+    st.subheader(f"By group ({res.n} samples) · worst accuracy: {worst}")
+    rows = [g.to_dict() for g in res.by_group]
+    names = [g.group for g in res.by_group]
     highlight = names.index(worst) if worst in names else None
     for metric in ("accuracy", "selection_rate", "tpr", "fpr"):
-        if metric in rows[0]:
-            ci = [r.get(f"{metric}_ci") or [r[metric], r[metric]] for r in rows]
-            st.plotly_chart(bars_with_errors(names, [r[metric] for r in rows], [c[0] for c in ci], [c[1] for c in ci],
+        if res.by_group and metric in res.by_group[0].rates:
+            values = [g.rate(metric) for g in res.by_group]
+            ci = [g.intervals.get(metric, (v, v)) for g, v in zip(res.by_group, values)]
+            st.plotly_chart(bars_with_errors(names, values, [c[0] if c[0] is not None else v for c, v in zip(ci, values)],
+                                             [c[1] if c[1] is not None else v for c, v in zip(ci, values)],
                                              title=f"{metric} by group (95% bootstrap CI)", highlight=highlight,
                                              yrange=(0, 1)), use_container_width=True)
     st.dataframe(rows, hide_index=True, use_container_width=True)
     c1, c2 = st.columns(2)
-    c1.metric("Demographic parity difference", f"{s['demographic_parity_difference']:.3f}")
-    c2.metric("Equalized odds difference", f"{s['equalized_odds_difference']:.3f}")
-    st.json({"difference": s["difference"], "ratio": s["ratio"]}, expanded=False)
-    if s.get("explanation_disparity"):
-        d = s["explanation_disparity"]
-        st.subheader(f"Explanation disparity ({d['method']}: share of |attribution| on "
-                     f"{'the watermark region' if d['kind'] == 'region' else 'identity tokens'})")
-        st.plotly_chart(bars_with_errors([r["group"] for r in d["by_group"]], [r["mean"] for r in d["by_group"]],
-                                         [r["ci"][0] if r["ci"][0] is not None else r["mean"] for r in d["by_group"]],
-                                         [r["ci"][1] if r["ci"][1] is not None else r["mean"] for r in d["by_group"]],
-                                         title=f"uniform baseline {d['baseline']:.3f}"), use_container_width=True)
+    c1.metric("Demographic parity difference", _fmt(res.demographic_parity_difference))
+    c2.metric("Equalized odds difference", _fmt(res.equalized_odds_difference))
+    st.json({"difference": res.difference, "ratio": res.ratio}, expanded=False)
+    d = res.explanation_disparity
+    if d is not None:
+        if d.kind == "map_similarity":
+            st.subheader(f"Explanation disparity ({d.method}: region-free comparison of the groups' mean maps)")
+            st.info(d.note)
+            if d.maps is not None:
+                st.caption(f"largest total-variation distance {_fmt(d.maps.difference)} (chance level "
+                           f"{_fmt(d.maps.null_difference)}, permutation p = {_fmt(d.maps.p_value)})")
+                st.dataframe([{"groups": " vs ".join(p.groups), "total variation": p.total_variation,
+                               "rank correlation": p.rank_correlation} for p in d.maps.pairs],
+                             hide_index=True, use_container_width=True)
+        else:
+            where = "the regions the data declares" if d.kind == "region" else "identity tokens"
+            st.subheader(f"Explanation disparity ({d.method}: share of |attribution| on {where})")
+            st.caption(d.note)
+            means = [g.mean for g in d.by_group]
+            st.plotly_chart(bars_with_errors([g.group for g in d.by_group], means,
+                                             [g.ci[0] if g.ci[0] is not None else g.mean for g in d.by_group],
+                                             [g.ci[1] if g.ci[1] is not None else g.mean for g in d.by_group],
+                                             title=f"uniform baseline {_fmt(d.baseline)}"), use_container_width=True)
 
 if kind == "text":
     st.divider()
@@ -90,10 +107,9 @@ if kind == "text":
             show_error(exc)
     probe = st.session_state.get("probe")
     if probe is not None:
-        p = probe["summary"]
         c1, c2, c3 = st.columns(3)
-        c1.metric("Flip rate", f"{p['flip_rate']:.1%}")
-        c2.metric("Mean |Δ probability|", f"{p['mean_prob_change']:.3f}")
-        c3.metric("Texts probed", p["n"])
-        if p.get("examples"):
-            st.dataframe(p["examples"], hide_index=True, use_container_width=True)
+        c1.metric("Flip rate", "n/a" if probe.flip_rate is None else f"{probe.flip_rate:.1%}")
+        c2.metric("Mean |Δ probability|", _fmt(probe.mean_prob_change))
+        c3.metric("Texts probed", probe.n)
+        if probe.examples:
+            st.dataframe([vars(e) for e in probe.examples], hide_index=True, use_container_width=True)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audit.services.analyses import results_for
-from audit.services.concepts import (GENERATED_CONCEPTS, concept_examples_preview, default_layers, layer_choices,
-                                     run_concept_test)
+from audit.services.concepts import (GENERATED_CONCEPTS, MIN_RUNS, concept_examples_preview, default_layers,
+                                     layer_choices, run_concept_test, stored_concept_tests)
 from audit.services.datasets import list_datasets
 from audit.viz import bars_with_errors
 from pages.ui import current_principal, pick_version, show_error
@@ -33,7 +32,7 @@ with st.form("tcav"):
     test = c5.selectbox("Test", ["ttest", "pseudo_concept"],
                         help="ttest: concept scores vs random-vs-random scores (standard TCAV); pseudo_concept: "
                              "the concept's mean score against random sets treated as concepts (fewer false positives)")
-    n_random = c2.number_input("Random runs R", 2, 50, 10)
+    n_random = c2.number_input("Random runs R", 1, 50, 10, help=f"at least {MIN_RUNS}; 10 or more recommended")
     alpha = c3.number_input("alpha", 0.001, 0.2, 0.05, format="%.3f")
     correction = c4.selectbox("Correction", ["holm", "bonferroni"])
     run = st.form_submit_button("Run concept test", type="primary")
@@ -53,57 +52,46 @@ if run:
     bar.empty()
 
 result = st.session_state.get("tcav_result")
-stored = results_for(fam["family"], ver["version"], "tcav")
-if result is None and stored:
-    result = stored[-1]
+stored = stored_concept_tests(fam["family"], ver["version"])
+if result is None or result.stored is None or result.stored.version != ver["version"] \
+        or result.stored.family != fam["family"]:
+    result = stored[-1] if stored else None
 if result is None:
     st.stop()
 
-summary = result["summary"]
-st.subheader(f"Class {summary['target_label']} · {summary['n_random']} random runs · α={summary['alpha']} "
-             f"({summary['correction']}, {summary.get('test', 'ttest')})")
-rows = []
-for concept, data in summary["concepts"].items():
-    for layer, r in data["layers"].items():
-        rows.append({"concept": concept, "layer": layer, "TCAV score": round(r["score"], 3),
-                     "random mean": round(r["random_mean"], 3), "magnitude": round(r["magnitude"], 3),
-                     "p (raw)": r["p_value"], "p (corrected)": r["p_value_corrected"],
-                     "significant": "✅" if r["significant"] else "—",
-                     "CAV accuracy": round(r["cav_accuracy"], 3),
-                     "CAV flag": "low accuracy" if r["low_cav_accuracy"] else ""})
-names = [f"{r['concept']} @ {r['layer']}" for r in rows]
-means = []
-lows, highs = [], []
-for concept, data in summary["concepts"].items():
-    for layer, r in data["layers"].items():
-        scores = r["scores"]
-        m = sum(scores) / len(scores)
-        sd = (sum((s - m) ** 2 for s in scores) / max(1, len(scores) - 1)) ** 0.5
-        means.append(m)
-        lows.append(m - sd)
-        highs.append(m + sd)
-fig = bars_with_errors(names + ["random (null)"], means + [rows[0]["random mean"]],
-                       lows + [rows[0]["random mean"]], highs + [rows[0]["random mean"]],
+st.subheader(f"Class {result.target_label} · {result.n_random} random runs · α={result.alpha} "
+             f"({result.correction}, {result.test})")
+rows = [{"concept": c.concept, "layer": c.layer, "TCAV score": c.score, "random mean": c.random_mean,
+         "magnitude": c.magnitude, "p (raw)": c.p_value, "p (corrected)": c.p_value_corrected,
+         "significant": "✅" if c.significant else "—", "CAV accuracy": c.cav_accuracy,
+         "CAV flag": "low accuracy" if c.low_cav_accuracy else ""} for c in result.cells]
+names, means, lows, highs = [], [], [], []
+for c in result.cells:
+    m = sum(c.scores) / len(c.scores)
+    sd = (sum((s - m) ** 2 for s in c.scores) / max(1, len(c.scores) - 1)) ** 0.5
+    names.append(f"{c.concept} @ {c.layer}")
+    means.append(m)
+    lows.append(m - sd)
+    highs.append(m + sd)
+null = result.cells[0].random_mean or 0.0
+fig = bars_with_errors(names + ["random (null)"], means + [null], lows + [null], highs + [null],
                        title="TCAV score ± 1 s.d. over runs (significant concepts marked ✅ in the table)",
                        yrange=(0, 1))
 st.plotly_chart(fig, use_container_width=True)
-st.dataframe(rows, hide_index=True, use_container_width=True)
+st.dataframe(rows, hide_index=True, use_container_width=True,
+             column_config={k: st.column_config.NumberColumn(format="%.3f")
+                            for k in ("TCAV score", "random mean", "magnitude", "CAV accuracy")})
 
 st.subheader("Concept examples")
-for concept in summary["concepts"]:
+for concept in result.concepts:
     try:
-        imgs = concept_examples_preview(concept, dataset=result["parameters"].get("dataset", "digits-reference"))
+        imgs = concept_examples_preview(concept, dataset=result.stored.dataset or "digits-reference")
         st.image(imgs, width=64, caption=[concept] * len(imgs), clamp=True)
     except ValueError as exc:
         show_error(exc)
 
 st.subheader("Across versions")
-compare = []
-for v in fam["versions"]:
-    for res in results_for(fam["family"], v["version"], "tcav"):
-        for concept, data in res["summary"]["concepts"].items():
-            for layer, r in data["layers"].items():
-                compare.append({"version": v["version"], "class": res["summary"]["target_label"], "concept": concept,
-                                "layer": layer, "score": round(r["score"], 3), "p (corrected)": r["p_value_corrected"],
-                                "significant": r["significant"]})
+compare = [{"version": v["version"], "class": res.target_label, "concept": c.concept, "layer": c.layer,
+            "score": c.score, "p (corrected)": c.p_value_corrected, "significant": c.significant}
+           for v in fam["versions"] for res in stored_concept_tests(fam["family"], v["version"]) for c in res.cells]
 st.dataframe(compare, hide_index=True, use_container_width=True)

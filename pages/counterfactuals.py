@@ -54,26 +54,26 @@ if go:
 
 cf = st.session_state.get("cf_result")
 if cf is not None:
-    (st.success if cf["valid"] else st.error)(
-        f"{'Valid' if cf['valid'] else 'No valid'} counterfactual: {labels[cf['original_class']]} → "
-        f"{labels[cf['cf_class']]} · L1 {cf['l1']:.3f} · L2 {cf['l2']:.3f} · changed {cf['changed_fraction']:.1%} of pixels")
+    (st.success if cf.valid else st.error)(
+        f"{'Valid' if cf.valid else 'No valid'} counterfactual: {labels[cf.original_class]} → "
+        f"{labels[cf.cf_class]} · L1 {cf.l1:.3f} · L2 {cf.l2:.3f} · changed {cf.changed_fraction:.1%} of pixels")
+    st.caption("Judged on the 8-bit image shown here, fed back through the model.")
     c1, c2, c3 = st.columns(3)
-    c1.image(cf["original"].transpose(1, 2, 0).squeeze(), caption="original", clamp=True, use_container_width=True)
-    c2.image(cf["counterfactual"].transpose(1, 2, 0).squeeze(), caption="counterfactual", clamp=True,
-             use_container_width=True)
-    c3.plotly_chart(heatmap_grid(cf["original"], {"difference": cf["difference"]}, mode="signed", cols=1),
+    c1.image(cf.original.transpose(1, 2, 0).squeeze(), caption="original", use_container_width=True)
+    c2.image(cf.counterfactual.transpose(1, 2, 0).squeeze(), caption="counterfactual", use_container_width=True)
+    c3.plotly_chart(heatmap_grid(cf.original / 255.0, {"difference": cf.difference}, mode="signed", cols=1),
                     use_container_width=True)
     c1, c2 = st.columns(2)
     c1.caption("Probabilities before")
-    c1.plotly_chart(topk_bar(cf["probabilities_before"], labels), use_container_width=True, key="before")
+    c1.plotly_chart(topk_bar(cf.probabilities_before, labels), use_container_width=True, key="before")
     c2.caption("Probabilities after")
-    c2.plotly_chart(topk_bar(cf["probabilities_after"], labels), use_container_width=True, key="after")
-    if cf["diverse"]:
-        d = cf["diverse"]
-        st.subheader(f"Diverse set: validity {d['validity']:.0%}, mean pairwise L2 {d['diversity_l2']:.3f}")
-        st.image([im.transpose(1, 2, 0).squeeze() for im in d["images"]],
-                 caption=[labels[c] + ("" if v else " (invalid)") for c, v in zip(d["classes"], d["valid"])],
-                 width=96, clamp=True)
+    c2.plotly_chart(topk_bar(cf.probabilities_after, labels), use_container_width=True, key="after")
+    if cf.diverse:
+        d = cf.diverse
+        spread = "n/a" if d.diversity_l2 is None else f"{d.diversity_l2:.3f}"
+        st.subheader(f"Diverse set: validity {d.validity:.0%}, mean pairwise L2 {spread}")
+        st.image([im.transpose(1, 2, 0).squeeze() for im in d.images],
+                 caption=[labels[c] + ("" if v else " (invalid)") for c, v in zip(d.classes, d.valid)], width=96)
 
 st.divider()
 st.subheader("Whole reference set")
@@ -86,12 +86,12 @@ if st.button("Run on the reference set"):
     try:
         res = run_reference_counterfactuals(fam["family"], ver["version"], dataset=dataset, limit=int(limit),
                                             actor=principal, progress=lambda f, m: bar.progress(min(1.0, f), text=m))
-        s = res["summary"]
         c1, c2, c3, c4 = st.columns(4)
-        c1.metric("Valid", f"{s['valid_rate']:.0%}")
-        c2.metric("Mean L2", f"{s['mean_l2']:.3f}")
-        c3.metric("Mean L1", f"{s['mean_l1']:.2f}")
-        c4.metric("Changed pixels", f"{s['mean_changed_fraction']:.1%}")
+        c1.metric("Valid", "n/a" if res.valid_rate is None else f"{res.valid_rate:.0%}")
+        c2.metric("Mean L2", "n/a" if res.mean_l2 is None else f"{res.mean_l2:.3f}")
+        c3.metric("Mean L1", "n/a" if res.mean_l1 is None else f"{res.mean_l1:.2f}")
+        c4.metric("Changed pixels", "n/a" if res.mean_changed_fraction is None else f"{res.mean_changed_fraction:.1%}")
+        st.caption(f"Validity judged on the {res.validity_judged_on}.")
     except (ValueError, PermissionError) as exc:
         show_error(exc)
     bar.empty()

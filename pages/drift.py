@@ -6,13 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from audit.services.datasets import list_datasets
-from audit.services.drift import (
-    DriftError,
-    available_methods,
-    drift_gallery,
-    drift_trend,
-    get_drift,
-)
+from audit.services.drift import DriftError, available_methods, drift_assessment
+from audit.services.drift_views import drift_gallery, drift_trend
 from audit.services.registry import list_models
 from audit.viz import heatmap_grid, lines_figure, token_html
 from pages.ui import current_principal, show_error
@@ -95,59 +90,61 @@ st.dataframe([{"versions": lab, "flagged": "yes" if p["flagged"] else "no", "sam
 
 pick = st.selectbox("Version pair", range(len(pairs)), index=len(pairs) - 1, format_func=lambda i: labels[i])
 try:
-    res = get_drift(pairs[pick]["result_id"])
+    res = drift_assessment(pairs[pick]["result_id"])
 except DriftError as exc:
     show_error(exc)
     st.stop()
-if res.get("flagged"):
-    st.error("Drift flagged:\n\n" + "\n".join(f"- {f}" for f in res.get("flags", [])))
+if res.flagged:
+    st.error("Drift flagged:\n\n" + "\n".join(f"- {f}" for f in res.flags))
 else:
     st.success("No drift flagged for this pair.")
-st.caption(f"{res.get('samples')} samples of {res.get('dataset')}; {res.get('target_rule', '')}; "
-           f"top-k = {float(res.get('top_k', 0.1)):.0%}.")
+st.caption(f"{res.samples} samples of {res.dataset}; {res.target_rule}; top-k = {res.top_k:.0%}.")
 rows = []
-for m, d in (res.get("methods") or {}).items():
-    row = {"method": m, "flagged": "yes" if d.get("flagged") else "no"}
+for m, d in res.methods.items():
+    row = {"method": m, "flagged": "yes" if d.flagged else "no"}
     for measure, title in MEASURES.items():
-        dist = d.get(measure) or {}
+        dist = getattr(d, measure)
         for stat in ("mean", "median", "p10"):
             v = dist.get(stat)
             row[f"{title} {stat}"] = None if v is None else round(v, 3)
     rows.append(row)
 st.dataframe(rows, hide_index=True, use_container_width=True)
-if res.get("metrics"):
+if res.metrics:
     with st.expander("Metric changes"):
-        st.dataframe(res["metrics"], hide_index=True, use_container_width=True)
-if res.get("concepts") or res.get("disparities"):
-    with st.expander("Concept and bias changes"):
-        if res.get("concepts"):
-            st.dataframe(res["concepts"], hide_index=True, use_container_width=True)
-        if res.get("disparities"):
-            st.dataframe(res["disparities"], hide_index=True, use_container_width=True)
+        st.dataframe([d.to_dict() for d in res.metrics], hide_index=True, use_container_width=True)
+if res.concepts or res.disparities:
+    with st.expander("Concept and bias changes", expanded=any(c.flagged for c in res.concepts)):
+        if res.concepts:
+            st.dataframe([{"class": c.target_label, "concept": c.concept, "layer": c.layer,
+                           f"score {res.base}": c.base_score, f"score {res.new}": c.new_score, "change": c.delta,
+                           f"significant {res.base}": c.base_significant, f"significant {res.new}": c.new_significant,
+                           "flag": c.reason} for c in res.concepts], hide_index=True, use_container_width=True)
+        if res.disparities:
+            st.dataframe([d.to_dict() for d in res.disparities], hide_index=True, use_container_width=True)
 
 st.subheader("Samples whose explanations changed most")
-methods_here = list((res.get("most_changed") or {}).keys())
+methods_here = list(res.most_changed)
 if not methods_here:
     st.stop()
-gm = st.selectbox("Method", methods_here, index=methods_here.index(res["flagged_methods"][0])
-                  if res.get("flagged_methods") else 0)
+flagged_here = res.flagged_methods
+gm = st.selectbox("Method", methods_here, index=methods_here.index(flagged_here[0]) if flagged_here else 0)
 n_show = st.slider("How many", 1, 8, 4)
 try:
-    items = drift_gallery(res["result_id"], method=gm, n=int(n_show), actor=principal)
+    items = drift_gallery(res.result_id, method=gm, n=int(n_show), actor=principal)
 except (ValueError, PermissionError) as exc:
     show_error(exc)
     st.stop()
 for i, it in enumerate(items):
     meas = ", ".join(f"{MEASURES[k]} {v:.2f}" for k, v in it.measures.items() if v is not None and k in MEASURES)
-    st.markdown(f"**{it.key}** · explained class **{it.target_label}** · predictions {res['base']}: "
-                f"{it.base_prediction}, {res['new']}: {it.new_prediction} · {meas}")
+    st.markdown(f"**{it.key}** · explained class **{it.target_label}** · predictions {res.base}: "
+                f"{it.base_prediction}, {res.new}: {it.new_prediction} · {meas}")
     if it.image is not None:
-        st.plotly_chart(heatmap_grid(it.image, {f"version {res['base']}": it.base_map,
-                                                f"version {res['new']}": it.new_map}, cols=2),
+        st.plotly_chart(heatmap_grid(it.image, {f"version {res.base}": it.base_map,
+                                                f"version {res.new}": it.new_map}, cols=2),
                         use_container_width=True, key=f"gallery-{i}")
     elif it.tokens is not None:
         scale = max(float(abs(it.base_scores).max()), float(abs(it.new_scores).max())) or 1.0
-        st.markdown(f"version {res['base']}: " + token_html(it.tokens, it.base_scores, scale=scale),
+        st.markdown(f"version {res.base}: " + token_html(it.tokens, it.base_scores, scale=scale),
                     unsafe_allow_html=True)
-        st.markdown(f"version {res['new']}: " + token_html(it.tokens, it.new_scores, scale=scale),
+        st.markdown(f"version {res.new}: " + token_html(it.tokens, it.new_scores, scale=scale),
                     unsafe_allow_html=True)

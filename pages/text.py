@@ -5,11 +5,17 @@ from __future__ import annotations
 import streamlit as st
 
 from audit.services.datasets import list_datasets, load_text_samples
-from audit.services.text import attention_maps, explain_texts, method_agreement
+from audit.services.text import (
+    attention_maps,
+    describe_parameters,
+    explain_texts,
+    method_agreement,
+    text_methods,
+)
 from audit.viz import matrix_heatmap, token_html, topk_bar
 from pages.ui import current_principal, pick_version, show_error
 
-METHODS = ["integrated_gradients", "grad_x_input", "attention", "attention_rollout", "occlusion", "shap"]
+METHODS = text_methods()  # name -> label as people say it, from the methods' own specs
 
 principal = current_principal()
 st.title("Text attributions")
@@ -29,8 +35,8 @@ else:
     text = st.text_area("Text", "She has a stable income and has never missed a payment.", max_chars=2000)
 
 with st.form("text-explain"):
-    methods = st.multiselect("Methods", METHODS, default=["integrated_gradients", "grad_x_input", "attention_rollout",
-                                                          "occlusion"])
+    methods = st.multiselect("Methods", list(METHODS), format_func=METHODS.get,
+                             default=["integrated_gradients", "grad_x_input", "attention_rollout", "occlusion"])
     c1, c2, c3 = st.columns(3)
     target_choice = c1.selectbox("Target", ["predicted"] + labels)
     ig_steps = c2.number_input("IG steps", 4, 300, 32)
@@ -68,7 +74,10 @@ with c2:
     st.subheader(f"Tokens towards class {labels[entry['target']]}")
     view = st.radio("View", ["words", "tokens"], horizontal=True)
     for m, scores in entry["scores"].items():
-        st.markdown(f"**{m}**" + (" · from the store" if entry["cached"][m] else ""))
+        # The options shown are those stored with this map, not the form's current values.
+        used = describe_parameters(m, entry.get("parameters", {}).get(m, {}))
+        st.markdown(f"**{METHODS.get(m, m)}**" + (f" · {used}" if used else "")
+                    + (" · from the store" if entry["cached"][m] else ""))
         if view == "words" and entry["word_scores"].get(m) is not None:
             st.html(token_html(entry["words"], entry["word_scores"][m]))
         else:
@@ -77,7 +86,8 @@ with c2:
 
 names, agreement = method_agreement(entry)
 if len(names) > 1:
-    st.plotly_chart(matrix_heatmap(agreement, names, names, title="Method agreement (Spearman rank correlation)",
+    shown = [METHODS.get(n, n) for n in names]
+    st.plotly_chart(matrix_heatmap(agreement, shown, shown, title="Method agreement (Spearman rank correlation)",
                                    zmin=-1, zmax=1, colorscale="RdBu"), use_container_width=True)
 
 with st.expander("Attention per layer and head, and rollout"):

@@ -114,6 +114,9 @@ class Sample(Base):
     label: Mapped[Optional[int]] = mapped_column(Integer)
     groups: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     text: Mapped[Optional[str]] = mapped_column(Text)
+    # A pixel box [x0, y0, x1, y1] in the stored image's coordinates (x1, y1 exclusive) that the data
+    # declares for this sample, e.g. where a watermark sits; None when it declares none.
+    region: Mapped[Optional[list[int]]] = mapped_column(JSON, nullable=True)
     dataset: Mapped[Dataset] = relationship(back_populates="samples")
 
 

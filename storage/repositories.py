@@ -183,10 +183,26 @@ class ReportRepository:
             select(Report).where(Report.model_version_id == model_version_id).order_by(Report.id.desc())
         ).all()
 
+    def newest_first(self, model_version_ids: Optional[Iterable[int]] = None) -> Sequence[Report]:
+        """Every report (or those of the given versions), newest first."""
+        q = select(Report).order_by(Report.id.desc())
+        if model_version_ids is not None:
+            q = q.where(Report.model_version_id.in_(list(model_version_ids)))
+        return self.s.scalars(q).all()
+
     def add_signoff(self, row: SignOff) -> SignOff:
         self.s.add(row)
         self.s.flush()
         return row
+
+    def signoff_for_report(self, report_id: int) -> Optional[SignOff]:
+        return self.s.scalars(select(SignOff).where(SignOff.report_id == report_id)).first()
+
+    def signoffs_for_version(self, model_version_id: int) -> Sequence[SignOff]:
+        """The version's sign-offs in the order they were recorded (at most one is accepted)."""
+        return self.s.scalars(
+            select(SignOff).where(SignOff.model_version_id == model_version_id).order_by(SignOff.id)
+        ).all()
 
 
 class UserRepository:

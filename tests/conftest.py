@@ -69,20 +69,32 @@ TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "she", "he", "her", 
 
 
 @pytest.fixture()
-def tiny_image(audit_home, tmp_path):
-    """A registered small CNN (family 'tiny', version '1') and a 24-image reference set 'ref'."""
+def register_small_cnn(audit_home, tmp_path):
+    """Register a seeded SmallCNN (1x32x32, ten classes "0".."9") under a family and version."""
     from safetensors.torch import save_file
 
     from audit.models.zoo import SmallCNN
-    from audit.services.datasets import add_image_dataset
     from audit.services.registry import ModelSource, register_version
 
-    torch.manual_seed(0)
-    path = tmp_path / "w.safetensors"
-    save_file(SmallCNN(width=8).state_dict(), str(path))
-    register_version(family="tiny", version="1", task="image-classification",
-                     source=ModelSource("state_dict", path, "small_cnn", {"width": 8}), labels=TINY_LABELS,
-                     input_spec={"channels": 1, "height": 32, "width": 32, "mean": [0.0], "std": [1.0]})
+    def register(family: str = "tiny", version: str = "1", *, seed: int = 0, mean: float = 0.0,
+                 std: float = 1.0, labels: list[str] = TINY_LABELS) -> Path:
+        torch.manual_seed(seed)
+        path = tmp_path / f"{family}-{version}-{seed}.safetensors"
+        save_file(SmallCNN(width=8).state_dict(), str(path))
+        register_version(family=family, version=version, task="image-classification",
+                         source=ModelSource("state_dict", path, "small_cnn", {"width": 8}), labels=labels,
+                         input_spec={"channels": 1, "height": 32, "width": 32, "mean": [mean], "std": [std]})
+        return path
+
+    return register
+
+
+@pytest.fixture()
+def tiny_image(audit_home, register_small_cnn):
+    """A registered small CNN (family 'tiny', version '1') and a 24-image reference set 'ref'."""
+    from audit.services.datasets import add_image_dataset
+
+    register_small_cnn()
     g = torch.Generator().manual_seed(1)
     add_image_dataset("ref", torch.rand(24, 1, 32, 32, generator=g), [i % 10 for i in range(24)],
                       [{"site": "A" if i % 3 else "B", "watermark": bool(i % 2)} for i in range(24)],

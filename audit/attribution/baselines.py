@@ -7,11 +7,13 @@ such as a dataset mean that is broadcast to the inputs.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from .options import BASELINE_NAMES, BaselineSpec
+from .seeding import sample_seeds, torch_generator
 
 BAD_BASELINE = (
     "baseline {spec!r} not understood: use None (zeros), one of {names}, a number, or a tensor "
@@ -40,10 +42,26 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     c = x.shape[1]
     kx = kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1)
     ky = kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1)
-    out = F.pad(x, (radius, radius, 0, 0), mode="reflect")
-    out = F.conv2d(out, kx, groups=c)
-    out = F.pad(out, (0, 0, radius, radius), mode="reflect")
-    return F.conv2d(out, ky, groups=c)
+
+    def blur(one: torch.Tensor) -> torch.Tensor:
+        out = F.pad(one, (radius, radius, 0, 0), mode="reflect")
+        out = F.conv2d(out, kx, groups=c)
+        out = F.pad(out, (0, 0, radius, radius), mode="reflect")
+        return F.conv2d(out, ky, groups=c)
+
+    # One sample per convolution: conv kernels round differently for different batch sizes, and a
+    # reference input must not depend on which other samples share the batch.
+    return torch.cat([blur(x[i : i + 1]) for i in range(x.shape[0])])
+
+
+def check_baseline(name: str, spec: Any) -> None:
+    """Option check: a baseline spec of a kind ``make_baseline`` understands."""
+    if spec is None or isinstance(spec, torch.Tensor):
+        return
+    if isinstance(spec, bool) or not isinstance(spec, (str, int, float)):
+        raise TypeError(f"option {name}: " + BAD_BASELINE.format(spec=type(spec).__name__, names=BASELINE_NAMES))
+    if isinstance(spec, str) and spec not in BASELINE_NAMES:
+        raise ValueError(f"option {name}: " + BAD_BASELINE.format(spec=spec, names=BASELINE_NAMES))
 
 
 def make_baseline(
@@ -67,9 +85,12 @@ def make_baseline(
             sigma = blur_sigma or default_blur_sigma(*inputs.shape[-2:])
             return gaussian_blur(inputs, sigma)
         if spec == "uniform":
-            # Noise within each sample's own value range, so normalised inputs stay in-distribution.
-            gen = torch.Generator(device="cpu").manual_seed(seed)
-            u = torch.rand(inputs.shape, generator=gen, dtype=torch.float32).to(inputs)
+            # Noise within each sample's own value range, so normalised inputs stay in-distribution;
+            # drawn per sample from (seed, the sample), so it does not depend on the batch.
+            seeds = sample_seeds(seed, inputs, salt="uniform-baseline")
+            u = torch.stack(
+                [torch.rand(inputs.shape[1:], generator=torch_generator(s), dtype=torch.float32) for s in seeds]
+            ).to(inputs)
             flat = inputs.flatten(1)
             lo = flat.min(1).values.view(-1, *([1] * (inputs.ndim - 1)))
             hi = flat.max(1).values.view(-1, *([1] * (inputs.ndim - 1)))

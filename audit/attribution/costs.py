@@ -1,7 +1,7 @@
 """Cost estimates per method (model evaluations, FLOPs, peak memory) for the cost estimator.
 
 One forward of a single zero sample with hooks counts conv/linear multiply-accumulates and the
-activation bytes; each method's cost then follows from how many evaluations it makes.
+activation bytes; each method's evaluations come from its own declaration (``evaluations``).
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .base import ExplainContext
+from .base import Evaluations, ExplainContext, Geometry
 from .hooks import HookBundle, capture_layer
 from .layers import to_spatial
-from .methods.occlusion import window_masks
-from .options import METHODS, AttributionOptions, check_methods
+from .options import AttributionOptions
 from .planner import eval_mode, model_device
-
-FUSED = ("saliency", "grad_x_input", "cam", "gradcam", "gradcam_pp")
+from .registry import check_methods, method_class, registered
 
 
 @dataclass(frozen=True)
@@ -68,10 +66,13 @@ def method_costs(
 ) -> dict[str, MethodCost]:
     """Estimate evaluations, FLOPs (2 x MACs per evaluation; a backward counted as one forward)
     and peak memory for each method on ``batch`` inputs of ``input_shape`` (C, H, W)."""
-    names = check_methods(list(methods) if methods is not None else [m for m in METHODS if m != "attention_rollout"])
+    if methods is None:
+        methods = [name for name, cls in registered().items() if cls.applies_to(model)]
+    names = check_methods(list(methods))
     opts = AttributionOptions.from_kwargs(**options)
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (C, H, W), got {input_shape}")
+    classes = {name: method_class(name) for name in names}
     device = model_device(model)
     sample = torch.zeros((1, *input_shape), device=device)
     with eval_mode(model):
@@ -79,53 +80,44 @@ def method_costs(
         ctx = ExplainContext(model=model, inputs=sample, targets=torch.zeros(1, dtype=torch.long, device=device),
                              options=opts, layer_arg=layer)
         per_sample = ctx.sample_bytes()
-        channels = 0
-        if "scorecam" in names:
-            with capture_layer(ctx.layer.module) as rec, torch.no_grad():
-                model(sample)
-            if rec.output is not None:
-                channels = to_spatial(rec.output, ctx.layer.name).shape[1]
+        channels = None
+        if any(cls.needs_layer for cls in classes.values()):
+            channels = _layer_channels(ctx, sample)
         grad_chunk = ctx.chunk(with_grad=True)
         fwd_chunk = ctx.chunk(with_grad=False)
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    h, w = input_shape[1:]
-    counts: dict[str, tuple[int, int]] = {}
-    for name in names:
-        if name in FUSED:
-            counts[name] = (1, 0 if name == "cam" else 1)
-        elif name in ("smoothgrad", "smoothgrad_sq", "vargrad"):
-            counts[name] = (opts.sg_samples, opts.sg_samples)
-        elif name == "integrated_gradients":
-            counts[name] = (opts.ig_steps + 2, opts.ig_steps)
-        elif name == "scorecam":
-            counts[name] = (1 + channels, 0)
-        elif name == "occlusion":
-            n = window_masks(h, w, opts.occlusion_window, opts.occlusion_stride, torch.device("cpu")).shape[0]
-            counts[name] = (1 + n, 0)
-        elif name == "rise":
-            counts[name] = (opts.rise_masks, 0)
-        elif name == "lime":
-            counts[name] = (opts.lime_samples, 0)
-        elif name == "shap":
-            counts[name] = (opts.shap_samples, opts.shap_samples)
-        else:  # attention rollout
-            counts[name] = (1, 0)
+    geometry = Geometry(batch=batch, height=input_shape[1], width=input_shape[2], layer_channels=channels)
     out: dict[str, MethodCost] = {}
-    for name, (fwd, bwd) in counts.items():
-        total_fwd, total_bwd = fwd * batch, bwd * batch
-        with_grad = bwd > 0
+    for name, cls in classes.items():
+        ev: Evaluations = cls.evaluations(opts, geometry)
+        with_grad = ev.backward > 0
         chunk = grad_chunk if with_grad else fwd_chunk
-        live = min(chunk, max(total_fwd, 1))
+        live = min(chunk, max(ev.forward, 1))
         mem = param_bytes + live * per_sample * (3 if with_grad else 1)
         out[name] = MethodCost(
             method=name,
-            forward_samples=total_fwd,
-            backward_samples=total_bwd,
-            flops=2.0 * macs * (total_fwd + total_bwd),
+            forward_samples=ev.forward,
+            backward_samples=ev.backward,
+            flops=2.0 * macs * (ev.forward + ev.backward),
             peak_mem_bytes=int(mem),
-            shared_pass=name in FUSED,
+            # entirely served by the one shared pass, which a plan counts once
+            shared_pass=cls.fused and ev.expanded == 0,
         )
     return out
+
+
+def _layer_channels(ctx: ExplainContext, sample: torch.Tensor) -> int | None:
+    """Channels of the CAM layer's map; None where the model has no such layer (then the CAM
+    methods fail when run, with the reason, and their estimate counts no per-channel work)."""
+    try:
+        layer = ctx.layer
+    except ValueError:
+        return None
+    with capture_layer(layer.module) as rec, torch.no_grad():
+        ctx.model(sample)
+    if rec.output is None:
+        return None
+    return to_spatial(rec.output, layer.name).shape[1]
 
 
 def total_cost(costs: dict[str, MethodCost]) -> MethodCost:

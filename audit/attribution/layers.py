@@ -1,20 +1,28 @@
 """Finding the layer a layer-based method reads, and turning its output into a spatial grid.
 
-No hand configuration: the default is the last ``Conv2d``; for a torchvision VisionTransformer it
-is the last encoder block (its pre-attention LayerNorm), whose tokens are reshaped to a patch grid.
+No hand configuration: the default is the output of the last convolutional block (the final feature
+map before global pooling); for a torchvision ViT, the last block's pre-attention LayerNorm.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
+from .hooks import HookBundle
+
 NO_CONV = (
-    "no Conv2d layer found in {model}; pass layer= (a module or dotted name such as 'layer4') "
+    "no convolutional feature map found in {model}; pass layer= (a module or dotted name such as 'layer4') "
     "whose output is [B, C, h, w] or transformer tokens [B, T, D]"
+)
+NO_HOOKS = (
+    "{model} is a TorchScript module, which takes no forward hooks, so its feature maps cannot be "
+    "found or read; explain the eager model (load its weights into the architecture) instead"
 )
 NOT_SPATIAL = (
     "layer {name!r} outputs shape {shape}, which is not spatial; pick a layer that outputs "
@@ -39,8 +47,14 @@ def is_torchvision_vit(model: nn.Module) -> bool:
     )
 
 
-def resolve_layer(model: nn.Module, layer: nn.Module | str | None) -> ResolvedLayer:
-    """Turn ``layer`` (module, dotted name or None) into a (name, module) pair inside ``model``."""
+def resolve_layer(
+    model: nn.Module, layer: nn.Module | str | None, *, sample: torch.Tensor | None = None
+) -> ResolvedLayer:
+    """Turn ``layer`` (module, dotted name or None) into a (name, module) pair inside ``model``.
+
+    None picks the default (see :func:`default_layer`); ``sample`` [1, C, H, W] is the input its
+    probe forward uses (without one, a zero image sized from the first convolution).
+    """
     if isinstance(layer, str):
         try:
             module = model.get_submodule(layer)
@@ -58,21 +72,110 @@ def resolve_layer(model: nn.Module, layer: nn.Module | str | None) -> ResolvedLa
         raise ValueError(f"the given layer ({type(layer).__name__}) is not part of the model")
     if layer is not None:
         raise TypeError(f"layer must be a module, a dotted name or None, got {type(layer).__name__}")
+    return default_layer(model, sample)
+
+
+def vit_default_layer(model: nn.Module) -> ResolvedLayer:
+    # Tokens after the last block reach the head only through the class token, so patch tokens
+    # there get no gradient; the last block's input norm still mixes them by attention.
+    idx = len(model.encoder.layers) - 1
+    block = model.encoder.layers[idx]
+    target = getattr(block, "ln_1", block)
+    suffix = ".ln_1" if target is not block else ""
+    return ResolvedLayer(f"encoder.layers.{_child_name(model.encoder.layers, idx)}{suffix}", target)
+
+
+def default_layer(model: nn.Module, sample: torch.Tensor | None = None) -> ResolvedLayer:
+    """The layer CAM-family methods read when none is given.
+
+    CNNs: the output of the last convolutional block, i.e. the last sub-module (in the order the
+    forward completes them, pooling layers skipped) whose output is a spatial 4-D feature map;
+    where several modules return that same map, the outermost (ResNets: ``layer4``, after the
+    residual add, not its last conv; VGG, DenseNet, EfficientNet, MobileNet, ConvNeXt:
+    ``features``). Found with one probe forward of ``sample`` under no_grad.
+    torchvision ViTs: the last encoder block's input norm (see :func:`vit_default_layer`).
+    """
     if is_torchvision_vit(model):
-        # Tokens after the last block reach the head only through the class token, so patch
-        # tokens there get no gradient; the last block's input norm still mixes them by attention.
-        idx = len(model.encoder.layers) - 1
-        block = model.encoder.layers[idx]
-        target = getattr(block, "ln_1", block)
-        suffix = ".ln_1" if target is not block else ""
-        return ResolvedLayer(f"encoder.layers.{_child_name(model.encoder.layers, idx)}{suffix}", target)
-    last: ResolvedLayer | None = None
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.Conv2d):
-            last = ResolvedLayer(name, mod)
-    if last is None:
+        return vit_default_layer(model)
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ValueError(NO_HOOKS.format(model=type(model).__name__))
+    probe = sample if sample is not None else probe_input(model)
+    with trace_feature_maps(model) as trace, torch.no_grad():
+        model(probe)
+    found = trace.final()
+    if found is None:
         raise ValueError(NO_CONV.format(model=type(model).__name__))
-    return last
+    return found.layer
+
+
+def probe_input(model: nn.Module, size: int = 224) -> torch.Tensor:
+    """A zero image [1, C, size, size], C from the first Conv2d, on the model's device."""
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
+        raise ValueError(NO_CONV.format(model=type(model).__name__))
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    return torch.zeros(1, first.in_channels, size, size, device=device)
+
+
+# Pooling reduces a feature map rather than computing one: "before pooling" skips these (VGG's
+# adaptive 7x7 pool, a trailing max-pool), while a block that ends in one still counts.
+POOLING = (
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.modules.pooling._LPPoolNd,
+)
+
+
+@dataclass
+class TracedMap:
+    layer: ResolvedLayer
+    output: torch.Tensor | None = None  # kept only when tracing with keep=True
+    version: int = 0  # the tensor's version counter when recorded (detects later in-place edits)
+
+    @property
+    def intact(self) -> bool:
+        return self.output is not None and self.output._version == self.version
+
+
+@dataclass
+class FeatureMapTrace:
+    """The last module outputs seen that were spatial 4-D maps (h*w > 1), and 4-D at all."""
+
+    last_spatial: TracedMap | None = None
+    last_any: TracedMap | None = None
+
+    def final(self) -> TracedMap | None:
+        # A [B, C, 1, 1] output after larger maps is the global pooling (or a head on it).
+        return self.last_spatial or self.last_any
+
+
+@contextmanager
+def trace_feature_maps(model: nn.Module, *, keep: bool = False) -> Iterator[FeatureMapTrace]:
+    """Forward hooks on every sub-module noting which ones output 4-D maps, in completion order.
+
+    With ``keep`` the last such output stays referenced (in the autograd graph), so the shared
+    pass can find the default layer and read it in the same forward.
+    """
+    trace = FeatureMapTrace()
+
+    def make(name: str, module: nn.Module) -> Callable[..., None]:
+        def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+            if isinstance(out, torch.Tensor) and out.ndim == 4 and not isinstance(module, POOLING):
+                rec = TracedMap(ResolvedLayer(name, module), out if keep else None, out._version)
+                trace.last_any = rec
+                if out.shape[-1] * out.shape[-2] > 1:
+                    trace.last_spatial = rec
+
+        return hook
+
+    with HookBundle() as bundle:
+        for name, module in model.named_modules():
+            if name:
+                bundle.forward(module, make(name, module))
+        yield trace
 
 
 def _child_name(seq: nn.Sequential, idx: int) -> str:

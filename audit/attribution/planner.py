@@ -16,33 +16,19 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from .base import AttributionMethod, ExplainContext, run_shared_pass
-from .methods.cam import CAM
-from .methods.grad_x_input import GradXInput
-from .methods.gradcam import GradCAM
-from .methods.gradcam_pp import GradCAMPlusPlus
-from .methods.integrated_gradients import IntegratedGradients
-from .methods.lime import LIME
-from .methods.occlusion import Occlusion
-from .methods.rise import RISE
-from .methods.saliency import Saliency
-from .methods.scorecam import ScoreCAM
-from .methods.shap_values import SHAP
-from .methods.smoothgrad import SmoothGrad, SmoothGradSquared, VarGrad
-from .optimize import AUTO_MIN_EVALUATIONS, build_inference_copy, has_conv, same_function
-from .options import AttributionOptions, MethodName, check_methods
+from .base import AttributionMethod, ExplainContext, Geometry
+from .optimize import (
+    AUTO_MIN_EVALUATIONS,
+    build_inference_copy,
+    has_conv,
+    same_function,
+)
+from .options import AttributionOptions, MethodName
+from .registry import check_methods, method_class
+from .shared_pass import run_shared_pass
 from .stats import spearman
-from .vit import AttentionRollout
 
 log = logging.getLogger(__name__)
-
-REGISTRY: dict[str, type[AttributionMethod]] = {
-    cls.name: cls
-    for cls in (
-        Saliency, GradXInput, SmoothGrad, SmoothGradSquared, VarGrad, IntegratedGradients,
-        CAM, GradCAM, GradCAMPlusPlus, ScoreCAM, Occlusion, RISE, LIME, SHAP, AttentionRollout,
-    )
-}
 
 DEFAULT_METHODS: tuple[MethodName, ...] = ("saliency", "grad_x_input", "integrated_gradients", "gradcam")
 
@@ -71,6 +57,7 @@ class MethodInfo:
     est_peak_mem_bytes: int | None = None
     completeness_delta: torch.Tensor | None = None
     ig_steps_used: torch.Tensor | None = None
+    diagnostics: dict[str, object] = field(default_factory=dict)  # what the method's diagnose() reported
     notes: list[str] = field(default_factory=list)
 
 
@@ -174,26 +161,12 @@ def _check_targets(targets: object, batch: int, device: torch.device) -> torch.T
     return targets.to(device=device, dtype=torch.long)
 
 
-def planned_evaluations(names: Sequence[str], opts: AttributionOptions, batch: int, size: tuple[int, int]) -> int:
-    """Model evaluations the expanded methods will make (Score-CAM's channel count is unknown
-    before the forward and counted as 0)."""
-    from .methods.occlusion import window_masks
-
-    per_sample = 0
-    for name in names:
-        if name in ("smoothgrad", "smoothgrad_sq", "vargrad"):
-            per_sample += opts.sg_samples
-        elif name == "integrated_gradients":
-            per_sample += opts.ig_steps
-        elif name == "occlusion" and min(size) >= opts.occlusion_window:
-            per_sample += window_masks(*size, opts.occlusion_window, opts.occlusion_stride, torch.device("cpu")).shape[0]
-        elif name == "rise":
-            per_sample += opts.rise_masks
-        elif name == "lime":
-            per_sample += opts.lime_samples
-        elif name == "shap":
-            per_sample += opts.shap_samples
-    return per_sample * batch
+def planned_evaluations(
+    names: Sequence[str], opts: AttributionOptions, batch: int, size: tuple[int, int], layer_channels: int | None = None
+) -> int:
+    """Evaluations the methods will make on the inference path, from their declared costs."""
+    geometry = Geometry(batch=batch, height=size[0], width=size[1], layer_channels=layer_channels)
+    return sum(method_class(n).evaluations(opts, geometry).expanded for n in names)
 
 
 def _prepare_heavy(ctx: ExplainContext, names: Sequence[str]) -> str:
@@ -201,7 +174,10 @@ def _prepare_heavy(ctx: ExplainContext, names: Sequence[str]) -> str:
     opts = ctx.options
     if opts.optimize is False:
         return "off (optimize=False)"
-    planned = planned_evaluations(names, opts, ctx.batch, tuple(ctx.inputs.shape[-2:]))
+    channels = None
+    if ctx.shared is not None and ctx.shared.layer_act is not None:
+        channels = ctx.shared.layer_act.shape[1]
+    planned = planned_evaluations(names, opts, ctx.batch, tuple(ctx.inputs.shape[-2:]), channels)
     if opts.optimize is None and (planned < AUTO_MIN_EVALUATIONS or not has_conv(ctx.model)):
         return f"off (auto: {planned} planned evaluations)"
     try:
@@ -236,8 +212,8 @@ def explain(
 ) -> AttributionResult:
     """Attribute the target logits of ``model`` at ``inputs`` with each method.
 
-    ``targets`` None explains the predicted class. See :class:`AttributionOptions` for options
-    (defaults: ig_steps=50, ig_method="gausslegendre", baseline=None (zeros), sg_samples=25,
+    ``targets`` None explains the predicted class. Each method declares its options (see
+    ``method_spec(name).options``; defaults: ig_steps=50, ig_method="gausslegendre", baseline=None (zeros), sg_samples=25,
     sg_stdev=0.15, occlusion_window=16, occlusion_stride=16, seed=0). Input-space methods return
     the inputs' shape; CAM-family and attention maps return [B, H, W]. Nothing is normalised.
     """
@@ -248,7 +224,7 @@ def explain(
     device = model_device(model)
     x = _check_inputs(inputs).detach().to(device=device, dtype=torch.float32)
     tgt = _check_targets(targets, x.shape[0], device)
-    instances = [REGISTRY[n]() for n in names]
+    instances = [method_class(n)() for n in names]
     t_start = time.perf_counter()
     with eval_mode(model):
         ctx = ExplainContext(model=model, inputs=x, targets=torch.zeros(0, dtype=torch.long), options=opts, layer_arg=layer)
@@ -281,7 +257,7 @@ def _run(ctx: ExplainContext, instances: list[AttributionMethod], opts: Attribut
         if ctx.shared.input_grad is not None:
             reference_grad = ctx.shared.input_grad.abs()
 
-    optimize_note = _prepare_heavy(ctx, [m.name for m in instances if not m.fused])
+    optimize_note = _prepare_heavy(ctx, [m.name for m in instances])
     if opts.fast:
         if reference_grad is None:
             reference_grad = _input_gradient(ctx)
@@ -305,7 +281,8 @@ def _run(ctx: ExplainContext, instances: list[AttributionMethod], opts: Attribut
             torch.cuda.reset_peak_memory_stats(ctx.device)
         before = ctx.counter.snapshot()
         t0, c0 = time.perf_counter(), time.process_time()
-        out = method.run(ctx)
+        with ctx.scoped_options(method):
+            out = method.run(ctx)
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         counts = tuple(a - b for a, b in zip(ctx.counter.snapshot(), before))
         shared = method.fused and shared_info is not None
@@ -330,9 +307,9 @@ def _run(ctx: ExplainContext, instances: list[AttributionMethod], opts: Attribut
         )
         if shared:
             rec.notes.append(f"shared forward+backward with: {', '.join(m.name for m in fused)}")
-        if isinstance(method, IntegratedGradients) and method.diagnostics is not None:
-            rec.completeness_delta = method.diagnostics.delta
-            rec.ig_steps_used = method.diagnostics.steps
+        rec.diagnostics = dict(method.diagnose())
+        rec.completeness_delta = rec.diagnostics.get("completeness_delta")  # type: ignore[assignment]
+        rec.ig_steps_used = rec.diagnostics.get("ig_steps_used")  # type: ignore[assignment]
         if not torch.isfinite(out).all():
             rec.notes.append("map contains non-finite values")
             log.warning("%s produced non-finite values", method.name)

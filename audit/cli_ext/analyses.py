@@ -26,16 +26,15 @@ def cmd_tcav(args: argparse.Namespace) -> int:
                            layers=_split(args.layers) or None, dataset=args.dataset, n_random=args.n_random,
                            alpha=args.alpha, correction=args.correction, test=args.test, seed=args.seed,
                            actor=_operator(), progress=_progress_printer("tcav"))
-    s = res["summary"]
     if args.json:
-        emit(json.dumps({"id": res["id"], **s}, indent=2, default=str))
+        emit(json.dumps({"id": res.stored.id, "cached": res.stored.cached, **res.to_summary()}, indent=2, default=str))
         return 0
-    emit(f"class {s['target_label']}: {s['n_random']} random runs, alpha {s['alpha']} ({s['correction']}, {s['test']})")
-    for concept, data in s["concepts"].items():
-        for layer, r in data["layers"].items():
-            emit(f"  {concept:<18} {layer:<18} score {r['score']:.3f} (random {r['random_mean']:.3f}) "
-                 f"p={r['p_value']:.2e} p_corr={r['p_value_corrected']:.2e} "
-                 f"{'SIGNIFICANT' if r['significant'] else 'not significant'} cav_acc {r['cav_accuracy']:.2f}")
+    emit(f"class {res.target_label}: {res.n_random} random runs, alpha {res.alpha} ({res.correction}, {res.test})"
+         f"{' (stored result ' + str(res.stored.id) + ')' if res.stored.cached else ''}")
+    for c in res.cells:
+        emit(f"  {c.concept:<18} {c.layer:<18} score {c.score:.3f} (random {c.random_mean:.3f}) "
+             f"p={c.p_value:.2e} p_corr={c.p_value_corrected:.2e} "
+             f"{'SIGNIFICANT' if c.significant else 'not significant'} cav_acc {c.cav_accuracy:.2f}")
     return 0
 
 
@@ -45,19 +44,23 @@ def cmd_bias(args: argparse.Namespace) -> int:
 
     migrate()
     csv_bytes = open(args.csv, "rb").read() if args.csv else None
-    res = run_bias_audit(args.family, args.version, dataset=args.dataset, attributes=_split(args.attributes),
-                         n_boot=args.n_boot, positive_label=args.positive_label, csv_bytes=csv_bytes, seed=args.seed,
-                         actor=_operator())
-    s = res["summary"]
+    audit = run_bias_audit(args.family, args.version, dataset=args.dataset, attributes=_split(args.attributes),
+                           n_boot=args.n_boot, positive_label=args.positive_label, csv_bytes=csv_bytes,
+                           explanation_method=args.explanation_method, seed=args.seed, actor=_operator())
     if args.json:
-        emit(json.dumps({"id": res["id"], **s}, indent=2, default=str))
+        emit(json.dumps({"id": audit.result_id, **audit.to_summary()}, indent=2, default=str))
         return 0
-    emit(f"{s['n']} samples by {', '.join(s['attributes'])}; worst accuracy: {s['worst_group'].get('accuracy')}")
-    for row in s["by_group"]:
-        ci = row.get("accuracy_ci")
-        emit(f"  {row['group']:<24} n={row['count']:<5} accuracy {row['accuracy']:.3f}"
-             + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else ""))
-    for flag in s["flags"]:
+    emit(f"{audit.n} samples by {', '.join(audit.attributes)}; worst accuracy: {audit.worst_group.get('accuracy')}")
+    for g in audit.by_group:
+        acc = g.rate("accuracy")
+        lo, hi = g.intervals.get("accuracy", (None, None))
+        emit(f"  {g.group:<24} n={g.count:<5} accuracy {'n/a' if acc is None else f'{acc:.3f}'}"
+             + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""))
+    d = audit.explanation_disparity
+    if d is not None:
+        emit(f"  explanation disparity ({d.method}, {d.kind}): difference "
+             f"{'n/a' if d.difference is None else f'{d.difference:.3f}'}; {d.note}")
+    for flag in audit.flags:
         emit(f"  note: {flag}")
     return 0
 
@@ -86,6 +89,7 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("--csv", help="CSV with sample_id and group columns instead of the stored groups")
     sp.add_argument("--positive-label", type=int)
     sp.add_argument("--n-boot", type=int, default=200)
+    sp.add_argument("--explanation-method", help="also measure explanation disparity with this method, e.g. gradcam")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_bias)

@@ -89,7 +89,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 
 def cmd_drift_trend(args: argparse.Namespace) -> int:
-    from audit.services.drift import drift_trend
+    from audit.services.drift_views import drift_trend
     from storage.db import migrate
 
     migrate()

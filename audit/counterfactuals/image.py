@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence, Union
 
 import torch
 from torch import nn
@@ -29,9 +29,11 @@ class ImageCounterfactual:
     """One counterfactual for one input [1, C, H, W].
 
     `valid` is True when the model's decision on `x_cf` is `target` (targeted) or differs from
-    `original_class` (untargeted). When no valid point was found, `x_cf` is the attempt closest to the
-    decision boundary and `valid` is False. `changed_fraction` counts elements that moved by more than
-    `change_tol` x (high - low). Distances are over all C x H x W elements.
+    `original_class` (untargeted). `x_cf` is the point as it would be shown or stored: every channel
+    clamped into its own range and, with `levels`, snapped to that grid, and `valid` is judged on that
+    very point. When no valid point was found, `x_cf` is the attempt closest to the decision boundary
+    and `valid` is False. `changed_fraction` counts elements that moved by more than `change_tol` x
+    (high - low) of their channel. Distances are over all C x H x W elements.
     """
 
     x: torch.Tensor
@@ -133,12 +135,21 @@ def _finite(value: float | None) -> float | None:
 # --- options --------------------------------------------------------------------------------------
 
 
+Bound = Union[float, Sequence[float]]
+
+
 @dataclass(frozen=True)
 class SearchOptions:
-    """Knobs of the search; the defaults suit inputs scaled to a unit-width range such as [0, 1]."""
+    """Knobs of the search; the defaults suit inputs scaled to a unit-width range such as [0, 1].
+
+    `input_range` is (low, high), each a number or one number per channel: under per-channel
+    normalisation channel c is valid on [(0 - mean_c) / std_c, (1 - mean_c) / std_c]. `levels`, when
+    set, is the number of representable values per channel (256 for 8-bit images): the returned
+    point is snapped to that grid, so it is the image that would be shown or stored.
+    """
 
     distance: Distance = "l2"
-    input_range: tuple[float, float] = (0.0, 1.0)
+    input_range: tuple[Bound, Bound] = (0.0, 1.0)
     max_iter: int = 200
     binary_steps: int = 5
     lr: float = 0.01
@@ -150,13 +161,21 @@ class SearchOptions:
     change_tol: float = 1e-3
     refine: bool = True
     diversity_weight: float = 0.0
+    levels: int | None = None
 
     def validate(self) -> None:
         if self.distance not in ("l1", "l2"):
             raise ValueError(f"distance must be 'l1' or 'l2', got {self.distance!r}")
-        low, high = self.input_range
-        if not (math.isfinite(low) and math.isfinite(high) and low < high):
-            raise ValueError(f"input_range must be (low, high) with low < high, got {self.input_range!r}")
+        low, high = _per_channel(self.input_range)
+        if len(low) != len(high) or not all(
+            math.isfinite(lo) and math.isfinite(hi) and lo < hi for lo, hi in zip(low, high)
+        ):
+            raise ValueError(
+                f"input_range must be (low, high) with low < high (numbers, or one per channel), got {self.input_range!r}"
+            )
+        if self.levels is not None and (isinstance(self.levels, bool) or int(self.levels) != self.levels
+                                        or self.levels < 2):
+            raise ValueError(f"levels must be None or an integer >= 2, got {self.levels!r}")
         for name in ("max_iter", "binary_steps", "restarts"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -166,6 +185,50 @@ class SearchOptions:
         for name in ("kappa", "l2_weight", "init_noise", "change_tol", "diversity_weight"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+
+
+def _per_channel(input_range: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    low, high = input_range
+    low = tuple(float(v) for v in (low if isinstance(low, (list, tuple)) else [low]))
+    high = tuple(float(v) for v in (high if isinstance(high, (list, tuple)) else [high]))
+    if len(low) == 1 and len(high) > 1:
+        low = low * len(high)
+    if len(high) == 1 and len(low) > 1:
+        high = high * len(low)
+    return low, high
+
+
+@dataclass(frozen=True)
+class _Box:
+    """The valid inputs: per-channel bounds [1, C, 1, 1] and an optional grid of `levels` values."""
+
+    low: torch.Tensor
+    high: torch.Tensor
+    levels: int | None
+
+    @classmethod
+    def of(cls, opts: SearchOptions, channels: int, device: torch.device, dtype: torch.dtype) -> "_Box":
+        low, high = _per_channel(opts.input_range)
+        if len(low) not in (1, channels):
+            raise ValueError(f"input_range gives {len(low)} channel bounds but the input has {channels} channels")
+        shape = (1, len(low), 1, 1)
+        return cls(torch.tensor(low, device=device, dtype=dtype).view(shape),
+                   torch.tensor(high, device=device, dtype=dtype).view(shape), opts.levels)
+
+    @property
+    def width(self) -> torch.Tensor:
+        return self.high - self.low
+
+    def clamp(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.maximum(torch.minimum(x, self.high), self.low)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The point as it is shown or stored: clamped per channel, then snapped to the grid."""
+        x = self.clamp(x)
+        if self.levels is None:
+            return x
+        step = self.width / (self.levels - 1)
+        return self.clamp(self.low + torch.round((x - self.low) / step) * step)
 
 
 # --- the batched search ---------------------------------------------------------------------------
@@ -195,15 +258,15 @@ def _search(
     c0: torch.Tensor,
     init: torch.Tensor,
     opts: SearchOptions,
+    box: _Box,
     groups: torch.Tensor | None = None,
 ) -> _SearchState:
     """Minimise dist(delta) + c * max(margin + kappa, 0) per row, with a binary search over c per row.
 
     Rows are independent problems except for the optional diversity term, which pushes rows that
-    share a `groups` id apart. L2: Adam on delta, clamp into the input range after each step.
+    share a `groups` id apart. L2: Adam on delta, clamp into each channel's range after each step.
     L1: FISTA with soft thresholding (the proximal step of the L1 norm), then the same clamp.
     """
-    low, high = opts.input_range
     b = x0.shape[0]
     dev = x0.device
     lo_bound = torch.zeros(b, device=dev)
@@ -219,11 +282,11 @@ def _search(
     )
     # Every step starts afresh from the same point (as in CW): a warm start from a flipped point
     # would make every step "succeed" and blind the bisection.
-    start = (init.clamp(low, high) - x0).detach()
+    start = (box.clamp(init) - x0).detach()
 
     for step in range(opts.binary_steps):
         success = torch.zeros(b, dtype=torch.bool, device=dev)
-        _optimise(model, x0, orig, target, c, start, opts, state, success, groups)
+        _optimise(model, x0, orig, target, c, start, opts, box, state, success, groups)
         # Per-row bisection on the trade-off constant (CW): success -> try a smaller c.
         hi_bound = torch.where(success, torch.minimum(hi_bound, c), hi_bound)
         lo_bound = torch.where(success, lo_bound, torch.maximum(lo_bound, c))
@@ -240,14 +303,14 @@ def _optimise(
     c: torch.Tensor,
     delta: torch.Tensor,
     opts: SearchOptions,
+    box: _Box,
     state: _SearchState,
     success: torch.Tensor,
     groups: torch.Tensor | None,
 ) -> None:
     """One inner optimisation at fixed c from `delta`; every valid iterate is recorded in `state`."""
-    low, high = opts.input_range
     b = x0.shape[0]
-    lo_box, hi_box = low - x0, high - x0  # delta must stay in [lo_box, hi_box]
+    lo_box, hi_box = box.low - x0, box.high - x0  # delta must stay in [lo_box, hi_box], per channel
     l1_mode = opts.distance == "l1"
 
     delta = delta.clone()  # FISTA's last iterate (L1); Adam updates `point` in place (L2)
@@ -355,43 +418,67 @@ def _refine(
     orig: torch.Tensor,
     target: torch.Tensor,
     opts: SearchOptions,
+    box: _Box,
 ) -> torch.Tensor:
     """Shrink valid changes while they stay valid: scale towards x, and for L1 drop the smallest entries.
 
-    Every candidate is checked with the model, so the result is valid whenever the input was.
+    Every candidate is checked with the model on the point as shown (projected into the box and onto
+    its grid), so the result is valid whenever some candidate was.
     """
     if opts.distance == "l1":
-        delta = _sparsify(model, x0, delta, orig, target)
-    return _shrink(model, x0, delta, orig, target)
+        delta = _sparsify(model, x0, delta, orig, target, box)
+    return _shrink(model, x0, delta, orig, target, box)
 
 
 def _batched_flipped(
-    model: nn.Module, x0: torch.Tensor, cands: torch.Tensor, orig: torch.Tensor, target: torch.Tensor
+    model: nn.Module, x0: torch.Tensor, cands: torch.Tensor, orig: torch.Tensor, target: torch.Tensor, box: _Box
 ) -> torch.Tensor:
-    """cands [B, K, ...] -> flipped [B, K], one forward pass."""
+    """cands [B, K, ...] -> flipped [B, K] for the shown points project(x0 + cand), one forward pass."""
     b, k = cands.shape[:2]
-    logits = model((x0.unsqueeze(1) + cands).flatten(0, 1))
+    logits = model(box.project(x0.unsqueeze(1) + cands).flatten(0, 1))
     return is_flipped(logits, orig.repeat_interleave(k), target.repeat_interleave(k)).view(b, k)
 
 
-def _shrink(model, x0, delta, orig, target, grid: int = 16, bisect: int = 8) -> torch.Tensor:
+# Scales tried beyond the found change when rounding onto the grid undid the flip.
+_GROW = (1.1, 1.25, 1.5, 2.0, 3.0, 4.0)
+
+
+def _shrink(model, x0, delta, orig, target, box, grid: int = 16, bisect: int = 8) -> torch.Tensor:
+    """The smallest scale alpha of delta whose shown point still flips (bisection on a grid of (0, 1]).
+
+    Rows where no alpha <= 1 flips (the grid rounding undid the flip) are grown instead."""
     view = (len(delta),) + (1,) * (delta.ndim - 1)
     alphas = torch.linspace(0.0, 1.0, grid + 1, device=delta.device)[1:]
     cands = alphas.view(1, -1, *([1] * (delta.ndim - 1))) * delta.unsqueeze(1)
-    ok = _batched_flipped(model, x0, cands, orig, target)
-    ok[:, -1] = True  # alpha = 1 is the validated input point
+    ok = _batched_flipped(model, x0, cands, orig, target, box)
+    if box.levels is None:
+        ok[:, -1] = True  # alpha = 1 is the validated input point (no grid to undo it)
+    any_ok = ok.any(dim=1)
     first = ok.float().argmax(dim=1)
     hi = alphas[first]
     lo = torch.where(first > 0, alphas[(first - 1).clamp(min=0)], torch.zeros_like(hi))
     for _ in range(bisect):
         mid = (lo + hi) / 2.0
-        flipped = _batched_flipped(model, x0, (mid.view(view) * delta).unsqueeze(1), orig, target)[:, 0]
+        flipped = _batched_flipped(model, x0, (mid.view(view) * delta).unsqueeze(1), orig, target, box)[:, 0]
         hi = torch.where(flipped, mid, hi)
         lo = torch.where(flipped, lo, mid)
-    return hi.view(view) * delta
+    out = torch.where(any_ok.view(view), hi.view(view) * delta, delta)
+    if not bool(any_ok.all()):
+        out[~any_ok] = _grow(model, x0[~any_ok], delta[~any_ok], orig[~any_ok], target[~any_ok], box)
+    return out
 
 
-def _sparsify(model, x0, delta, orig, target, grid: int = 16, bisect: int = 6) -> torch.Tensor:
+def _grow(model, x0, delta, orig, target, box) -> torch.Tensor:
+    """The first scale in _GROW whose shown point flips; rows where none does keep delta."""
+    view = (len(delta),) + (1,) * (delta.ndim - 1)
+    alphas = torch.tensor((1.0, *_GROW), device=delta.device, dtype=delta.dtype)
+    cands = alphas.view(1, -1, *([1] * (delta.ndim - 1))) * delta.unsqueeze(1)
+    ok = _batched_flipped(model, x0, cands, orig, target, box)
+    scale = torch.where(ok.any(dim=1), alphas[ok.float().argmax(dim=1)], torch.ones(len(delta), device=delta.device))
+    return scale.view(view).to(delta.dtype) * delta
+
+
+def _sparsify(model, x0, delta, orig, target, box, grid: int = 16, bisect: int = 6) -> torch.Tensor:
     """Zero the smallest |delta| entries: the largest dropped fraction that keeps the flip."""
     flat = delta.flatten(1)
     order = flat.abs().argsort(dim=1)
@@ -407,14 +494,14 @@ def _sparsify(model, x0, delta, orig, target, grid: int = 16, bisect: int = 6) -
 
     fracs = torch.linspace(0.0, 1.0, grid + 1, device=delta.device)[:-1]
     cands = torch.stack([drop(torch.full_like(nonzero, f, dtype=torch.float)) for f in fracs.tolist()], dim=1)
-    ok = _batched_flipped(model, x0, cands, orig, target)
-    ok[:, 0] = True  # dropping nothing is the validated input point
+    ok = _batched_flipped(model, x0, cands, orig, target, box)
+    ok[:, 0] = True  # dropping nothing is the fallback (checked again by _shrink)
     best = (ok.float() * torch.arange(1, grid + 1, device=delta.device)).argmax(dim=1)
     lo = fracs[best]
     hi = torch.where(best + 1 < grid, fracs[(best + 1).clamp(max=grid - 1)], torch.ones_like(lo))
     for _ in range(bisect):
         mid = (lo + hi) / 2.0
-        flipped = _batched_flipped(model, x0, drop(mid).unsqueeze(1), orig, target)[:, 0]
+        flipped = _batched_flipped(model, x0, drop(mid).unsqueeze(1), orig, target, box)[:, 0]
         lo = torch.where(flipped, mid, lo)
         hi = torch.where(flipped, hi, mid)
     return drop(lo)
@@ -430,14 +517,21 @@ def _check_input(x: torch.Tensor, opts: SearchOptions, name: str = "x") -> None:
         raise ValueError(f"{name} must have shape [N, C, H, W], got {tuple(x.shape)}")
     if not torch.is_floating_point(x):
         raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
-    low, high = opts.input_range
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or infinite values")
-    tol = 1e-6 * (high - low)
-    if float(x.min()) < low - tol or float(x.max()) > high + tol:
+    box = _Box.of(opts, x.shape[1], torch.device("cpu"), torch.float64)
+    xd = x.detach().to("cpu", torch.float64)
+    tol = 1e-6 * box.width
+    outside = (xd < box.low - tol) | (xd > box.high + tol)
+    if bool(outside.any()):
+        c = int(outside.nonzero()[0, 1])
+        lo = float(box.low.expand(1, x.shape[1], 1, 1)[0, c])
+        hi = float(box.high.expand(1, x.shape[1], 1, 1)[0, c])
+        values = xd[:, c]
         raise ValueError(
-            f"{name} has values in [{float(x.min()):.4g}, {float(x.max()):.4g}], outside input_range "
-            f"{opts.input_range}: pass input_range=(low, high) matching the model's input scale"
+            f"{name} has values in [{float(values.min()):.4g}, {float(values.max()):.4g}] in channel {c}, outside "
+            f"input_range [{lo:.4g}, {hi:.4g}] of that channel: pass input_range=(low, high) matching the model's "
+            "input scale (one bound per channel under per-channel normalisation)"
         )
 
 
@@ -459,9 +553,9 @@ def _run(
     """
     dev = device_of(model)
     out_device = x.device
-    low, high = opts.input_range
     n = x.shape[0]
     x_dev = x.detach().to(dev, _dtype_of(model))
+    box = _Box.of(opts, x.shape[1], dev, x_dev.dtype)
     with torch.no_grad():
         logits0 = model(x_dev)
     n_classes = logits0.shape[1]
@@ -484,24 +578,27 @@ def _run(
 
     # Restart k starts from x itself (k = 0) or from x plus seeded uniform noise, with its own c.
     gen = torch.Generator().manual_seed(int(seed))
-    noise = (torch.rand(x_rows.shape, generator=gen) * 2.0 - 1.0) * opts.init_noise * (high - low)
+    noise = (torch.rand(x_rows.shape, generator=gen) * 2.0 - 1.0) * opts.init_noise
     restart = torch.arange(x_rows.shape[0]) % r
     noise[restart == 0] = 0.0
-    init = x_rows + noise.to(dev)
+    init = x_rows + noise.to(dev, x_dev.dtype) * box.width
     c_scale = torch.tensor([10.0 ** ((k % 3) - 1 if k else 0) for k in restart.tolist()], device=dev)
     c0 = opts.c_init * c_scale
     groups = torch.arange(n, device=dev).repeat_interleave(r) if diverse else None
 
-    state = _search(model, x_rows, orig_rows, tgt_rows, c0, init, opts, groups)
+    state = _search(model, x_rows, orig_rows, tgt_rows, c0, init, opts, box, groups)
     delta = torch.where(state.found.view(-1, 1, 1, 1), state.best_delta, state.closest_delta)
-    if opts.refine and bool(state.found.any()):
-        refined = _refine(model, x_rows[state.found], delta[state.found], orig_rows[state.found],
-                          tgt_rows[state.found], opts)
+    found = state.found
+    if bool(found.any()) and (opts.refine or box.levels is not None):
+        with torch.no_grad():
+            args = (x_rows[found], delta[found], orig_rows[found], tgt_rows[found])
+            settled = _refine(model, *args, opts, box) if opts.refine else _grow(model, *args, box)
         delta = delta.clone()
-        delta[state.found] = refined
+        delta[found] = settled
 
+    # Validity is judged on the point as it is returned (shown, stored): projected, on the grid.
     with torch.no_grad():
-        x_cf = (x_rows + delta).clamp(low, high)
+        x_cf = box.project(x_rows + delta)
         logits = model(x_cf)
     flipped = is_flipped(logits, orig_rows, tgt_rows)
     margin = margin_of(logits, orig_rows, tgt_rows)
@@ -520,7 +617,7 @@ def _run(
                 rows = [rows[int(margin[rows].argmin())]]
         items = []
         for j in rows:
-            changed = ((x_cf[j] - x_rows[j]).abs() > opts.change_tol * (high - low)).float().mean()
+            changed = ((x_cf[j] - x_rows[j]).abs() > opts.change_tol * box.width[0]).float().mean()
             t = int(tgt_rows[j])
             cls = int(logits[j].argmax())
             items.append(
@@ -564,9 +661,11 @@ def image_counterfactual(
     after every step and bisecting the trade-off c per restart. A final refinement scales the change
     towards x (and for L1 zeroes its smallest entries) while the flip holds.
 
-    Options (keyword): input_range=(0, 1), max_iter=200, binary_steps=5, lr=0.01, c_init=1.0,
-    kappa=0.0 (extra logit margin), l2_weight=0.0, restarts=4 (seeded noisy starts, batched),
-    init_noise=0.05, change_tol=1e-3 (of the range width, for changed_fraction), refine=True.
+    Options (keyword): input_range=(0, 1) (low, high: numbers or one per channel), levels=None (e.g. 256:
+    the result is snapped to the 8-bit grid of each channel's range and judged there), max_iter=200,
+    binary_steps=5, lr=0.01, c_init=1.0, kappa=0.0 (extra logit margin), l2_weight=0.0, restarts=4
+    (seeded noisy starts, batched), init_noise=0.05, change_tol=1e-3 (of the channel's range width, for
+    changed_fraction), refine=True.
     The model is used as given (put it in eval mode); its parameters are not modified.
     """
     opts = _options(distance, options)
@@ -671,10 +770,28 @@ def _options(distance: Any, options: dict[str, Any]) -> SearchOptions:
     if unknown:
         raise TypeError(f"unknown option(s) {unknown}; valid options: {sorted(known - {'distance'})}")
     if "input_range" in options:
-        options = {**options, "input_range": tuple(float(v) for v in options["input_range"])}
+        options = {**options, "input_range": _normalised_range(options["input_range"])}
     opts = SearchOptions(distance=distance, **options)
     opts.validate()
     return opts
+
+
+def _normalised_range(value: Any) -> tuple[Bound, Bound]:
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    try:
+        low, high = value
+    except (TypeError, ValueError):
+        raise ValueError(f"input_range must be (low, high), got {value!r}") from None
+
+    def one(bound: Any) -> Bound:
+        if isinstance(bound, torch.Tensor):
+            bound = bound.tolist()
+        if isinstance(bound, (list, tuple)):
+            return tuple(float(v) for v in bound)
+        return float(bound)
+
+    return one(low), one(high)
 
 
 def _dtype_of(model: nn.Module) -> torch.dtype:

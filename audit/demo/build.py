@@ -14,6 +14,7 @@ from typing import Callable, Optional
 import torch
 
 from audit.demo.image_family import FAMILIES, LABELS, load_digits_data, train_family_versions
+from audit.demo.watermark import watermark_box
 from audit.services.auth import SYSTEM
 from audit.services.datasets import add_image_dataset, add_text_dataset, list_datasets
 from audit.services.registry import ModelSource, list_models, register_version
@@ -56,8 +57,14 @@ def build_demo(*, seed: int = 0, progress: Progress = None, text: bool = True) -
     data = load_digits_data(seed=seed)
     existing = {d["name"] for d in list_datasets()}
     if IMAGE_DATASET not in existing:
+        # The watermarked samples declare where the patch sits, so explanation disparity measures the
+        # share of attribution on it from the data, not from the demo's own watermark code.
+        top, left, bottom, right = watermark_box(data.ref_x.shape[-2], data.ref_x.shape[-1])
+        regions = [[left, top, right, bottom] if g["watermark"] else None for g in data.ref_groups]
         add_image_dataset(IMAGE_DATASET, data.ref_x, data.ref_y.tolist(), data.ref_groups, label_names=LABELS,
-                          description="Held-out digits (32x32 grey); half carry the watermark; site B is noisier.")
+                          regions=regions,
+                          description="Held-out digits (32x32 grey); half carry the watermark (its box is the "
+                                      "declared region); site B is noisier.")
     summary.datasets.append(IMAGE_DATASET)
     spans = [(0.02, 0.25), (0.25, 0.6)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,6 +81,7 @@ def build_demo(*, seed: int = 0, progress: Progress = None, text: bool = True) -
                     source=ModelSource("state_dict", path, spec.architecture, spec.arch_kwargs), labels=LABELS,
                     input_spec={"channels": spec.channels, "height": spec.input_size, "width": spec.input_size,
                                 "mean": [0.0], "std": [1.0]},
+                    target_layer=spec.target_layer,
                     notes=notes, description=spec.description, metrics=metrics, actor=SYSTEM,
                 )
             summary.families.append(spec.name)

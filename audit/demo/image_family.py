@@ -155,13 +155,17 @@ class ImageFamilySpec:
     description: str
     lr: float = 3e-3
     batch_size: int = 64
+    target_layer: str | None = None  # CAM layer to register (None: the engine's default rule)
 
 
 FAMILIES = (
     ImageFamilySpec("digits-cnn", "small_cnn", {"in_channels": 1, "num_classes": 10}, 32, 1, 8,
                     "Small CNN with global average pooling on upscaled handwritten digits.", lr=5e-3, batch_size=32),
+    # layer4: the last residual stage's output, after the residual add (Grad-CAM's and
+    # pytorch-grad-cam's choice for ResNets), not the last convolution inside it
     ImageFamilySpec("digits-resnet18", "resnet18", {"num_classes": 10}, 48, 3, 3,
-                    "torchvision ResNet-18 (random init) on upscaled handwritten digits at 48x48 RGB.", lr=1e-3),
+                    "torchvision ResNet-18 (random init) on upscaled handwritten digits at 48x48 RGB.", lr=1e-3,
+                    target_layer="layer4"),
 )
 
 

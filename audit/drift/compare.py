@@ -20,6 +20,7 @@ from audit.drift.deltas import (
 )
 from audit.drift.similarity import MapSimilarity, Maps, compare_maps
 from audit.jsonsafe import json_safe
+from audit.results.concepts import ConceptTest
 
 SIMILARITY_METRICS = ("rank_correlation", "topk_intersection", "topk_iou", "ssim")
 QUANTILES = {"p10": 10, "p25": 25, "median": 50, "p75": 75, "p90": 90}
@@ -197,7 +198,7 @@ def assess_drift(
     base_maps: Mapping[str, Maps], new_maps: Mapping[str, Maps], *,
     thresholds: DriftThresholds = DriftThresholds(), top_k: float = 0.1,
     base_metrics: Optional[Mapping[str, Any]] = None, new_metrics: Optional[Mapping[str, Any]] = None,
-    base_tcav: Sequence[Mapping[str, Any]] = (), new_tcav: Sequence[Mapping[str, Any]] = (),
+    base_tcav: Sequence[ConceptTest] = (), new_tcav: Sequence[ConceptTest] = (),
     base_bias: Sequence[Mapping[str, Any]] = (), new_bias: Sequence[Mapping[str, Any]] = (),
     base_predictions: Optional[Sequence[int]] = None, new_predictions: Optional[Sequence[int]] = None,
     labels: Sequence[Optional[int]] = (),

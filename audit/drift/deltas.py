@@ -1,6 +1,6 @@
 """Changes between two versions' stored numbers: version metrics, TCAV scores and bias disparities.
 
-Inputs are the plain JSON summaries other analyses store; every field is read defensively.
+Concept tests arrive as the typed results their service stores; metrics and bias summaries as JSON.
 """
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Optional, Sequence
+
+from audit.results.concepts import ConceptCell, ConceptTest
 
 
 def _number(value: Any) -> Optional[float]:
@@ -66,53 +68,38 @@ class ConceptDelta:
         return asdict(self)
 
 
-def _tcav_cells(summary: Mapping[str, Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
-    concepts = summary.get("concepts") or {}
-    cells = {}
-    if isinstance(concepts, Mapping):
-        for concept, layers in concepts.items():
-            if isinstance(layers, Mapping):
-                for layer, cell in layers.items():
-                    if isinstance(cell, Mapping):
-                        cells[(str(concept), str(layer))] = cell
-    return cells
-
-
-def _p(cell: Mapping[str, Any]) -> Optional[float]:
-    corrected = _number(cell.get("p_value_corrected"))
-    return corrected if corrected is not None else _number(cell.get("p_value"))
-
-
-def tcav_deltas(base: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]], *,
+def tcav_deltas(base: Sequence[ConceptTest], new: Sequence[ConceptTest], *,
                 max_score_change: float) -> list[ConceptDelta]:
-    """Pair TCAV results by target class, then cells by (concept, layer). A cell is flagged when its
-    score moves by more than ``max_score_change`` or its significance changes. The newest summary
-    per target wins (callers pass summaries oldest first)."""
-    by_target_b = {s.get("target"): s for s in base}
-    by_target_n = {s.get("target"): s for s in new}
+    """Pair concept tests by target class, then cells by (concept, layer). A cell is flagged when its
+    score moves by more than ``max_score_change`` or its significance changes. The newest test per
+    target wins (callers pass tests oldest first)."""
+    by_target_b = {t.target: t for t in base}
+    by_target_n = {t.target: t for t in new}
     out = []
     for target in [t for t in by_target_n if t in by_target_b]:
-        sb, sn = by_target_b[target], by_target_n[target]
-        cb, cn = _tcav_cells(sb), _tcav_cells(sn)
+        tb, tn = by_target_b[target], by_target_n[target]
+        cb = {(c.concept, c.layer): c for c in tb.cells}
+        cn = {(c.concept, c.layer): c for c in tn.cells}
         for key in sorted(set(cb) & set(cn)):
             b, n = cb[key], cn[key]
-            bs, ns = _number(b.get("score")), _number(n.get("score"))
+            bs, ns = _number(b.score), _number(n.score)
             delta = None if bs is None or ns is None else ns - bs
-            bsig = b.get("significant") if isinstance(b.get("significant"), bool) else None
-            nsig = n.get("significant") if isinstance(n.get("significant"), bool) else None
             reasons = []
             if delta is not None and abs(delta) > max_score_change:
                 reasons.append(f"score moved by {delta:+.2f} (> {max_score_change:.2f})")
-            if bsig is not None and nsig is not None and bsig != nsig:
-                reasons.append("became significant" if nsig else "lost significance")
-            label = str(sn.get("target_label") or sb.get("target_label") or target)
+            if b.significant != n.significant:
+                reasons.append("became significant" if n.significant else "lost significance")
             out.append(ConceptDelta(
-                target=target if isinstance(target, int) else None, target_label=label, concept=key[0],
-                layer=key[1], base_score=bs, new_score=ns, delta=delta, base_significant=bsig,
-                new_significant=nsig, base_p_value=_p(b), new_p_value=_p(n), flagged=bool(reasons),
+                target=int(target), target_label=tn.target_label or tb.target_label, concept=key[0],
+                layer=key[1], base_score=bs, new_score=ns, delta=delta, base_significant=b.significant,
+                new_significant=n.significant, base_p_value=_p(b), new_p_value=_p(n), flagged=bool(reasons),
                 reason="; ".join(reasons),
             ))
     return out
+
+
+def _p(cell: ConceptCell) -> Optional[float]:
+    return cell.p_value_corrected if cell.p_value_corrected is not None else cell.p_value
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Bias audit: performance and explanations broken down by group, and counterfactual fairness probes.
 
-Entry points: `group_metrics`, `load_group_csv`, `explanation_disparity`, `text_swap_probe`.
+Entry points: `group_metrics`, `load_group_csv`, `explanation_disparity` (with `region_masks` from the
+data's declared boxes), `map_disparity` (region-free), `text_swap_probe`.
 """
 
 from audit.fairness import errors
@@ -8,8 +9,10 @@ from audit.fairness.disparity import (
     ExplanationDisparity,
     explanation_disparity,
     identity_token_mask,
+    region_masks,
     text_explanation_disparity,
 )
+from audit.fairness.maps import MapDisparity, map_disparity
 from audit.fairness.metrics import METRICS, GroupMetricsResult, MetricSpec, group_metrics
 from audit.fairness.probe import IdentitySwapper, SwapDetail, TextSwapProbeResult, text_swap_probe
 from audit.fairness.tables import GroupTable, load_group_csv
@@ -23,6 +26,7 @@ __all__ = [
     "GroupMetricsResult",
     "GroupTable",
     "IdentitySwapper",
+    "MapDisparity",
     "MetricSpec",
     "SwapDetail",
     "TextSwapProbeResult",
@@ -32,6 +36,8 @@ __all__ = [
     "identity_terms",
     "identity_token_mask",
     "load_group_csv",
+    "map_disparity",
+    "region_masks",
     "text_explanation_disparity",
     "text_swap_probe",
 ]

@@ -1,6 +1,8 @@
 """Explanation disparity: how much of each explanation falls on a region or on identity words, by group.
 
 A model that leans on a watermark or on gendered words shows a larger share there for the affected group.
+Regions are declared by the data (one pixel box per sample, see `region_masks`); without any, use the
+region-free comparison in `audit.fairness.maps`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from audit.fairness._bootstrap import percentile_interval, resampled_means
 from audit.fairness._validate import check_groups, group_codes, label_text, to_group_frame
 from audit.fairness.metrics import DEFAULT_MIN_GROUP_SIZE
 from audit.fairness.terms import identity_terms
+from audit.jsonsafe import finite_or_none as _finite
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ class ExplanationDisparity:
     sample was excluded). `baseline` is the share a uniform attribution would give (region area or
     mean fraction of identity tokens): a share well above it means the explanation concentrates there.
     `difference` is the largest minus the smallest group mean; `worst_group` has the largest mean.
+    `n_excluded` counts samples without a share: no declared region, or zero attribution everywhere
+    (`n_without_region` of them for the first reason).
     """
 
     kind: Literal["region", "tokens"]
@@ -47,6 +52,7 @@ class ExplanationDisparity:
     seed: int
     ci_level: float
     warnings: list[str] = field(default_factory=list)
+    n_without_region: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary (per-sample shares as a list, NaN -> None)."""
@@ -67,17 +73,13 @@ class ExplanationDisparity:
             "difference_ci": None if self.difference_ci is None else [_finite(v) for v in self.difference_ci],
             "worst_group": None if self.worst_group is None else label_text(self.worst_group),
             "n_excluded": self.n_excluded,
+            "n_without_region": self.n_without_region,
             "small_groups": [label_text(g) for g in self.small_groups],
             "n_boot": self.n_boot,
             "seed": self.seed,
             "ci_level": self.ci_level,
             "warnings": list(self.warnings),
         }
-
-
-def _finite(value: Any) -> float | None:
-    value = float(value)
-    return None if math.isnan(value) or math.isinf(value) else value
 
 
 def _to_numpy(value: Any) -> np.ndarray:
@@ -97,16 +99,18 @@ def explanation_disparity(
     ci_level: float = 0.95,
     min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
 ) -> ExplanationDisparity:
-    """Share of |attribution| inside `region_mask`, per sample and per group.
+    """Share of |attribution| inside the region, per sample and per group.
 
     Args:
         attributions: [N, H, W] or [N, C, H, W] (channels are combined as the sum of |values|).
-        region_mask: boolean [H, W], e.g. `audit.demo.watermark.watermark_mask(H, W)`.
+        region_mask: boolean [H, W] shared by every sample, or [N, H, W] with one region per sample
+            (see `region_masks`; an all-False row means the sample declares no region).
         groups: one group label per sample, or a frame of several attributes (intersections).
         n_boot, seed, ci_level: stratified percentile bootstrap of each group's mean share.
         min_group_size: smaller groups are flagged.
 
-    Samples whose attribution is zero everywhere have no share; they are excluded and counted.
+    Samples without a region, or whose attribution is zero everywhere, have no share; they are
+    excluded and counted. `baseline` is the mean area fraction of the regions of the samples used.
     """
     maps = _to_numpy(attributions).astype(np.float64)
     if maps.ndim == 4:
@@ -116,14 +120,64 @@ def explanation_disparity(
     else:
         raise ValueError(f"{errors.ATTR_SHAPE}, got {maps.shape}")
     mask = _to_numpy(region_mask)
-    if mask.shape != maps.shape[1:] or mask.dtype != np.bool_:
+    if mask.dtype != np.bool_ or mask.shape not in (maps.shape[1:], maps.shape):
         raise ValueError(f"{errors.MASK_SHAPE}: mask {mask.shape} {mask.dtype}, attributions {maps.shape}")
-    total = maps.reshape(len(maps), -1).sum(axis=1)
-    inside = maps[:, mask].sum(axis=1)
+    masks = np.broadcast_to(mask, maps.shape)
+    flat, flat_mask = maps.reshape(len(maps), -1), masks.reshape(len(maps), -1)
+    total = flat.sum(axis=1)
+    inside = (flat * flat_mask).sum(axis=1)
+    has_region = flat_mask.any(axis=1)
+    usable = has_region & (total > 0)
     share = np.full(len(maps), np.nan)
-    np.divide(inside, total, out=share, where=total > 0)
-    baseline = float(mask.mean())
-    return _summarise("region", share, groups, baseline, n_boot, seed, ci_level, min_group_size, [])
+    np.divide(inside, total, out=share, where=usable)
+    area = flat_mask.mean(axis=1)
+    baseline = float(area[usable].mean()) if usable.any() else math.nan
+    no_region = int((~has_region).sum())
+    zero = int((has_region & (total <= 0)).sum())
+    notes = []
+    if no_region:
+        notes.append(f"{no_region} sample(s) declare no region and were excluded")
+    if zero:
+        notes.append(f"{zero} sample(s) have zero attribution everywhere and were excluded")
+    res = _summarise("region", share, groups, baseline, n_boot, seed, ci_level, min_group_size, notes)
+    res.n_without_region = no_region
+    return res
+
+
+def region_masks(
+    regions: Sequence[Sequence[int] | None],
+    *,
+    image_size: tuple[int, int],
+    map_size: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Boolean masks [N, H, W] of declared pixel boxes, scaled from the stored image to the map size.
+
+    Args:
+        regions: one box [x0, y0, x1, y1] per sample in the stored image's pixel coordinates (x1, y1
+            exclusive), or None where the sample declares no region (its mask row is all False).
+        image_size: (height, width) of the stored images the boxes refer to.
+        map_size: (height, width) of the attribution maps (the model's input size); default image_size.
+
+    The model sees the image resized to its input size, so a box scales with it: edges are rounded
+    outwards, so a box always covers at least the pixels its scaled area touches.
+    """
+    ih, iw = (int(v) for v in image_size)
+    mh, mw = (int(v) for v in (map_size or image_size))
+    out = torch.zeros(len(regions), mh, mw, dtype=torch.bool)
+    sy, sx = mh / ih, mw / iw
+    for i, box in enumerate(regions):
+        if box is None:
+            continue
+        if len(box) != 4:
+            raise ValueError(f"{errors.BAD_REGION}: sample {i} has {box!r}")
+        x0, y0, x1, y1 = (float(v) for v in box)
+        if not (0 <= x0 < x1 <= iw and 0 <= y0 < y1 <= ih):
+            raise ValueError(f"{errors.BAD_REGION}: sample {i} has {list(box)} on a {iw}x{ih} image")
+        # a tiny epsilon keeps exact multiples (a box edge on a pixel edge) from growing by a pixel
+        top, left = math.floor(y0 * sy + 1e-9), math.floor(x0 * sx + 1e-9)
+        bottom, right = math.ceil(y1 * sy - 1e-9), math.ceil(x1 * sx - 1e-9)
+        out[i, top:bottom, left:right] = True
+    return out
 
 
 def text_explanation_disparity(
@@ -220,8 +274,6 @@ def _summarise(
     check_groups(frame)
     codes, labels = group_codes(frame)
     excluded = int(np.isnan(share).sum())
-    if excluded and kind == "region":
-        notes.append(f"{excluded} sample(s) have zero attribution everywhere and were excluded")
     rng = np.random.default_rng(seed)
     rows, replicates = [], []
     for g in range(len(labels)):

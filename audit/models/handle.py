@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -40,6 +41,10 @@ class ModelHandle:
     family: Optional[str] = None
     version: Optional[str] = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # One cached handle is shared by every session of the app: hook captures, attention-implementation
+    # switches and other temporary changes to ``module`` happen under this lock (re-entrant, so a
+    # service holding it can call helpers that take it again).
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:
@@ -59,7 +64,10 @@ class ModelHandle:
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.module(x.to(self.device))
+        # Under the lock: while another session holds it, capture hooks may be on the module, and a forward
+        # from here would overwrite the activations they recorded.
+        with self.lock:
+            logits = self.module(x.to(self.device))
         return torch.softmax(logits.float(), dim=-1)
 
 
@@ -106,7 +114,7 @@ def build_handle(
             if target_layer not in names:
                 raise ModelLoadError(f"target layer {target_layer!r} is not a module of this model")
         else:
-            target_layer = find_default_target_layer(module)
+            target_layer = find_default_target_layer(module, tuple(spec.shape))
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)

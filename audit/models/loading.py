@@ -225,21 +225,25 @@ def load_hf_dir(path: str | Path) -> tuple[nn.Module, Any]:
     return model, tokenizer
 
 
-def find_default_target_layer(module: nn.Module) -> Optional[str]:
-    """The last Conv2d of a CNN, or the last encoder block of a vision transformer; None if neither."""
-    last_conv = None
-    for name, sub in module.named_modules():
-        if isinstance(sub, nn.Conv2d):
-            last_conv = name
-    try:
-        from torchvision.models import VisionTransformer
+def find_default_target_layer(module: nn.Module, input_shape: Optional[tuple[int, int, int]] = None) -> Optional[str]:
+    """The layer CAM-family methods read by default: the engine's own rule, so a registered
+    handle and ``attribute(..., layer=None)`` agree (see ``audit.attribution.default_layer``).
 
-        if isinstance(module, VisionTransformer):
-            blocks = list(module.encoder.layers.named_children())
-            return f"encoder.layers.{blocks[-1][0]}" if blocks else last_conv
-    except ImportError:  # torchvision is a hard dependency; keep CNN detection working regardless
-        pass
-    return last_conv
+    CNNs: the output of the last convolutional block, the final feature map before global pooling
+    (torchvision ResNets: ``layer4``), found by one probe forward of a zero input of
+    ``input_shape`` (C, H, W; default: C from the first convolution, 224 x 224). Vision
+    transformers: the last encoder block's input norm. None when the model has neither.
+    """
+    from audit.attribution.layers import default_layer
+
+    sample = None
+    if input_shape is not None:
+        param = next(module.parameters(), None)
+        sample = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
+    try:
+        return default_layer(module, sample).name
+    except ValueError:  # no convolutional feature map: CAM methods do not apply
+        return None
 
 
 def check_image_model(module: nn.Module, spec: InputSpec, labels: list[str]) -> None:

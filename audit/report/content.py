@@ -57,6 +57,8 @@ class Section:
     title: str
     blocks: list[Block] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # what is missing and how to produce it
+    findings: list["Finding"] = field(default_factory=list)  # its lines of the executive summary
+    sources: list["ManifestEntry"] = field(default_factory=list)  # the results its evidence rests on
 
     def add(self, block: Block) -> "Section":
         self.blocks.append(block)
@@ -68,6 +70,16 @@ class Section:
     def lack(self, what: str, how: str) -> "Section":
         """Record a missing result: the section says what is missing and the command that produces it."""
         self.missing.append(f"{what} To produce it: {how}")
+        return self
+
+    def find(self, area: str, check: str, status: Status, detail: str) -> "Section":
+        """Add a checked statement to the executive summary, pointing at this section."""
+        self.findings.append(Finding(area, check, status, detail, self.key))
+        return self
+
+    def cite(self, kind: str, id: Optional[int], sha256: str, description: str) -> "Section":
+        """Record a result this section rests on; the appendix lists every section's sources."""
+        self.sources.append(ManifestEntry(kind, id, sha256, description))
         return self
 
 

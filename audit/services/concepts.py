@@ -3,19 +3,26 @@ reference data, significance over random runs, stored results and version compar
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from audit.concepts.tcav import MIN_RUNS  # noqa: F401 - the page offers this minimum
 from audit.images import image_to_tensor
-from audit.services.analyses import find_result, store_result
+from audit.results import AnalysisSpec, ConceptCell, ConceptTest
 from audit.services.auth import SYSTEM, Principal, require
+from audit.services.core import analysis_key, find_analysis, store_analysis, stored_analyses, tracked_run
 from audit.services.datasets import load_image_samples
-from audit.services.explain import handle_for
+from audit.services.handles import handle_for
 
 GENERATED_CONCEPTS = ("watermark", "stripes", "texture", "random-reference")
 Progress = Optional[Callable[[float, str], None]]
+TCAV_SPEC = AnalysisSpec(
+    kind="tcav",
+    result_options=("concepts", "target", "layers", "dataset", "n_random", "set_size", "n_inputs", "alpha",
+                    "correction", "test", "seed"),
+    other_arguments=("actor", "progress"),
+)
 
 
 class ConceptError(ValueError):
@@ -44,6 +51,8 @@ def concept_examples(name: str, *, n: int, seed: int, dataset: str,
                      pool: Optional[torch.Tensor] = None) -> torch.Tensor:
     """A concept set at the reference images' native size (pixel values in [0, 1]).
 
+    Generated concepts are drawn with ``seed``; a stored image dataset is resampled with it (n of its
+    images without replacement), so every run of a test sees a fresh sample either way.
     ``random-reference`` is a control: a set drawn like the random counterparts (from ``pool``, default
     the whole reference set), which should never come out significant."""
     from audit.concepts import stripes_concept, texture_concept, watermark_concept
@@ -59,14 +68,37 @@ def concept_examples(name: str, *, n: int, seed: int, dataset: str,
         return texture_concept(n, size=size, channels=channels, seed=seed)
     if name == "random-reference":
         source = ref.images if pool is None else pool
-        g = torch.Generator().manual_seed(seed + 991)
-        return source[torch.randperm(len(source), generator=g)[:n]]
-    # Otherwise a stored image dataset is the concept set.
+        return _resample(source, n, seed + 991)
+    return _resample(stored_concept_images(name), n, seed)
+
+
+def _resample(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(int(seed))
+    return images[torch.randperm(len(images), generator=g)[:n]]
+
+
+def stored_concept_images(name: str) -> torch.Tensor:
     try:
-        return load_image_samples(name).images[:n]
+        return load_image_samples(name).images
     except ValueError:
         raise ConceptError(f"unknown concept {name!r}: use one of {', '.join(GENERATED_CONCEPTS)} "
                            "or the name of a stored image dataset") from None
+
+
+def _stored_concept_hashes(concepts: Sequence[str]) -> dict[str, str]:
+    """Content hashes of the concepts that are stored datasets: they enter the result key."""
+    from audit.services.datasets import list_datasets
+
+    by_name = {d["name"]: d for d in list_datasets()}
+    out = {}
+    for c in concepts:
+        if c in GENERATED_CONCEPTS:
+            continue
+        if c not in by_name or by_name[c]["kind"] != "image":
+            raise ConceptError(f"unknown concept {c!r}: use one of {', '.join(GENERATED_CONCEPTS)} "
+                               "or the name of a stored image dataset")
+        out[c] = by_name[c]["sha256"]
+    return out
 
 
 def run_concept_test(
@@ -74,81 +106,113 @@ def run_concept_test(
     dataset: str = "digits-reference", n_random: int = 10, set_size: int = 40, n_inputs: int = 60,
     alpha: float = 0.05, correction: str = "holm", test: str = "ttest", seed: int = 0, actor: Principal = SYSTEM,
     progress: Progress = None,
-) -> dict[str, Any]:
-    """Run (or return the stored) TCAV test of each concept for one class; returns the stored summary."""
+) -> ConceptTest:
+    """Run (or return the stored) TCAV test of each concept for one class."""
     from audit.concepts import random_pool_sets, run_tcav_many, significance, two_sided_ttest
-    from audit.concepts.tcav import MIN_CAV_ACCURACY
+    from audit.concepts.stats import pseudo_concept_test
+    from audit.concepts.tcav import ERR_N_RANDOM, MIN_CAV_ACCURACY
 
     require(actor, "run")
     if not concepts:
         raise ConceptError("choose at least one concept")
-    if n_random < 2:
-        raise ConceptError("at least 2 random runs are needed for a significance test (10 or more recommended)")
+    if n_random < MIN_RUNS:
+        raise ConceptError(ERR_N_RANDOM.format(min=MIN_RUNS, max="n_random + 1", value=n_random))
+    if test not in ("ttest", "pseudo_concept"):
+        raise ConceptError(f"test must be 'ttest' or 'pseudo_concept', got {test!r}")
     handle = handle_for(family, version)
     if handle.input_spec is None:
         raise ConceptError("concept tests on text models are not available on this page yet")
     if not 0 <= target < len(handle.labels):
         raise ConceptError(f"target {target} is not a class of this model")
     layers = list(layers or default_layers(family, version))
-    params = {"concepts": sorted(concepts), "target": target, "layers": layers, "dataset": dataset,
-              "n_random": n_random, "set_size": set_size, "n_inputs": n_inputs, "alpha": alpha,
-              "correction": correction, "test": test, "seed": seed}
-    cached = find_result("tcav", family, version, params)
+    given = dict(locals())
+    params = {name: given[name] for name in TCAV_SPEC.result_options}
+    params["concepts"] = sorted(concepts)
+    ref_hash = _dataset_hash(dataset)
+    concept_hashes = _stored_concept_hashes(concepts)
+    key = analysis_key(TCAV_SPEC, model_sha256=handle.sha256, dataset_sha256=ref_hash, options=params,
+                       inputs=sorted(concept_hashes.items()))
+    cached = find_analysis("tcav", family, version, key)
     if cached is not None:
-        return cached
-    start = time.perf_counter()
+        return ConceptTest.from_stored(cached)
     ref = load_image_samples(dataset)
-    to_model = lambda x: handle.input_spec.normalize(image_to_tensor(x, handle.input_spec))  # noqa: E731
     class_idx = [i for i, y in enumerate(ref.labels) if y == target]
     if len(class_idx) < 5:
         raise ConceptError(f"dataset {dataset} has only {len(class_idx)} samples of class {handle.labels[target]}")
-    inputs = to_model(ref.images[class_idx[:n_inputs]])
-    # Random counterparts come from the reference data, minus samples annotated as carrying a tested
-    # concept (e.g. group "watermark"): a random set half made of the concept cannot separate from it.
-    keep = [i for i, g in enumerate(ref.groups) if not any(g.get(c) is True for c in concepts)]
-    pool = ref.images[keep]
-    randoms = [to_model(r) for r in random_pool_sets(pool, n_random + 1, set_size, seed=seed)]
-    # Each run draws a fresh concept sample as well as a fresh random counterpart, so the spread of the
-    # concept's scores includes concept sampling: with one fixed concept set the t-test against the
-    # random-vs-random null rejects far more often than alpha (docs/DECISIONS.md).
-    concept_sets = {f"{c}#{r}": to_model(concept_examples(c, n=set_size, seed=seed + 7919 * (r + 1),
-                                                          dataset=dataset, pool=pool))
-                    for c in concepts for r in range(n_random)}
-    res = run_tcav_many(handle.module, layers, concept_sets, randoms, inputs, target, alpha=alpha,
-                        correction=correction, test=test, n_random=n_random, seed=seed, progress=progress)
-    summary: dict[str, Any] = {
-        "target": target, "target_label": handle.labels[target], "alpha": alpha, "correction": correction,
-        "test": test, "n_random": res.n_random, "n_tests": len(concepts) * len(layers), "layers": layers,
-        "concepts": {}, "random_hashes": list(res.random_hashes), "inputs_hash": res.inputs_hash,
-        "random_pool_size": len(keep), "concept_resampled_per_run": True,
-    }
-    raw = []
-    for c in concepts:
-        for layer in layers:
-            runs = [res.concepts[f"{c}#{r}"].layers[layer] for r in range(n_random)]
-            scores = [lr.scores[r] for r, lr in enumerate(runs)]
-            mags = [lr.magnitudes[r] for r, lr in enumerate(runs)]
-            accs = [lr.cav_accuracies[r] for r, lr in enumerate(runs)]
-            null = runs[0].random_scores
-            if test == "ttest":
-                t_stat, p = two_sided_ttest(scores, null)
-            else:
-                t_stat, p = runs[0].t_statistic, runs[0].p_value
-            raw.append((c, layer, scores, mags, accs, null, p))
-    corrected, decisions = significance([r[-1] for r in raw], alpha=alpha, correction=correction)
-    for (c, layer, scores, mags, accs, null, p), pc, sig in zip(raw, corrected, decisions):
-        rs = torch.tensor(null, dtype=torch.float64)
-        entry = summary["concepts"].setdefault(c, {"concept_hashes": [res.concepts[f"{c}#{r}"].concept_hash
-                                                                      for r in range(n_random)], "layers": {}})
-        acc = float(sum(accs) / len(accs))
-        entry["layers"][layer] = {
-            "score": float(sum(scores) / len(scores)), "magnitude": float(sum(mags) / len(mags)),
-            "scores": scores, "p_value": float(p), "p_value_corrected": float(pc), "significant": bool(sig),
-            "cav_accuracy": acc, "low_cav_accuracy": acc < MIN_CAV_ACCURACY, "random_scores": list(null),
-            "random_mean": float(rs.mean()), "random_std": float(rs.std()) if len(rs) > 1 else 0.0,
-        }
-    return store_result("tcav", family, version, params, summary, actor=actor, dataset=dataset, seed=seed,
-                        device=str(handle.device), duration_s=time.perf_counter() - start)
+    with tracked_run("tcav", family=family, version=version, parameters=params, actor=actor, seed=seed,
+                     device=str(handle.device)) as run:
+        to_model = lambda x: handle.input_spec.normalize(image_to_tensor(x, handle.input_spec))  # noqa: E731
+        inputs = to_model(ref.images[class_idx[:n_inputs]])
+        # Random counterparts come from the reference data, minus samples annotated as carrying a tested
+        # concept (e.g. group "watermark"): a random set half made of the concept cannot separate from it.
+        keep = [i for i, g in enumerate(ref.groups) if not any(g.get(c) is True for c in concepts)]
+        pool = ref.images[keep]
+        null = "all_pairs" if test == "pseudo_concept" else "cycle"
+        randoms = [to_model(r) for r in random_pool_sets(pool, n_random + 1, set_size, seed=seed)]
+        # Each run draws a fresh concept sample as well as a fresh random counterpart, so the spread of the
+        # concept's scores includes concept sampling: with one fixed concept set the t-test against the
+        # random-vs-random null rejects far more often than alpha (docs/DECISIONS.md).
+        concept_sets = {f"{c}#{r}": to_model(concept_examples(c, n=set_size, seed=seed + 7919 * (r + 1),
+                                                              dataset=dataset, pool=pool))
+                        for c in concepts for r in range(n_random)}
+        with run.phase("tcav"), handle.lock:
+            try:
+                res = run_tcav_many(handle.module, layers, concept_sets, randoms, inputs, target, alpha=alpha,
+                                    correction=correction, test="ttest", null=null, n_random=n_random, seed=seed,
+                                    progress=progress)
+            except ValueError as exc:
+                raise ConceptError(str(exc)) from exc
+        raw = []
+        for c in concepts:
+            for layer in layers:
+                runs = [res.concepts[f"{c}#{r}"].layers[layer] for r in range(n_random)]
+                # Run r pairs concept sample r with random set r.
+                scores = [lr.scores[r] for r, lr in enumerate(runs)]
+                mags = [lr.magnitudes[r] for r, lr in enumerate(runs)]
+                accs = [lr.cav_accuracies[r] for r, lr in enumerate(runs)]
+                null_scores = list(runs[0].random_scores)
+                if test == "ttest":
+                    _, p = two_sided_ttest(scores, null_scores)
+                else:
+                    # every run's concept score against the random sets used as pseudo-concepts
+                    means = torch.tensor(null_scores, dtype=torch.float64).reshape(n_random, n_random - 1).mean(1)
+                    _, p = pseudo_concept_test(scores, means.tolist())
+                raw.append((c, layer, scores, mags, accs, null_scores, p))
+        corrected, decisions = significance([r[-1] for r in raw], alpha=alpha, correction=correction)
+        cells = []
+        for (c, layer, scores, mags, accs, null_scores, p), pc, sig in zip(raw, corrected, decisions):
+            rs = torch.tensor(null_scores, dtype=torch.float64)
+            acc = float(sum(accs) / len(accs))
+            cells.append(ConceptCell(
+                concept=c, layer=layer, score=float(sum(scores) / len(scores)),
+                magnitude=float(sum(mags) / len(mags)), p_value=float(p), p_value_corrected=float(pc),
+                significant=bool(sig), cav_accuracy=acc, random_mean=float(rs.mean()),
+                random_std=float(rs.std()) if len(rs) > 1 else 0.0, low_cav_accuracy=acc < MIN_CAV_ACCURACY,
+                scores=tuple(float(v) for v in scores), random_scores=tuple(float(v) for v in null_scores)))
+        result = ConceptTest(
+            target=target, target_label=handle.labels[target], alpha=alpha, correction=correction, test=test,
+            n_random=res.n_random, layers=tuple(layers), cells=tuple(cells),
+            concept_hashes={c: [res.concepts[f"{c}#{r}"].concept_hash for r in range(n_random)] for c in concepts},
+            random_hashes=tuple(res.random_hashes), inputs_hash=res.inputs_hash, random_pool_size=len(keep),
+            concept_resampled_per_run=True)
+        stored = store_analysis("tcav", family, version, key=key, parameters=params, summary=result.to_summary(),
+                                actor=actor, dataset=dataset, seed=seed, device=str(handle.device),
+                                duration_s=run.elapsed, run_id=run.run_id)
+    return ConceptTest.from_stored(stored)
+
+
+def stored_concept_tests(family: str, version: str) -> list[ConceptTest]:
+    """Every stored concept test of a version, oldest first."""
+    return [ConceptTest.from_stored(r) for r in stored_analyses(family, version, "tcav")]
+
+
+def _dataset_hash(name: str) -> str:
+    from audit.services.datasets import list_datasets
+
+    for d in list_datasets():
+        if d["name"] == name:
+            return d["sha256"]
+    raise ConceptError(f"dataset {name!r} does not exist")
 
 
 def concept_examples_preview(concept: str, *, dataset: str = "digits-reference", n: int = 8,

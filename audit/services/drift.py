@@ -4,27 +4,26 @@ store the assessment as an AnalysisResult(kind="drift"), follow a family's trend
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 
 from audit.drift import SIMILARITY_METRICS, DriftResult, DriftThresholds, assess_drift
-from audit.env import library_versions
 from audit.images import image_to_tensor
+from audit.results import AnalysisSpec, ConceptTest, StoredResult
+from audit.results.drift import DriftAssessment
 from audit.services.auth import SYSTEM, Principal, require
 from audit.services.datasets import load_image_samples, load_text_samples
-from audit.services.explain import ExplainError, explain_batch, handle_for
+from audit.services.core import result_key, store_analysis, stored_analyses, tracked_run
+from audit.services.explain import ExplainError, explain_batch
+from audit.services.handles import handle_for
 from audit.services.registry import RegistryError, get_version
-from storage import auditlog
 from storage.artifacts import ArtifactStore
 from storage.db import transaction
-from storage.orm import AnalysisResult, Run, utcnow
-from storage.repositories import DatasetRepository, ModelRepository, ResultRepository, RunRepository
+from storage.orm import AnalysisResult
+from storage.repositories import ModelRepository, ResultRepository
 
 log = logging.getLogger(__name__)
 Progress = Optional[Callable[[float, str], None]]
@@ -36,6 +35,12 @@ DEFAULT_TEXT_METHODS: tuple[str, ...] = ("grad_x_input", "integrated_gradients")
 DEFAULT_OPTIONS: dict[str, Any] = {"ig_steps": 32, "seed": 0}
 GALLERY_SIZE = 8
 KIND = "drift"
+DRIFT_SPEC = AnalysisSpec(
+    kind=KIND,
+    result_options=("dataset", "methods", "limit", "target", "options", "thresholds", "top_k"),
+    other_arguments=("batch_size", "recompute", "actor", "progress"),
+    reads=("tcav", "bias"),
+)
 
 
 class DriftError(ValueError):
@@ -47,24 +52,12 @@ def _task_kind(task: str) -> str:
 
 
 def pick_reference_set(name: Optional[str], task: str, labels: Sequence[str]) -> dict[str, Any]:
-    """The named reference set, or the first stored set of the model's kind whose class labels match.
-    Returns {"name", "id", "sha256"}."""
-    kind = _task_kind(task)
-    with transaction() as s:
-        repo = DatasetRepository(s)
-        if name:
-            ds = repo.get(name)
-            if ds is None:
-                raise DriftError(f"dataset {name!r} does not exist")
-            if ds.kind != kind:
-                raise DriftError(f"dataset {name!r} holds {ds.kind} samples but the family takes {kind}")
-            return {"name": ds.name, "id": ds.id, "sha256": ds.content_sha256}
-        same_kind = [d for d in repo.all() if d.kind == kind]
-        if not same_kind:
-            raise DriftError(f"no {kind} reference set is stored; add one, then pass --dataset")
-        matching = [d for d in same_kind if list(d.labels or []) == list(labels)] or same_kind
-        ds = matching[0]
-        return {"name": ds.name, "id": ds.id, "sha256": ds.content_sha256}
+    from audit.services.datasets import DatasetError, pick_reference_set as pick
+
+    try:
+        return pick(name, task, labels)
+    except DatasetError as exc:
+        raise DriftError(str(exc)) from exc
 
 
 def _check_methods(methods: Optional[Sequence[str]], task: str) -> list[str]:
@@ -104,10 +97,6 @@ def available_methods(task: str) -> dict[str, Any]:
     from audit.attribution import METHODS
 
     return {"methods": [m for m in METHODS if m != "attention_rollout"], "default": list(DEFAULT_IMAGE_METHODS)}
-
-
-def _digest(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass
@@ -195,22 +184,21 @@ def _text_pair_maps(family: str, base: str, new: str, dataset: str, *, methods: 
     opts = {"ig_steps": int(options.get("ig_steps", DEFAULT_OPTIONS["ig_steps"])), "batch_size": batch_size}
     if target_mode == "label":
         targets = _targets_for("label", [], labels, dataset)
-        rb = attribute_text(hb.module, hb.tokenizer, texts, targets, methods, **opts)
+        with hb.lock:
+            rb = attribute_text(hb.module, hb.tokenizer, texts, targets, methods, **opts)
     else:
-        rb = attribute_text(hb.module, hb.tokenizer, texts, None, methods, **opts)
+        with hb.lock:
+            rb = attribute_text(hb.module, hb.tokenizer, texts, None, methods, **opts)
         targets = [r.target for r in rb]
     if progress:
         progress(0.5, f"explained {n} texts with version {base}")
-    rn = attribute_text(hn.module, hn.tokenizer, texts, targets, methods, **opts)
+    with hn.lock:
+        rn = attribute_text(hn.module, hn.tokenizer, texts, targets, methods, **opts)
     out = _PairMaps(samples.keys[:n], targets, labels, [r.prediction for r in rb], [r.prediction for r in rn],
                     {}, {}, {m: [] for m in methods})
     for m in methods:
         out.base_maps[m], out.new_maps[m] = _text_scores(rb, rn, m)
     return out
-
-
-def _summaries(session: Any, version_id: int, kind: str) -> list[dict[str, Any]]:
-    return [dict(r.summary or {}) for r in ResultRepository(session).for_version(version_id, kind)]
 
 
 def compute_drift(
@@ -248,65 +236,71 @@ def compute_drift(
     methods_l = _check_methods(methods, task)
     ds = pick_reference_set(dataset, task, info_b["labels"])
     opts = {**DEFAULT_OPTIONS, **(options or {})}
+    chosen = {"dataset": ds["name"], "methods": methods_l, "options": opts, "limit": limit, "target": target,
+              "top_k": top_k, "thresholds": thresholds.to_dict()}
+    options_key = {name: chosen[name] for name in DRIFT_SPEC.result_options}
     params = {"family": family, "base": base, "new": new, "base_sha256": info_b["sha256"],
-              "new_sha256": info_n["sha256"], "dataset": ds["name"], "dataset_sha256": ds["sha256"],
-              "methods": methods_l, "options": opts, "limit": limit, "target": target, "top_k": top_k,
-              "thresholds": thresholds.to_dict()}
-    phash = _digest(params)
+              "new_sha256": info_n["sha256"], "dataset_sha256": ds["sha256"], **options_key}
+    # The stored concept tests and bias audits of both versions are inputs of the result: their ids
+    # enter the key, so storing a new one makes the next request recompute instead of serving stale.
+    inputs = _input_results(info_b["id"], info_n["id"])
+    phash = result_key(KIND, model_sha256=info_n["sha256"], other_model_sha256=info_b["sha256"],
+                       dataset_sha256=ds["sha256"], options=options_key, inputs=[r.id for r in inputs])
     if not recompute:
         with transaction() as s:
             row = ResultRepository(s).find(kind=KIND, model_version_id=info_n["id"], params_sha256=phash)
             if row is not None:
                 return {**dict(row.summary), "result_id": row.id, "cached": True}
-    start = time.perf_counter()
-    with transaction() as s:
-        run = RunRepository(s).add(Run(kind=KIND, model_version_id=info_n["id"], status="running", parameters=params,
-                                       seed=int(opts.get("seed", 0)), library_versions=library_versions(),
-                                       created_by=actor.username))
-        run_id = run.id
-    try:
+    with tracked_run(KIND, family=family, version=new, parameters=params, actor=actor,
+                     seed=int(opts.get("seed", 0)), device=_device_of(family, new, task)) as run:
         if progress:
             progress(0.05, "loading both versions")
-        if _task_kind(task) == "image":
-            pair = _image_pair_maps(family, base, new, ds["name"], methods=methods_l, limit=limit, target_mode=target,
-                                    options=opts, batch_size=batch_size, actor=actor, run_id=run_id, progress=progress)
-        else:
-            pair = _text_pair_maps(family, base, new, ds["name"], methods=methods_l, limit=limit, target_mode=target,
-                                   options=opts, batch_size=batch_size, progress=progress)
-        with transaction() as s:
-            tcav_b, tcav_n = _summaries(s, info_b["id"], "tcav"), _summaries(s, info_n["id"], "tcav")
-            bias_b, bias_n = _summaries(s, info_b["id"], "bias"), _summaries(s, info_n["id"], "bias")
-        result = assess_drift(
-            pair.base_maps, pair.new_maps, thresholds=thresholds, top_k=top_k,
-            base_metrics=info_b["metrics"], new_metrics=info_n["metrics"], base_tcav=tcav_b, new_tcav=tcav_n,
-            base_bias=bias_b, new_bias=bias_n, base_predictions=pair.base_pred, new_predictions=pair.new_pred,
-            labels=pair.labels,
-        )
-    except BaseException as exc:
-        _finish_run(run_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", start, str(exc))
-        if isinstance(exc, ExplainError):
+        try:
+            with run.phase("explain"):
+                if _task_kind(task) == "image":
+                    pair = _image_pair_maps(family, base, new, ds["name"], methods=methods_l, limit=limit,
+                                            target_mode=target, options=opts, batch_size=batch_size, actor=actor,
+                                            run_id=run.run_id, progress=progress)
+                else:
+                    pair = _text_pair_maps(family, base, new, ds["name"], methods=methods_l, limit=limit,
+                                           target_mode=target, options=opts, batch_size=batch_size, progress=progress)
+        except ExplainError as exc:
             raise DriftError(str(exc)) from exc
-        raise
-    summary = _summary(result, pair, info_b, info_n, ds, task, target, methods_l)
-    per_sample = np.stack([np.stack([getattr(result.methods[m].similarity, k) for k in SIMILARITY_METRICS])
-                           for m in methods_l])  # [methods, measures, samples]
-    sha = ArtifactStore().put_array(per_sample.astype(np.float64))
-    seconds = time.perf_counter() - start
-    with transaction() as s:
-        row = ResultRepository(s).add(AnalysisResult(
-            kind=KIND, model_version_id=info_n["id"], other_version_id=info_b["id"], dataset_id=ds["id"],
-            params_sha256=phash, parameters=params, summary=summary, artifact_sha256=sha,
-            seed=int(opts.get("seed", 0)), device=_device_of(family, new, task), library_versions=library_versions(),
-            duration_s=seconds, run_id=run_id, created_by=actor.username,
-        ))
-        auditlog.append(s, actor=actor.username, action="analysis.drift", subject=f"{family}/{base}->{new}",
-                        details={"result_id": row.id, "flagged": summary["flagged"], "dataset": ds["name"],
-                                 "methods": methods_l, "samples": summary["samples"]})
-        result_id = row.id
-    _finish_run(run_id, "succeeded", start, None)
+        tcav = {vid: [ConceptTest.from_stored(r) for r in inputs if r.kind == "tcav" and r.version == v]
+                for vid, v in ((info_b["id"], base), (info_n["id"], new))}
+        bias = {vid: [dict(r.summary) for r in inputs if r.kind == "bias" and r.version == v]
+                for vid, v in ((info_b["id"], base), (info_n["id"], new))}
+        with run.phase("assess"):
+            result = assess_drift(
+                pair.base_maps, pair.new_maps, thresholds=thresholds, top_k=top_k,
+                base_metrics=info_b["metrics"], new_metrics=info_n["metrics"], base_tcav=tcav[info_b["id"]],
+                new_tcav=tcav[info_n["id"]], base_bias=bias[info_b["id"]], new_bias=bias[info_n["id"]],
+                base_predictions=pair.base_pred, new_predictions=pair.new_pred, labels=pair.labels,
+            )
+        summary = _summary(result, pair, info_b, info_n, ds, task, target, methods_l)
+        per_sample = np.stack([np.stack([getattr(result.methods[m].similarity, k) for k in SIMILARITY_METRICS])
+                               for m in methods_l])  # [methods, measures, samples]
+        sha = ArtifactStore().put_array(per_sample.astype(np.float64))
+        stored = store_analysis(KIND, family, new, key=phash, parameters=params, summary=summary, actor=actor,
+                                dataset=ds["name"], seed=int(opts.get("seed", 0)),
+                                device=_device_of(family, new, task), duration_s=run.elapsed,
+                                artifact_sha256=sha, other_version=base, run_id=run.run_id,
+                                inputs=[r.id for r in inputs])
     if progress:
         progress(1.0, "drift stored")
-    return {**summary, "result_id": result_id, "cached": False}
+    return {**summary, "result_id": stored.id, "cached": False}
+
+
+def _input_results(base_id: int, new_id: int) -> list[StoredResult]:
+    """The stored results drift reads: concept tests and bias audits of both versions, oldest first."""
+    out: list[StoredResult] = []
+    with transaction() as s:
+        repo = ModelRepository(s)
+        names = [(mv.family.name, mv.version) for mv in (repo.version_by_id(base_id), repo.version_by_id(new_id))]
+    for fam, ver in names:
+        for kind in ("tcav", "bias"):
+            out += stored_analyses(fam, ver, kind)
+    return out
 
 
 def _device_of(family: str, version: str, task: str) -> str:
@@ -335,15 +329,6 @@ def _summary(result: DriftResult, pair: _PairMaps, info_b: dict[str, Any], info_
         "explanation_ids": {m: sorted(set(v)) for m, v in pair.explanation_ids.items() if v},
     })
     return summary
-
-
-def _finish_run(run_id: int, status: str, start: float, error: Optional[str]) -> None:
-    with transaction() as s:
-        run = RunRepository(s).get(run_id)
-        run.status = status
-        run.finished_at = utcnow()
-        run.timings = {"total_s": time.perf_counter() - start}
-        run.error = error
 
 
 def _row_dict(row: AnalysisResult, base: str, new: str) -> dict[str, Any]:
@@ -381,109 +366,12 @@ def get_drift(result_id: int) -> dict[str, Any]:
         return _row_dict(row, b.version if b else "?", n.version if n else "?")
 
 
-def drift_trend(
-    family: str, *, compute_missing: bool = True, dataset: Optional[str] = None,
-    methods: Optional[Sequence[str]] = None, limit: Optional[int] = None, target: TargetMode = "base_prediction",
-    options: Optional[dict[str, Any]] = None, thresholds: DriftThresholds | Mapping[str, Any] | None = None,
-    top_k: float = 0.1, actor: Principal = SYSTEM, progress: Progress = None,
-) -> dict[str, Any]:
-    """Drift between each consecutive pair of a family's versions (registration order).
+def drift_assessment(result_id: int) -> DriftAssessment:
+    """A stored drift result as its typed reading (the one the page, the report and the CLI use)."""
+    from audit.services.core import get_analysis
 
-    With ``compute_missing`` every pair is computed (stored results are reused); without it the newest
-    stored result of each pair is shown and pairs never compared stay empty.
-    Returns {"family", "versions", "pairs": [{"base", "new", "result_id", "flagged", "methods": {...}}]}.
-    """
-    require(actor, "run" if compute_missing else "read")
-    with transaction() as s:
-        names = [v.version for v in ModelRepository(s).versions(family)]
-    if not names:
-        raise RegistryError(f"family {family} is not registered")
-    pairs = []
-    steps = list(zip(names[:-1], names[1:]))
-    for i, (b, n) in enumerate(steps):
-        if compute_missing:
-            sub = None
-            if progress:
-                sub = (lambda lo, hi: (lambda f, m: progress(lo + (hi - lo) * f, f"{b}→{n}: {m}")))(
-                    i / len(steps), (i + 1) / len(steps))
-            res: Optional[dict[str, Any]] = compute_drift(
-                family, b, n, dataset=dataset, methods=methods, limit=limit, target=target, options=options,
-                thresholds=thresholds, top_k=top_k, actor=actor, progress=sub)
-        else:
-            stored = stored_drift(family, new=n, base=b)
-            res = stored[0] if stored else None
-        pairs.append({"base": b, "new": n, "result_id": res.get("result_id") if res else None,
-                      "flagged": res.get("flagged") if res else None,
-                      "flags": res.get("flags", []) if res else [],
-                      "samples": res.get("samples") if res else None,
-                      "methods": {m: {"flagged": d.get("flagged"),
-                                      **{f"{k}_mean": (d.get(k) or {}).get("mean") for k in SIMILARITY_METRICS}}
-                                  for m, d in (res.get("methods") or {}).items()} if res else {}})
-    return {"family": family, "versions": names, "pairs": pairs}
-
-
-@dataclass
-class GalleryItem:
-    """One of the samples whose explanation changed most: its input and both versions' maps."""
-
-    key: str
-    target: int
-    target_label: str
-    label: Optional[int]
-    base_prediction: int
-    new_prediction: int
-    measures: dict[str, Optional[float]]
-    image: Optional[np.ndarray] = None  # [C, H, W] in [0, 1] (image families)
-    base_map: Optional[np.ndarray] = None
-    new_map: Optional[np.ndarray] = None
-    tokens: Optional[list[str]] = None  # text families
-    base_scores: Optional[np.ndarray] = None
-    new_scores: Optional[np.ndarray] = None
-
-
-def drift_gallery(result_id: int, *, method: str, n: int = 6, actor: Principal = SYSTEM) -> list[GalleryItem]:
-    """The ``n`` samples whose ``method`` maps changed most in a stored drift result, with both maps
-    (read back from the explanation store; text maps are recomputed for these few texts)."""
-    require(actor, "read")
-    res = get_drift(result_id)
-    params = res["parameters"]
-    picks = (res.get("most_changed") or {}).get(method)
-    if picks is None:
-        raise DriftError(f"drift result {result_id} did not compare {method}")
-    picks = picks[:n]
-    if not picks:
-        return []
-    family, base, new = params["family"], params["base"], params["new"]
-    labels = get_version(family, new)["labels"]
-    items = [GalleryItem(p["key"], int(p["target"]), labels[int(p["target"])], p.get("label"),
-                         int(p["base_prediction"]), int(p["new_prediction"]),
-                         {k: p.get(k) for k in SIMILARITY_METRICS}) for p in picks]
-    targets = [it.target for it in items]
-    if res.get("task") == "text-classification":
-        from audit.text import attribute_text
-
-        samples = load_text_samples(params["dataset"])
-        texts = [samples.texts[samples.keys.index(it.key)] for it in items]
-        ig = {"ig_steps": int(params["options"].get("ig_steps", DEFAULT_OPTIONS["ig_steps"]))}
-        hb, hn = handle_for(family, base), handle_for(family, new)
-        rb = attribute_text(hb.module, hb.tokenizer, texts, targets, [method], **ig)
-        rn = attribute_text(hn.module, hn.tokenizer, texts, targets, [method], **ig)
-        for it, a, b in zip(items, rb, rn):
-            it.tokens, it.base_scores, it.new_scores = a.tokens, a.scores[method].numpy(), b.scores[method].numpy()
-        return items
-    samples = load_image_samples(params["dataset"], keys=[it.key for it in items])
-    order = [samples.keys.index(it.key) for it in items]
-    images = samples.images[order]
-    hashes = [samples.hashes[i] for i in order]
-    for version, attr in ((base, "base_map"), (new, "new_map")):
-        h = handle_for(family, version)
-        raw = image_to_tensor(images, h.input_spec)
-        x = h.input_spec.normalize(raw).to(h.device)
-        maps, _ = explain_batch(h, family, version, x, hashes, targets, [method], dict(params["options"]),
-                                 sample_ids=[None] * len(items), actor=actor, progress=None)
-        for it, mp in zip(items, maps):
-            setattr(it, attr, mp[method].attribution)
-        if version == base:
-            for it, r in zip(items, raw):
-                it.image = r.cpu().numpy()
-    return items
+    try:
+        stored = get_analysis(result_id)
+        return DriftAssessment.from_stored(stored)
+    except ValueError as exc:
+        raise DriftError(f"no stored drift result with id {result_id}") from exc

@@ -4,12 +4,8 @@ return stored results for repeated requests, and re-verify a stored map by recom
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -19,22 +15,19 @@ from audit.env import library_versions
 from audit.images import decode_image, image_to_tensor
 from audit.models.handle import ModelHandle
 from audit.services.auth import SYSTEM, Principal, require
+from audit.services.core import digest, tracked_run
 from audit.services.datasets import load_image_samples
-from audit.services.registry import RegistryError, get_version, load_handle
+from audit.services.handles import cached_handle, handle_for  # noqa: F401 - re-exported for callers
+from audit.services.registry import RegistryError
 from storage import auditlog
-from storage.artifacts import ArtifactStore, sha256_bytes
+from storage.artifacts import ArtifactIntegrityError, ArtifactStore, sha256_bytes
 from storage.db import transaction
-from storage.orm import Explanation, Run, utcnow
-from storage.repositories import ExplanationRepository, ModelRepository, RunRepository
+from storage.orm import Explanation
+from storage.repositories import ExplanationRepository, ModelRepository
 
 log = logging.getLogger(__name__)
 Progress = Optional[Callable[[float, str], None]]
 
-# Options that change a method's result; anything else (batch sizes, progress) does not enter the key.
-RESULT_OPTIONS = ("ig_steps", "ig_method", "baseline", "ig_tolerance", "sg_samples", "sg_stdev", "occlusion_window",
-                  "occlusion_stride", "rise_masks", "rise_cells", "rise_p", "lime_samples", "lime_segments",
-                  "shap_samples", "seed", "fast")
-STOCHASTIC = {"smoothgrad", "smoothgrad_sq", "vargrad", "rise", "lime", "shap"}
 REVERIFY_RTOL = 1e-3
 
 
@@ -70,28 +63,31 @@ class ImageExplanation:
     layer: Optional[str]
 
 
-@lru_cache(maxsize=6)
-def cached_handle(database: str, family: str, version: str, sha256: str) -> ModelHandle:
-    """Loaded models are reused across requests. The key holds the database too: the same weights can be
-    registered elsewhere with another input spec or target layer."""
-    return load_handle(family, version)
-
-
-def handle_for(family: str, version: str) -> ModelHandle:
-    from storage.db import database_url
-
-    info = get_version(family, version)
-    return cached_handle(database_url(), family, version, info["sha256"])
-
-
 def params_key(method: str, layer: Optional[str], options: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    params = {k: options[k] for k in RESULT_OPTIONS if k in options and options[k] is not None}
-    if isinstance(params.get("baseline"), torch.Tensor):
-        params["baseline"] = "tensor:" + sha256_bytes(params["baseline"].numpy().tobytes())
-    params["layer"] = layer
+    """The stored parameters and the cache key of one method's map: every option the method declares as
+    changing its result (its default where not given), the layer for layer methods, the method name.
+    A tensor baseline is stored as an artifact and keyed by its content."""
+    from audit.attribution import method_spec, result_option_defaults
+
+    params: dict[str, Any] = {}
+    for name, default in result_option_defaults(method).items():
+        value = options.get(name, default)
+        if isinstance(value, torch.Tensor):
+            arr = value.detach().float().cpu().numpy()
+            value = {"artifact": ArtifactStore().put_array(arr), "shape": list(arr.shape)}
+        params[name] = value
+    params["layer"] = layer if getattr(method_spec(method), "uses_layer", True) else None
     params["method"] = method
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
-    return params, digest
+    return params, digest(params)
+
+
+def engine_options(params: dict[str, Any]) -> dict[str, Any]:
+    """Stored parameters back into engine options (tensor baselines read from the artifact store)."""
+    opts = {k: v for k, v in params.items() if k not in ("layer", "method")}
+    for k, v in list(opts.items()):
+        if isinstance(v, dict) and "artifact" in v:
+            opts[k] = torch.from_numpy(ArtifactStore().get_array(v["artifact"]).copy())
+    return opts
 
 
 def _image_input(handle: ModelHandle, *, dataset: Optional[str], sample_key: Optional[str],
@@ -173,7 +169,8 @@ def explain_batch(handle: ModelHandle, family: str, version: str, x: torch.Tenso
     if progress is not None:
         engine_opts["progress"] = progress
     try:
-        result = explain(handle.module, xb, tb, todo_methods, layer, **engine_opts)
+        with handle.lock:  # the cached module is shared by every session; the engine hooks it for the call
+            result = explain(handle.module, xb, tb, todo_methods, layer, **engine_opts)
     except (ValueError, TypeError) as exc:
         raise ExplainError(str(exc)) from exc
     for m in todo_methods:
@@ -246,17 +243,10 @@ def explain_reference_set(
     n = len(samples.keys) if limit is None else min(limit, len(samples.keys))
     if n == 0:
         raise ExplainError(f"dataset {dataset} has no samples")
-    start = time.perf_counter()
-    with transaction() as s:
-        mv = ModelRepository(s).version(family, version)
-        run = RunRepository(s).add(Run(kind="explain", model_version_id=mv.id, status="running",
-                                       parameters={"dataset": dataset, "methods": list(methods), "options": {
-                                           k: v for k, v in options.items() if not isinstance(v, torch.Tensor)}},
-                                       seed=int(options.get("seed", 0)), device=str(handle.device),
-                                       library_versions=library_versions(), created_by=actor.username))
-        run_id = run.id
+    parameters = {"dataset": dataset, "methods": list(methods), "limit": limit, "options": options}
     computed = reused = 0
-    try:
+    with tracked_run("explain", family=family, version=version, parameters=parameters, actor=actor,
+                     seed=int(options.get("seed", 0)), device=str(handle.device)) as run:
         for b0 in range(0, n, batch_size):
             b1 = min(n, b0 + batch_size)
             raw = image_to_tensor(samples.images[b0:b1], handle.input_spec)
@@ -264,27 +254,14 @@ def explain_reference_set(
             targets = handle.predict_proba(x).argmax(1).tolist()
             maps, _ = explain_batch(handle, family, version, x, samples.hashes[b0:b1], targets, methods,
                                      dict(options), sample_ids=[None] * (b1 - b0), actor=actor, progress=None,
-                                     run_id=run_id)
+                                     run_id=run.run_id)
             for o in maps:
                 for sm in o.values():
                     computed += not sm.cached
                     reused += sm.cached
             if progress:
                 progress(b1 / n, f"{b1}/{n} samples")
-    except BaseException as exc:
-        _finish_run(run_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", start, str(exc))
-        raise
-    _finish_run(run_id, "succeeded", start, None)
-    return ReferenceRunSummary(run_id, n, computed, reused, time.perf_counter() - start)
-
-
-def _finish_run(run_id: int, status: str, start: float, error: Optional[str]) -> None:
-    with transaction() as s:
-        run = RunRepository(s).get(run_id)
-        run.status = status
-        run.finished_at = utcnow()
-        run.timings = {"total_s": time.perf_counter() - start}
-        run.error = error
+    return ReferenceRunSummary(run.run_id, n, computed, reused, run.elapsed)
 
 
 @dataclass
@@ -295,6 +272,7 @@ class ReverifyResult:
     max_abs_diff: float
     rank_correlation: float
     tolerance: float
+    message: str = ""
 
 
 def reverify(explanation_id: int, *, dataset: Optional[str] = None, image_bytes: Optional[bytes] = None,
@@ -311,7 +289,15 @@ def reverify(explanation_id: int, *, dataset: Optional[str] = None, image_bytes:
         mv = ModelRepository(s).version_by_id(row.model_version_id)
         family, version = mv.family.name, mv.version
         params, method, target, sample_sha = dict(row.parameters), row.method, row.target, row.sample_sha256
-        stored = store.get_array(row.attribution_sha256)
+        map_sha = row.attribution_sha256
+    try:
+        stored = store.get_array(map_sha)
+    except ArtifactIntegrityError as exc:
+        with transaction() as s:
+            auditlog.append(s, actor=actor.username, action="explanation.reverify", subject=str(explanation_id),
+                            details={"matches": False, "error": "stored map fails its hash check"})
+        return ReverifyResult(explanation_id, method, False, float("inf"), float("nan"), REVERIFY_RTOL,
+                              f"does not match: the stored map fails its hash check ({exc})")
     handle = handle_for(family, version)
     if image_bytes is not None:
         if sha256_bytes(image_bytes) != sample_sha:
@@ -320,17 +306,20 @@ def reverify(explanation_id: int, *, dataset: Optional[str] = None, image_bytes:
     else:
         raw = _find_sample(dataset, sample_sha, handle)
     x = handle.input_spec.normalize(raw).to(handle.device)
-    opts = {k: v for k, v in params.items() if k not in ("layer", "method")}
-    res = explain(handle.module, x, torch.tensor([target], device=x.device), [method], params.get("layer"), **opts)
+    with handle.lock:
+        res = explain(handle.module, x, torch.tensor([target], device=x.device), [method], params.get("layer"),
+                      **engine_options(params))
     fresh = res.maps[method][0].detach().float().cpu().numpy()
     diff = float(np.max(np.abs(fresh - stored)))
     scale = float(np.max(np.abs(stored))) or 1.0
     rho = float(spearman(torch.from_numpy(fresh).reshape(1, -1), torch.from_numpy(stored).reshape(1, -1)).reshape(-1)[0])
-    ok = diff <= REVERIFY_RTOL * scale + 1e-7
+    ok = bool(diff <= REVERIFY_RTOL * scale + 1e-7)
     with transaction() as s:
         auditlog.append(s, actor=actor.username, action="explanation.reverify", subject=str(explanation_id),
                         details={"matches": ok, "max_abs_diff": diff, "rank_correlation": rho})
-    return ReverifyResult(explanation_id, method, ok, diff, rho, REVERIFY_RTOL)
+    message = ("matches: recomputed within the tolerance" if ok else
+               f"does not match: largest difference {diff:.3g} exceeds {REVERIFY_RTOL:g} x the map's scale {scale:.3g}")
+    return ReverifyResult(explanation_id, method, ok, diff, rho, REVERIFY_RTOL, message)
 
 
 def _find_sample(dataset: Optional[str], sample_sha: str, handle: ModelHandle) -> torch.Tensor:

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from audit.services.auth import SYSTEM, Principal, require
-from audit.services.explain import ImageExplanation, handle_for
+from audit.services.explain import ImageExplanation
+from audit.services.handles import handle_for
 
 CURVE_STEPS = 20
 
@@ -39,8 +40,9 @@ def faithfulness_curves(exp: ImageExplanation, *, steps: int = CURVE_STEPS) -> C
     out = Curves([], {}, {}, {}, {})
     for method, sm in exp.maps.items():
         attr = torch.from_numpy(sm.attribution).unsqueeze(0).to(x.device)
-        d = deletion_curve(handle.module, x, t, attr, steps=steps)
-        i = insertion_curve(handle.module, x, t, attr, steps=steps)
+        with handle.lock:  # forwards on the shared module would fire another session's capture hooks
+            d = deletion_curve(handle.module, x, t, attr, steps=steps)
+            i = insertion_curve(handle.module, x, t, attr, steps=steps)
         out.fractions = d.fractions.tolist()
         out.deletion[method] = d.curves[0].tolist()
         out.insertion[method] = i.curves[0].tolist()
@@ -57,7 +59,7 @@ def feature_maps(exp: ImageExplanation, *, max_layers: int = 4, channels: int = 
     convs = [(n, m) for n, m in handle.module.named_modules() if isinstance(m, torch.nn.Conv2d)]
     picks = convs[-max_layers:]
     captured: dict[str, torch.Tensor] = {}
-    with HookBundle() as hooks:
+    with handle.lock, HookBundle() as hooks:
         for name, module in picks:
             hooks.forward(module, lambda _m, _i, o, name=name: captured.__setitem__(name, o.detach()))
         with torch.no_grad():
@@ -111,6 +113,7 @@ def sanity(exp: ImageExplanation, *, methods: Sequence[str], max_steps: int = 4,
     require(actor, "run")
     handle, x = _input(exp)
     t = torch.tensor([exp.target], device=x.device)
-    res = sanity_check(handle.module, x, t, list(methods), max_steps=max_steps, ig_steps=16, sg_samples=8)
+    with handle.lock:
+        res = sanity_check(handle.module, x, t, list(methods), max_steps=max_steps, ig_steps=16, sg_samples=8)
     return {"steps": list(res.steps), "correlations": {k: list(v) for k, v in res.correlations.items()},
             "flagged": dict(res.flagged), "threshold": res.threshold}

@@ -10,7 +10,7 @@ import torch
 
 from audit.images import image_to_tensor
 from audit.services.datasets import load_image_samples, load_text_samples
-from audit.services.explain import handle_for
+from audit.services.handles import handle_for
 
 
 @dataclass
@@ -37,7 +37,8 @@ def text_predict_proba(family: str, version: str):  # noqa: ANN201 - returns a c
         for i in range(0, len(texts), 32):
             enc = tok(list(texts[i:i + 32]), padding=True, truncation=True, max_length=128, return_tensors="pt")
             enc = {k: v.to(handle.device) for k, v in enc.items()}
-            out.append(torch.softmax(model(**enc).logits.float(), -1).cpu().numpy())
+            with handle.lock:
+                out.append(torch.softmax(model(**enc).logits.float(), -1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(handle.labels)))
 
     return predict

@@ -2,7 +2,14 @@
 occlusion, SHAP) and measures built on them, such as the attribution share on gendered words.
 """
 
-from audit.text.core import DEFAULT_METHODS, TEXT_METHODS, TextMethod, TokenAttribution, attribute_text, word_sum
+from audit.text.core import (
+    DEFAULT_METHODS,
+    TEXT_METHODS,
+    TextMethod,
+    TokenAttribution,
+    attribute_text,
+    word_sum,
+)
 from audit.text.identity_terms import (
     FEMALE_TERMS,
     GENDER_SWAP_PAIRS,
@@ -12,6 +19,17 @@ from audit.text.identity_terms import (
     neutralise_gender,
     swap_gender,
 )
+from audit.text.methods import (
+    EXECUTION_OPTIONS,
+    OPTION_LABELS,
+    SHARED_RESULT_OPTIONS,
+    TEXT_METHOD_SPECS,
+    TextMethodSpec,
+    text_method_spec,
+    text_option_names,
+    text_result_option_defaults,
+)
+from audit.text.predict import predict_texts
 from audit.text.share import (
     TermAttributionShare,
     gendered_attribution_share,
@@ -21,20 +39,29 @@ from audit.text.share import (
 
 __all__ = [
     "DEFAULT_METHODS",
+    "EXECUTION_OPTIONS",
     "FEMALE_TERMS",
     "GENDERED_TERMS",
     "GENDER_SWAP_PAIRS",
     "MALE_TERMS",
+    "OPTION_LABELS",
+    "SHARED_RESULT_OPTIONS",
     "TEXT_METHODS",
+    "TEXT_METHOD_SPECS",
     "TermAttributionShare",
     "TextMethod",
+    "TextMethodSpec",
     "TokenAttribution",
     "attribute_text",
     "gender_of_term",
     "gendered_attribution_share",
     "neutralise_gender",
+    "predict_texts",
     "share_of_results",
     "swap_gender",
     "term_attribution_share",
+    "text_method_spec",
+    "text_option_names",
+    "text_result_option_defaults",
     "word_sum",
 ]

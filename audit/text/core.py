@@ -133,7 +133,9 @@ def attribute_text(
     internal_batch_size caps the rows of one IG forward pass (steps x texts); batch_size is the
     number of texts padded together; max_length truncates (default: the tokenizer's limit);
     occlusion_replacement "remove" deletes the unit, "mask"/"pad" overwrite it; progress(fraction, message).
-    Attention methods switch the model to eager attention for the call and switch it back after.
+    Attention methods switch the model to eager attention for the call and switch it back after, so a
+    model shared between threads must be used under one lock (the services hold ``ModelHandle.lock``).
+    Which options change which method's scores is declared in audit.text.methods (TEXT_METHOD_SPECS).
     Returns one TokenAttribution per text, in order.
     """
     texts = _check_texts(texts)

@@ -14,7 +14,7 @@ from captum.attr import (
     Saliency,
 )
 
-from audit.attribution import attribute, explain
+from audit.attribution import attribute, explain, sample_seeds
 
 from .conftest import rank_corr
 
@@ -74,7 +74,8 @@ def test_smoothgrad_family_matches_captum_noise_tunnel_with_same_noise(small_cnn
     samples, frac = 6, 0.2
     ours = attribute(small_cnn, x, 3, [ours_name], sg_samples=samples, sg_stdev=frac, seed=11)[ours_name]
     stdev = frac * float(x.max() - x.min())
-    torch.manual_seed(11)  # Captum draws from the global generator
+    # Captum draws from the global generator; ours from the sample's own, seeded from (11, x)
+    torch.manual_seed(sample_seeds(11, x)[0])
     ref = NoiseTunnel(Saliency(small_cnn)).attribute(
         x.clone(), nt_type=nt_type, nt_samples=samples, stdevs=stdev, target=3, abs=False
     )
@@ -122,7 +123,7 @@ def test_occlusion_rgb_matches_captum():
 def test_gradcam_matches_captum_layer_gradcam_upsampled(small_cnn, gray_batch):
     targets = torch.tensor([6, 1])
     layer = small_cnn.features.block3.conv
-    ours = attribute(small_cnn, gray_batch, targets, ["gradcam"])["gradcam"]
+    ours = attribute(small_cnn, gray_batch, targets, ["gradcam"], layer="features.block3.conv")["gradcam"]
     raw = LayerGradCam(small_cnn, layer).attribute(gray_batch.clone(), target=targets, relu_attributions=True)
     ref = LayerAttribution.interpolate(raw, (32, 32), interpolate_mode="bilinear")[:, 0]
     assert ours.shape == (2, 32, 32)

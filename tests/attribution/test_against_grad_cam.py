@@ -33,7 +33,7 @@ def test_gradient_cams_match_pytorch_grad_cam(small_cnn, gray_batch, ours, cls):
         small_cnn.fc.weight.mul_(100.0)
         small_cnn.fc.bias.mul_(100.0)
     targets = torch.tensor([6, 8])  # classes whose maps are partly positive: a real comparison
-    mine = attribute(small_cnn, gray_batch, targets, [ours])[ours]
+    mine = attribute(small_cnn, gray_batch, targets, [ours], layer="features.block3.conv")[ours]
     assert (mine.flatten(1) > 0).any(1).all()
     theirs = peer(cls, small_cnn, small_cnn.features.block3.conv, gray_batch, targets)
     assert mine.shape == theirs.shape == (2, 32, 32)

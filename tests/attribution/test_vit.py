@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 from audit.attribution import activation_maximization, attention_rollout, explain, live_hook_count
-from audit.attribution.vit import collect_attentions
+from audit.attribution.methods.attention_rollout import collect_attentions
 
 
 @pytest.fixture

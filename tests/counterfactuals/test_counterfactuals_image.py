@@ -87,10 +87,12 @@ def test_smallcnn_counterfactuals_valid_in_range_and_l1_sparser(trained_cnn):
     for res in (l2, l1):
         assert len(res) == 8
         assert res.validity >= 0.9
-        for cf in res:
+        with torch.no_grad():
+            fed_back = model(torch.cat([cf.x_cf for cf in res])).argmax(1).tolist()
+        for cf, cls in zip(res, fed_back):
             assert float(cf.x_cf.min()) >= 0.0 and float(cf.x_cf.max()) <= 1.0
-            if cf.valid:
-                assert cf.cf_class != cf.original_class
+            assert cls == cf.cf_class  # the reported class is the model's on the returned point
+            assert cf.valid == (cls != cf.original_class)
     assert l1.sparsity < 0.5 * l2.sparsity
     assert l1.proximity_l1 < l2.proximity_l1
     with torch.no_grad():
@@ -184,3 +186,103 @@ def test_runs_on_cuda_and_returns_on_the_input_device(trained_cnn):
     assert cf.x_cf.device.type == "cuda" and cf.valid
     batch = image_counterfactuals(gpu_model, x[:4], **FAST)
     assert batch.validity >= 0.75 and batch[0].x_cf.device.type == "cpu"
+
+
+# --- per-channel ranges and the shown (8-bit) image ---------------------------------------------------
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+CH_LOW = ((0 - IMAGENET_MEAN) / IMAGENET_STD).flatten().tolist()
+CH_HIGH = ((1 - IMAGENET_MEAN) / IMAGENET_STD).flatten().tolist()
+
+
+def shown(x_cf: torch.Tensor) -> torch.Tensor:
+    """The model input of the 8-bit image that is shown for x_cf (unnormalise, clamp, round, normalise)."""
+    u8 = ((x_cf * IMAGENET_STD + IMAGENET_MEAN).clamp(0, 1) * 255).round()
+    return (u8 / 255 - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def red_heavy_linear() -> tuple[nn.Module, torch.Tensor]:
+    """2 classes on 3x8x8; class 1 gains 1.0 per unit of red and 0.2 per unit of green (normalised).
+
+    The red pixels start at 0.9, so red can rise by only 0.437 (normalised) before leaving its range
+    [-2.118, 2.249]; the flip needs more than that, so the search must use green too. Under the global
+    range [min low, max high] = [-2.118, 2.640], red alone could go far enough."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(192, 2)).eval()
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].weight[1, :64] = 1.0
+        model[1].weight[1, 64:128] = 0.2
+        model[1].bias.zero_()
+    pixels = torch.full((1, 3, 8, 8), 0.5)
+    pixels[:, 0] = 0.9
+    x = (pixels - IMAGENET_MEAN) / IMAGENET_STD
+    with torch.no_grad():
+        f = float(model(x)[0, 1] - model(x)[0, 0])
+        room_red = 64 * (CH_HIGH[0] - float(x[0, 0, 0, 0]))
+        model[1].bias[0] = f + 1.3 * room_red  # class 0 by 1.3x what red alone can make up
+    return model, x
+
+
+def test_each_channel_stays_in_its_own_range_under_imagenet_normalisation():
+    model, x = red_heavy_linear()
+    cf = image_counterfactual(model, x, input_range=(CH_LOW, CH_HIGH), **FAST)
+    assert cf.valid and cf.cf_class == 1
+    for c in range(3):
+        assert float(cf.x_cf[0, c].min()) >= CH_LOW[c] - 1e-5, c
+        assert float(cf.x_cf[0, c].max()) <= CH_HIGH[c] + 1e-5, c
+    assert float(cf.x_cf[0, 0].min()) == pytest.approx(CH_HIGH[0], abs=2e-3)  # red (nearly) pinned at its top
+    assert float((cf.x_cf - x)[0, 1].mean()) > 0.1  # so green had to move
+    assert torch.equal(cf.x_cf[0, 2], x[0, 2])  # blue has no weight: untouched
+    # The same search with one range for all channels pushes red past its own top (what per-channel fixes).
+    loose = image_counterfactual(model, x, input_range=(min(CH_LOW), max(CH_HIGH)), **FAST)
+    assert float(loose.x_cf[0, 0].max()) > CH_HIGH[0] + 0.05
+
+
+def test_input_outside_its_channel_range_is_rejected():
+    x = (torch.full((1, 3, 4, 4), 0.5) - IMAGENET_MEAN) / IMAGENET_STD
+    x[0, 0] = CH_HIGH[0] + 0.1  # inside the global range, outside red's
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 2)).eval()
+    with pytest.raises(ValueError, match="in channel 0, outside input_range"):
+        image_counterfactual(model, x, input_range=(CH_LOW, CH_HIGH))
+    with pytest.raises(ValueError, match="3 channels"):
+        image_counterfactual(model, x, input_range=([0.0, 0.0], [1.0, 1.0]))
+    with pytest.raises(ValueError, match="levels must be"):
+        image_counterfactual(model, x, input_range=(min(CH_LOW), max(CH_HIGH)), levels=1)
+
+
+@pytest.fixture(scope="module")
+def rgb_problem():
+    from audit.models.zoo import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(in_channels=3, num_classes=3, width=8).eval()
+    g = torch.Generator().manual_seed(3)
+    pixels = (torch.rand(12, 3, 16, 16, generator=g) * 255).round() / 255
+    return model, (pixels - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def test_valid_counterfactuals_flip_when_the_shown_8bit_image_is_fed_back(rgb_problem):
+    model, x = rgb_problem
+    res = image_counterfactuals(model, x, input_range=(CH_LOW, CH_HIGH), levels=256, **FAST)
+    valid = [cf for cf in res if cf.valid]
+    assert len(valid) >= 6  # 8 of 12 measured
+    for cf in valid:
+        with torch.no_grad():
+            assert int(model(shown(cf.x_cf)).argmax()) == cf.cf_class != cf.original_class
+        grid = (cf.x_cf * IMAGENET_STD + IMAGENET_MEAN) * 255
+        assert torch.allclose(grid, grid.round(), atol=1e-3)  # x_cf is itself the 8-bit image
+    # Without the grid, the search stops right at the boundary and 8-bit rounding undoes the flip.
+    free = image_counterfactuals(model, x, input_range=(CH_LOW, CH_HIGH), **FAST)
+    with torch.no_grad():
+        undone = [cf for cf in free if cf.valid and int(model(shown(cf.x_cf)).argmax()) == cf.original_class]
+    assert len(undone) >= 1  # all 8 of 8 measured
+
+
+def test_grid_without_refinement_still_judges_the_shown_image(rgb_problem):
+    model, x = rgb_problem
+    res = image_counterfactuals(model, x[:6], input_range=(CH_LOW, CH_HIGH), levels=256, refine=False, **FAST)
+    assert sum(cf.valid for cf in res) >= 3
+    for cf in res:
+        with torch.no_grad():
+            assert (int(model(shown(cf.x_cf)).argmax()) != cf.original_class) == cf.valid

@@ -46,24 +46,26 @@ def test_watermark_concept_is_significant_only_for_the_shortcut_version(in_demo)
     for version in ("1", "2"):
         res = run_concept_test("digits-cnn", version, concepts=["watermark", "random-reference"],
                                target=WATERMARK_CLASS, dataset="digits-reference", n_random=10, set_size=40)
-        out[version] = res["summary"]["concepts"]
-    print({v: {c: {l: (round(r["score"], 3), r["p_value_corrected"], r["significant"])
-                   for l, r in d["layers"].items()} for c, d in cs.items()} for v, cs in out.items()})
-    assert any(r["significant"] and r["score"] > 0.5 for r in out["2"]["watermark"]["layers"].values())
-    assert not any(r["significant"] and r["score"] > 0.5 for r in out["1"]["watermark"]["layers"].values())
-    assert not any(r["significant"] for r in out["2"]["random-reference"]["layers"].values())
+        out[version] = {(c.concept, c.layer): c for c in res.cells}
+    print({v: {k: (round(c.score, 3), c.p_value_corrected, c.significant) for k, c in cells.items()}
+           for v, cells in out.items()})
+    wm = {v: [c for (concept, _), c in cells.items() if concept == "watermark"] for v, cells in out.items()}
+    assert len(wm["2"]) == 2
+    assert any(c.significant and c.score > 0.5 for c in wm["2"])
+    assert not any(c.significant and c.score > 0.5 for c in wm["1"])
+    assert not any(c.significant for (concept, _), c in out["2"].items() if concept == "random-reference")
 
 
 def test_counterfactuals_are_valid_and_small(in_demo):
     from audit.services.counterfactuals import run_reference_counterfactuals
 
     s = run_reference_counterfactuals("digits-cnn", "1", dataset="digits-reference", limit=20, max_iter=100,
-                                      restarts=2)["summary"]
-    print(f"counterfactuals on 20 reference digits: valid {s['valid_rate']:.2f}, mean L2 {s['mean_l2']:.3f}, "
-          f"mean L1 {s['mean_l1']:.2f}, changed {s['mean_changed_fraction']:.3f}")
-    assert s["valid_rate"] >= 0.9
+                                      restarts=2)
+    print(f"counterfactuals on 20 reference digits: valid {s.valid_rate:.2f}, mean L2 {s.mean_l2:.3f}, "
+          f"mean L1 {s.mean_l1:.2f}, changed {s.mean_changed_fraction:.3f}")
+    assert s.valid_rate >= 0.9
     # A digit image has an L2 norm of about 10; a flip needs only a small fraction of it.
-    assert s["mean_l2"] < 2.0
+    assert s.mean_l2 < 2.0
 
 
 def test_gender_bias_shows_in_attributions_and_swaps(in_demo):
@@ -78,7 +80,7 @@ def test_gender_bias_shows_in_attributions_and_swaps(in_demo):
     for version in ("1", "2"):
         h = handle_for("loan-notes-minilm", version)
         share[version] = gendered_attribution_share(h.module, h.tokenizer, texts, ig_steps=24).mean
-        flips[version] = run_text_probe("loan-notes-minilm", version, dataset="loan-notes-reference")["summary"]
+        flips[version] = run_text_probe("loan-notes-minilm", version, dataset="loan-notes-reference").to_summary()
     print(f"share of |IG| on gendered words: v1 {share['1']:.3f}, v2 {share['2']:.3f}; swap flip rate: "
           f"v1 {flips['1']['flip_rate']:.3f}, v2 {flips['2']['flip_rate']:.3f}; mean |dp|: "
           f"v1 {flips['1']['mean_prob_change']:.3f}, v2 {flips['2']['mean_prob_change']:.3f}")

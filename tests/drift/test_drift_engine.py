@@ -164,9 +164,12 @@ def test_metric_deltas_flag_accuracy_drops_only():
 
 
 def _tcav(target, score, sig, p=0.01):
-    return {"target": target, "target_label": str(target), "alpha": 0.05, "correction": "bonferroni",
-            "concepts": {"watermark": {"layer3": {"score": score, "magnitude": 0.1, "p_value": p,
-                                                  "p_value_corrected": p * 2, "significant": sig}}}}
+    from audit.results import ConceptCell, ConceptTest
+
+    cell = ConceptCell(concept="watermark", layer="layer3", score=score, magnitude=0.1, p_value=p,
+                       p_value_corrected=p * 2, significant=sig, cav_accuracy=0.9, random_mean=0.5, random_std=0.1)
+    return ConceptTest(target=target, target_label=str(target), alpha=0.05, correction="bonferroni", test="ttest",
+                       n_random=10, layers=("layer3",), cells=(cell,))
 
 
 def test_tcav_deltas_pair_by_target_and_flag():
@@ -176,7 +179,21 @@ def test_tcav_deltas_pair_by_target_and_flag():
     d = out[0]
     assert d.concept == "watermark" and d.delta == pytest.approx(0.52) and d.flagged
     assert "became significant" in d.reason and d.new_p_value == pytest.approx(0.02)
-    assert tcav_deltas([{"concepts": "garbage"}], [{}], max_score_change=0.3) == []
+    assert d.base_score == pytest.approx(0.45) and d.new_score == pytest.approx(0.97)
+    # the newest test of a class wins
+    out = tcav_deltas([_tcav(7, 0.45, False)], [_tcav(7, 0.97, True), _tcav(7, 0.5, False)], max_score_change=0.3)
+    assert len(out) == 1 and not out[0].flagged and out[0].new_score == pytest.approx(0.5)
+
+
+def test_tcav_deltas_survive_the_stored_round_trip():
+    """What the concept service writes (to_summary) and drift reads (from_summary) are one shape."""
+    from audit.results import ConceptTest
+
+    base, new = _tcav(7, 0.45, False, 0.4), _tcav(7, 0.97, True)
+    again = [ConceptTest.from_summary(t.to_summary()) for t in (base, new)]
+    assert again[1].cells == new.cells
+    d = tcav_deltas([again[0]], [again[1]], max_score_change=0.3)[0]
+    assert d.flagged and d.base_score == pytest.approx(0.45) and d.new_significant is True
 
 
 def test_bias_deltas_and_prediction_change():

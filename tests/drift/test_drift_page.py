@@ -7,7 +7,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from audit.services.auth import Principal
-from audit.services.drift import drift_trend
+from audit.services.drift_views import drift_trend
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,8 @@ from scipy.stats import spearmanr
 from sqlalchemy import select
 
 from audit.services.auth import PermissionDenied, Principal
-from audit.services.drift import DriftError, compute_drift, drift_gallery, drift_trend, get_drift, stored_drift
+from audit.services.drift import DriftError, compute_drift, get_drift, stored_drift
+from audit.services.drift_views import drift_gallery, drift_trend
 from storage.artifacts import ArtifactStore
 from storage.db import transaction
 from storage.orm import AnalysisResult, AuditLogEntry, Explanation, ModelVersion
@@ -39,7 +40,7 @@ def test_identical_weights_show_no_drift(tiny_family):
         rows = s.scalars(select(AnalysisResult).where(AnalysisResult.kind == "drift")).all()
         assert len(rows) == 1
         assert rows[0].model_version_id == v2 and rows[0].other_version_id == v1
-        log = s.scalars(select(AuditLogEntry).where(AuditLogEntry.action == "analysis.drift")).all()
+        log = s.scalars(select(AuditLogEntry).where(AuditLogEntry.action == "drift.create")).all()
         assert len(log) == 1 and log[0].subject == "tiny/1->2"
         assert json.loads(log[0].details)["result_id"] == rows[0].id
     again = compute_drift("tiny", "1", "2", limit=8, **_opts())
@@ -133,3 +134,32 @@ def test_cli_drift_json(tiny_family, capsys):
     rc = main(["drift", "--family", "tiny", "--base", "1", "--new", "7"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "not registered" in err[0]
+
+
+def test_drift_is_recomputed_when_a_concept_test_it_reads_is_stored(tiny_family):
+    """The drift key holds the ids of the stored concept tests and bias audits it read: never stale."""
+    import torch
+
+    from audit.services.concepts import run_concept_test
+    from audit.services.datasets import add_image_dataset
+
+    g = torch.Generator().manual_seed(4)
+    add_image_dataset("ref40", torch.rand(40, 1, 32, 32, generator=g), [3 if i < 12 else i % 10 for i in range(40)],
+                      [{"site": "A"} for _ in range(40)], label_names=[str(i) for i in range(10)])
+    first = compute_drift("tiny", "1", "3", limit=6, dataset="ref40", **_opts())
+    assert first["concepts"] == [] and not first["cached"]
+    assert compute_drift("tiny", "1", "3", limit=6, dataset="ref40", **_opts())["cached"]
+    tests = {v: run_concept_test("tiny", v, concepts=["stripes"], target=3, dataset="ref40", n_random=3,
+                                 set_size=6, n_inputs=8) for v in ("1", "3")}
+    again = compute_drift("tiny", "1", "3", limit=6, dataset="ref40", **_opts())
+    assert not again["cached"] and again["result_id"] != first["result_id"]
+    assert len(again["concepts"]) == len(tests["3"].layers)
+    for d in again["concepts"]:
+        cb, cn = tests["1"].cell("stripes", d["layer"]), tests["3"].cell("stripes", d["layer"])
+        assert d["base_score"] == cb.score and d["new_score"] == cn.score
+        assert d["delta"] is not None
+    with transaction() as s:
+        row = s.get(AnalysisResult, again["result_id"])
+        assert sorted(row.parameters["inputs"]) == sorted(t.stored.id for t in tests.values())
+    # the explanations were reused from the store, only the assessment was redone
+    assert compute_drift("tiny", "1", "3", limit=6, dataset="ref40", **_opts())["cached"]

@@ -160,21 +160,39 @@ def test_multiclass_macro_average_matches_sklearn():
         group_metrics(y_true, y_pred, group, average="macro", positive_label=1)
 
 
-def test_bootstrap_intervals_contain_estimate_and_match_binomial_width():
+def _denominators(t: np.ndarray, p: np.ndarray) -> dict[str, int]:
+    """How many samples each rate is a proportion of (its binomial n)."""
+    return {"accuracy": len(t), "selection_rate": len(t), "tpr": int((t == 1).sum()), "fpr": int((t == 0).sum()),
+            "precision": int((p == 1).sum())}
+
+
+def test_bootstrap_intervals_match_binomial_intervals():
     y_true, y_pred, group = planted(4000)
     res = group_metrics(y_true, y_pred, group, n_boot=2000, seed=0)
     ci = res.by_group_ci
+    z = 1.959964
     for g in res.by_group.index:
+        n_of = _denominators(y_true[group == g], y_pred[group == g])
         for m in RATES:
-            assert ci.loc[g, (m, "low")] <= res.by_group.loc[g, m] <= ci.loc[g, (m, "high")]
-        # Stratified resampling keeps n fixed, so the accuracy interval is the binomial one.
-        p, n = res.by_group.loc[g, "accuracy"], res.by_group.loc[g, "count"]
-        expected = 2 * 1.959964 * np.sqrt(p * (1 - p) / n)
-        width = ci.loc[g, ("accuracy", "high")] - ci.loc[g, ("accuracy", "low")]
-        assert width == pytest.approx(expected, rel=0.15)
-    for m in RATES:
-        assert res.difference_ci.loc[m, "low"] <= res.difference[m] <= res.difference_ci.loc[m, "high"]
-        assert res.overall_ci.loc[m, "low"] <= res.overall[m] <= res.overall_ci.loc[m, "high"]
+            # Each rate is a proportion of n_of[m] samples: the interval is about rate +- z * sqrt(r(1-r)/n).
+            r, n = res.by_group.loc[g, m], n_of[m]
+            half = z * np.sqrt(r * (1 - r) / n)
+            low, high = ci.loc[g, (m, "low")], ci.loc[g, (m, "high")]
+            assert high - low == pytest.approx(2 * half, rel=0.2), (g, m)
+            assert (low + high) / 2 == pytest.approx(r, abs=0.25 * half), (g, m)
+    # Overall accuracy under group-stratified resampling: variance sum_g (n_g / N)^2 p_g (1 - p_g) / n_g.
+    n_total = len(y_true)
+    var = sum((row["count"] / n_total) ** 2 * row["accuracy"] * (1 - row["accuracy"]) / row["count"]
+              for _, row in res.by_group.iterrows())
+    width = res.overall_ci.loc["accuracy", "high"] - res.overall_ci.loc["accuracy", "low"]
+    assert width == pytest.approx(2 * z * np.sqrt(var), rel=0.2)
+    # The accuracy gap is A - C (far apart): its interval is the normal one of a difference of two proportions.
+    a, c = res.by_group.loc["A"], res.by_group.loc["C"]
+    se = np.sqrt(a["accuracy"] * (1 - a["accuracy"]) / a["count"] + c["accuracy"] * (1 - c["accuracy"]) / c["count"])
+    assert res.difference["accuracy"] == pytest.approx(a["accuracy"] - c["accuracy"])
+    gap_low, gap_high = res.difference_ci.loc["accuracy", "low"], res.difference_ci.loc["accuracy", "high"]
+    assert gap_high - gap_low == pytest.approx(2 * z * se, rel=0.2)
+    assert (gap_low + gap_high) / 2 == pytest.approx(res.difference["accuracy"], abs=0.25 * z * se)
 
 
 def test_bootstrap_intervals_shrink_with_more_data_and_are_seeded():
@@ -210,7 +228,10 @@ def test_accepts_tensors_and_is_json_serialisable():
     ref = group_metrics(y_true, y_pred, group, n_boot=50)
     pd.testing.assert_frame_equal(res.by_group, ref.by_group)
     text = json.dumps(res.to_dict(), allow_nan=False)
-    assert json.loads(text)["by_group"]["A"]["ci"]["accuracy"][0] <= res.by_group.loc["A", "accuracy"]
+    low, high = json.loads(text)["by_group"]["A"]["ci"]["accuracy"]
+    assert [low, high] == pytest.approx([res.by_group_ci.loc["A", ("accuracy", "low")],
+                                         res.by_group_ci.loc["A", ("accuracy", "high")]])
+    assert json.loads(text)["by_group"]["A"]["accuracy"] == pytest.approx(res.by_group.loc["A", "accuracy"])
 
 
 def test_undefined_rates_are_nan_not_zero():

@@ -94,12 +94,17 @@ def test_probe_attribution_change_and_output_formats():
     assert res.mean_attribution_change > 0.3
     blind = text_swap_probe(gender_blind, GENDERED, attribute_fn=attribute_blind)
     assert blind.mean_attribution_change == 0.0
-    json.dumps(res.to_dict(), allow_nan=False)
+    out = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    assert out["flip_rate"] == 1.0 and out["n_probed"] == 5
+    assert out["mean_attribution_change"] == pytest.approx(res.mean_attribution_change)
+    assert [d["flipped"] for d in out["details"]] == [True] * 5
 
 
 def test_probe_with_no_identity_terms_and_bad_outputs():
     res = text_swap_probe(gender_blind, NEUTRAL)
-    assert res.n_probed == 0 and np.isnan(res.flip_rate) and res.warnings
+    assert res.n_probed == 0 and np.isnan(res.flip_rate)
+    assert res.warnings == ["2 of 2 texts contain no identity term and were excluded",
+                            "no text contains an identity term: nothing to probe"]
     assert res.to_dict()["flip_rate"] is None
     with pytest.raises(ValueError, match=re.escape(errors.NO_TEXTS)):
         text_swap_probe(gender_blind, [])

@@ -45,7 +45,7 @@ def test_safetensors_loads_into_a_handle(tmp_path):
     h = build_handle(task="image-classification", fmt="state_dict", labels=LABELS, sha256="x",
                      path=_weights(tmp_path), architecture="small_cnn", input_spec=SPEC, device="cpu")
     assert not h.module.training
-    assert h.target_layer == "features.block3.conv"
+    assert h.target_layer == "features"  # the last block's output, as Grad-CAM uses it
     assert h.preprocess(torch.rand(1, 32, 32)).shape == (1, 1, 32, 32)
     assert h.device.type == "cpu"
 
@@ -159,4 +159,4 @@ def test_hf_dir_without_safetensors_or_with_remote_code(tmp_path):
 def test_default_target_layer_for_torchvision_cnn():
     import torchvision
 
-    assert find_default_target_layer(torchvision.models.resnet18(num_classes=3)) == "layer4.1.conv2"
+    assert find_default_target_layer(torchvision.models.resnet18(num_classes=3)) == "layer4"  # after the residual add

@@ -60,3 +60,26 @@ def test_concepts_page_renders_form(tiny_image):
     at = _page("concepts.py").run()
     assert not at.exception
     assert at.multiselect[0].value == ["watermark", "random-reference"]
+
+
+def test_concepts_page_shows_what_the_concept_service_stored(tiny_image):
+    import torch
+
+    from audit.services.concepts import run_concept_test
+    from audit.services.datasets import add_image_dataset
+
+    g = torch.Generator().manual_seed(4)
+    add_image_dataset("ref40", torch.rand(40, 1, 32, 32, generator=g), [1 if i < 12 else i % 10 for i in range(40)],
+                      [{"site": "A"} for _ in range(40)], label_names=[str(i) for i in range(10)])
+    res = run_concept_test("tiny", "1", concepts=["stripes", "random-reference"], target=1, dataset="ref40",
+                           n_random=3, set_size=6, n_inputs=8)
+    at = _page("concepts.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert len(table) == len(res.cells) == 2 * len(res.layers)
+    for _, row in table.iterrows():
+        cell = res.cell(row["concept"], row["layer"])
+        assert row["TCAV score"] == cell.score and row["p (corrected)"] == cell.p_value_corrected
+        assert row["significant"] == ("✅" if cell.significant else "—")
+    across = at.dataframe[1].value
+    assert set(across["concept"]) == {"stripes", "random-reference"} and len(across) == len(res.cells)

@@ -7,7 +7,12 @@ import torch.nn.functional as F
 from captum.attr import Saliency
 from captum.metrics import sensitivity_max
 
-from audit.attribution import attribute
+import math
+
+import pytest
+from torch import nn
+
+from audit.attribution import attribute, spearman
 from audit.models.zoo import SmallCNN
 from audit.quality import (
     completeness,
@@ -17,6 +22,7 @@ from audit.quality import (
     sanity_check,
     stability,
 )
+from audit.quality.sanity import constant_rows
 
 
 def edge_detector(model, x, t):
@@ -34,7 +40,11 @@ def test_sanity_check_flags_edge_detector_not_gradcam():
     res = sanity_check(model, x, None, {"edge": edge_detector, "gradcam": method_explainer("gradcam")}, max_steps=4)
     assert len(res.steps) == 4 and res.steps[0].startswith("fc")
     assert res.flagged == {"edge": True, "gradcam": False}
+    assert res.status == {"edge": "unchanged", "gradcam": "changed"}
     assert min(res.correlations["edge"]) > 0.99
+    # Randomising fc..block3 leaves an all-zero Grad-CAM (its ReLU): no correlation there, not a 0.
+    assert res.undefined["gradcam"][0].all() and not res.undefined["gradcam"][1:].any()
+    assert math.isnan(res.correlations["gradcam"][0])
     assert res.correlations["gradcam"][-1] < 0.5
     assert res.spec.direction == "lower"
     # the cascade ran on a copy: the caller's model still has its original weights
@@ -102,3 +112,71 @@ def test_stability_separates_deterministic_and_stochastic_methods():
     torch.testing.assert_close(det.rank_corr, torch.ones(2))
     assert det.relative_std.max() < 1e-6
     assert sto.mean_rank_corr < 0.99 and sto.relative_std.min() > 0.01
+
+
+class ZeroOnReset(nn.Linear):
+    """A linear layer whose re-initialisation zeroes it: after randomisation every gradient is 0."""
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.weight)
+        nn.init.zeros_(self.bias)
+
+
+def zeroing_model() -> nn.Module:
+    torch.manual_seed(0)
+    head = ZeroOnReset(64, 2)
+    with torch.no_grad():
+        head.weight.normal_()
+    return nn.Sequential(nn.Flatten(), head).eval()
+
+
+def test_all_zero_randomised_saliency_is_undefined_not_changed():
+    # Saliency of the randomised model is exactly zero: spearman() alone says 0 ("changed", a pass).
+    x = torch.rand(3, 1, 8, 8)
+    res = sanity_check(zeroing_model(), x, 0, ["saliency"], max_steps=1)
+    assert res.status == {"saliency": "undefined"}
+    assert res.flagged == {"saliency": True}
+    assert res.undefined["saliency"].tolist() == [[True, True, True]]
+    assert torch.isnan(res.per_sample["saliency"]).all()
+    assert math.isnan(res.correlations["saliency"][0])
+    assert res.constant_original["saliency"] == []
+    assert res.reason("saliency").startswith("undefined: the fully randomised model's map is constant for 3 of 3")
+
+
+def test_constant_trained_map_is_undefined():
+    ones = lambda m, x, t: torch.ones_like(x)  # noqa: E731 - a constant "explanation"
+    res = sanity_check(SmallCNN(width=8).eval(), torch.rand(2, 1, 32, 32), 0, {"flat": ones}, max_steps=2)
+    assert res.status["flat"] == "undefined" and res.flagged["flat"]
+    assert res.constant_original["flat"] == [0, 1]
+    assert "trained model's map is constant" in res.reason("flat")
+
+
+def test_one_constant_sample_is_left_out_of_the_mean_and_fails_the_method():
+    torch.manual_seed(0)
+    model = SmallCNN(width=8).eval()
+    x = torch.rand(3, 1, 32, 32)
+    calls = []
+
+    def explainer(m, inputs, t):
+        # trained model: the input itself; randomised: the input, with sample 1 blanked to zeros
+        calls.append(1)
+        out = inputs.clone()
+        if len(calls) > 1:
+            out[1] = 0
+            out[2] = inputs[2].flip(-1)
+        return out
+
+    res = sanity_check(model, x, 0, {"half": explainer}, max_steps=1)
+    expected = spearman(x[2:3].flatten(1), x[2:3].flip(-1).flatten(1)).item()
+    assert res.per_sample["half"][0, 0].item() == pytest.approx(1.0)
+    assert math.isnan(res.per_sample["half"][0, 1].item())
+    assert res.per_sample["half"][0, 2].item() == pytest.approx(expected, abs=1e-6)
+    # the mean is over the two defined samples (1 and rho), not over three with a 0 for the blank one
+    assert res.correlations["half"][0] == pytest.approx((1.0 + expected) / 2, abs=1e-6)
+    assert res.status["half"] == "undefined" and res.flagged["half"]
+
+
+def test_constant_rows_detects_zero_constant_and_non_finite_maps_only():
+    rows = torch.stack([torch.zeros(16), torch.full((16,), 3.0), torch.full((16,), 3.0) + 1e-9 * torch.arange(16),
+                        torch.arange(16.0), torch.full((16,), float("nan"))])
+    assert constant_rows(rows).tolist() == [True, True, True, False, True]

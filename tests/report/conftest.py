@@ -1,5 +1,5 @@
 """Report test fixtures: PDF text and page images (poppler when installed, a small text reader
-otherwise), and a tiny registry with stored TCAV, bias and counterfactual results."""
+otherwise), tiny registries whose stored results come from the real services, and the demo's concept test."""
 
 from __future__ import annotations
 
@@ -17,29 +17,10 @@ from safetensors.torch import save_file
 
 LABELS = [str(i) for i in range(10)]
 SPEC = {"channels": 1, "height": 32, "width": 32, "mean": [0.5], "std": [0.5]}
-TCAV_P = 0.0123
-TCAV_SUMMARY = {
-    "target": 7, "target_label": "7", "alpha": 0.05, "correction": "bonferroni",
-    "concepts": {"watermark": {"features.block3": {
-        "score": 0.93, "magnitude": 0.41, "p_value": TCAV_P, "p_value_corrected": 0.0246, "significant": True,
-        "cav_accuracy": 0.97, "random_mean": 0.51, "random_std": 0.08}},
-        "stripes": {"features.block3": {
-            "score": 0.48, "magnitude": 0.02, "p_value": 0.61, "p_value_corrected": 1.0, "significant": False,
-            "cav_accuracy": 0.66, "random_mean": 0.5, "random_std": 0.09}}},
-}
-BIAS_SUMMARY = {
-    "dataset": "ref", "attributes": ["site"],
-    "by_group": [
-        {"group": "A", "accuracy": 0.8333, "selection_rate": 0.5, "tpr": 0.8, "fpr": 0.1, "precision": 0.9,
-         "count": 6, "accuracy_ci": [0.4365, 0.9699]},
-        {"group": "B", "accuracy": 0.5, "selection_rate": 0.3, "tpr": 0.5, "fpr": 0.2, "precision": 0.7,
-         "count": 6, "accuracy_ci": [0.1876, 0.8124]},
-    ],
-    "difference": {"accuracy": 0.3333, "selection_rate": 0.2}, "worst_group": {"accuracy": "B"},
-    "flags": ["accuracy gap 0.33 between site groups"],
-}
-CF_SUMMARY = {"dataset": "ref", "n": 12, "valid_rate": 0.9167, "mean_l1": 12.5, "mean_l2": 1.75,
-              "mean_changed_fraction": 0.0625}
+N_REF = 24  # 6 samples of each of the classes 0-3: enough inputs for a concept test of class 0
+CONCEPTS = ("watermark", "random-reference")
+TCAV_OPTIONS = {"n_random": 3, "set_size": 6, "n_inputs": 6}
+CF_SEARCH = {"max_iter": 15, "binary_steps": 2, "restarts": 1}
 
 
 def _pdf_text_fallback(data: bytes) -> str:
@@ -100,31 +81,56 @@ def register_tiny(tmp_path: Path, *, versions=("1", "2"), with_dataset: bool = T
                          description="Toy digit classifier for report tests.", notes=f"toy version {version}")
     if with_dataset:
         g = torch.Generator().manual_seed(5)
-        add_image_dataset("ref", torch.rand(12, 1, 32, 32, generator=g), [i % 10 for i in range(12)],
-                          [{"site": "A" if i % 2 else "B"} for i in range(12)], label_names=LABELS)
+        add_image_dataset("ref", torch.rand(N_REF, 1, 32, 32, generator=g), [i % 4 for i in range(N_REF)],
+                          [{"site": "A" if i % 2 else "B"} for i in range(N_REF)], label_names=LABELS)
 
 
-def store_result(kind: str, family: str, version: str, summary: dict) -> int:
-    from audit.services.registry import get_version
-    from storage.db import transaction
-    from storage.orm import AnalysisResult
+def stored(kind: str, family: str, version: str):
+    """The newest stored result of a kind, as the services core reads it back."""
+    from audit.services.core import stored_analyses
 
-    vid = get_version(family, version)["id"]
-    with transaction() as s:
-        row = AnalysisResult(kind=kind, model_version_id=vid, params_sha256="0" * 63 + "1", parameters={},
-                             summary=summary, created_by="tester")
-        s.add(row)
-        s.flush()
-        return row.id
+    rows = stored_analyses(family, version, kind)
+    assert rows, f"no stored {kind} result for {family} {version}"
+    return rows[-1]
+
+
+def run_tiny_concept_test(version: str) -> None:
+    from audit.services.concepts import run_concept_test
+
+    run_concept_test("tiny", version, concepts=list(CONCEPTS), target=0, dataset="ref", **TCAV_OPTIONS)
 
 
 @pytest.fixture()
 def tiny_reports(audit_home, tmp_path):
-    """Two versions and a reference set; version 2 has stored TCAV, bias and counterfactual results."""
+    """Two versions and a reference set; version 2 has a concept test, a bias audit and a counterfactual
+    search, each produced by its real service. Returns the stored results by kind."""
+    from audit.services.counterfactuals import run_reference_counterfactuals
+    from audit.services.fairness import run_bias_audit
+
     register_tiny(tmp_path)
-    ids = {k: store_result(k, "tiny", "2", s)
-           for k, s in (("tcav", TCAV_SUMMARY), ("bias", BIAS_SUMMARY), ("counterfactual", CF_SUMMARY))}
-    return ids
+    run_tiny_concept_test("2")
+    run_bias_audit("tiny", "2", dataset="ref", attributes=["site"], n_boot=50)
+    # A short search keeps the fixture quick; the report prints whatever the search found.
+    run_reference_counterfactuals("tiny", "2", dataset="ref", limit=4, **CF_SEARCH)
+    return {k: stored(k, "tiny", "2") for k in ("tcav", "bias", "counterfactual")}
+
+
+@pytest.fixture(scope="session")
+def demo_concept_test(demo_home):
+    """The concept test the demo's story rests on (watermark vs a random control, class 7 of the shortcut
+    version), run once by the real concept service and read back as stored."""
+    import os
+
+    from audit.services.concepts import run_concept_test
+
+    before = os.environ.get("AUDIT_HOME")
+    os.environ["AUDIT_HOME"] = str(demo_home)
+    try:
+        run_concept_test("digits-cnn", "2", concepts=["watermark", "random-reference"], target=7)
+        return stored("tcav", "digits-cnn", "2")
+    finally:
+        if before is not None:
+            os.environ["AUDIT_HOME"] = before
 
 
 def _save_tiny_text_model(path: Path, *, seed: int) -> None:
@@ -143,7 +149,8 @@ def _save_tiny_text_model(path: Path, *, seed: int) -> None:
 
 @pytest.fixture()
 def tiny_text_reports(audit_home, tmp_path):
-    """Text family "notes" (two tiny BERT versions), a labelled reference set, a stored text probe."""
+    """Text family "notes" (two tiny BERT versions), a labelled reference set, and a text probe of version
+    2 run by the real service; returns the stored probe."""
     from audit.services.datasets import add_text_dataset
     from audit.services.registry import ModelSource, register_version
 
@@ -156,5 +163,7 @@ def tiny_text_reports(audit_home, tmp_path):
              "ms missed payments , poor credit", "the debt is late", "his income is stable"]
     add_text_dataset("notes-ref", texts, [1, 0, 1, 0, 0, 1], [{"gender": g} for g in "fmmfxm"],
                      label_names=["deny", "approve"])
-    store_result("text_probe", "notes", "2", {"dataset": "notes-ref", "n": 6, "flip_rate": 0.3333,
-                                              "mean_prob_change": 0.0812})
+    from audit.services.fairness import run_text_probe
+
+    run_text_probe("notes", "2", dataset="notes-ref")
+    return stored("text_probe", "notes", "2")

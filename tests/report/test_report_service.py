@@ -17,9 +17,9 @@ from audit.services.reports import (ReportError, generate_report, get_report, li
                                     sign_report)
 from storage.artifacts import ArtifactIntegrityError, ArtifactStore
 from storage.db import transaction
-from storage.orm import AnalysisResult, AuditLogEntry, Report, SignOff
+from storage.orm import AnalysisResult, AuditLogEntry, Report, Run, SignOff
 
-from .conftest import CF_SUMMARY, TCAV_P, register_tiny  # noqa: F401
+from .conftest import N_REF, register_tiny, run_tiny_concept_test, stored
 
 SECTION_TITLES = ["Executive summary", "Intended use and model description", "Data", "Performance", "Explanations",
                   "Explanation quality", "Concept tests (TCAV)", "Bias audit", "Counterfactuals and probes",
@@ -78,7 +78,11 @@ def _independent_accuracy() -> tuple[float, int]:
     return correct / len(samples.labels), correct
 
 
-def test_report_numbers_match_the_database(tiny_reports, tmp_path, pdf, monkeypatch):
+def _four(v: float) -> str:
+    return f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
+
+
+def test_report_numbers_match_the_stored_results(tiny_reports, tmp_path, pdf, monkeypatch):
     import audit.services.reports as reports
 
     # Fewer integration steps keep the test quick; nothing checked below depends on them.
@@ -88,15 +92,28 @@ def test_report_numbers_match_the_database(tiny_reports, tmp_path, pdf, monkeypa
     data, path = _write(info["id"], tmp_path)
     flat = pdf.flat(path)
     assert get_version("tiny", "2")["sha256"] in flat
-    # Concept test: the p-values and score stored in the AnalysisResult.
-    assert f"{TCAV_P:.4f}" in flat and "0.0246" in flat and "watermark" in flat and "0.9300" in flat
-    # Bias: the interval and the failing gap.
-    assert "0.4365 - 0.9699" in flat and "largest accuracy gap 0.3333" in flat
+    # Concept test: one row per (concept, layer) of the stored test, its numbers as stored.
+    tcav = tiny_reports["tcav"].summary["concepts"]
+    for concept, entry in tcav.items():
+        for layer, cell in entry["layers"].items():
+            row = (f"{concept} {layer} {_four(cell['score'])} {cell['random_mean']:.3f} +/- {cell['random_std']:.3f} "
+                   f"{_four(cell['magnitude'])} {_four(cell['p_value'])} {_four(cell['p_value_corrected'])} "
+                   f"{'yes' if cell['significant'] else 'no'} {_four(cell['cav_accuracy'])}")
+            assert row in flat, row
+    assert "watermark layers" not in flat  # the old reader took the "layers" key for a layer
+    n_sig = sum(c["significant"] for e in tcav.values() for c in e["layers"].values())
+    assert f"{n_sig} of 4 concept/layer tests significant" in flat
+    # Bias: each group's interval and the gap, checked against the 0.10 threshold.
+    bias = tiny_reports["bias"].summary
+    for g in bias["by_group"]:
+        assert f"{_four(g['accuracy_ci'][0])} - {_four(g['accuracy_ci'][1])}" in flat, g
+    gap = bias["difference"]["accuracy"]
+    assert f"largest accuracy gap {gap:.4f}" in flat
     # Counterfactuals.
-    assert f"{CF_SUMMARY['valid_rate']:.4f}" in flat
+    assert _four(tiny_reports["counterfactual"].summary["valid_rate"]) in flat
     # Accuracy recomputed here, independently of the service.
     acc, correct = _independent_accuracy()
-    assert f"{acc:.4f} ({correct} of 12 correct" in flat
+    assert f"{acc:.4f} ({correct} of {N_REF} correct" in flat
     # Drift against version 1 was computed and stored on the way.
     v1 = get_version("tiny", "1")["id"]
     with transaction() as s:
@@ -104,12 +121,16 @@ def test_report_numbers_match_the_database(tiny_reports, tmp_path, pdf, monkeypa
         quality = s.scalars(select(AnalysisResult).where(AnalysisResult.kind == "explanation_quality")).all()
         assert len(drift) == 1 and len(quality) == 1
         assert drift[0].other_version_id == v1
+        # The report itself is a tracked run, like every other analysis.
+        run = s.get(Run, info["run_id"])
+        assert (run.kind, run.status, run.error) == ("report", "succeeded", None)
+        assert {"gather", "render", "total_s"} <= set(run.timings)
     assert "Version 2 compared with 1" in flat
     # The appendix pins the stored results by hash.
-    assert drift[0].artifact_sha256 in flat and "0" * 63 + "1" in flat
+    assert drift[0].artifact_sha256 in flat and tiny_reports["tcav"].pin in flat
     kinds_first = [e["kind"] for e in get_report(info["id"])["manifest"]["entries"]]
-    findings = {(f["area"], f["status"]) for f in info["findings"]}
-    assert ("Bias", "fail") in findings and ("Concept tests", "info") in findings
+    findings = {f["area"]: f["status"] for f in info["findings"] if f["check"].startswith(("accuracy gap", "concepts"))}
+    assert findings == {"Bias": "pass" if gap <= 0.10 else "fail", "Concept tests": "info"}
     pages = pdf.page_images(path, tmp_path)
     assert len(pages) == info["pages"]
     assert all(p.std() > 8 for p in pages), [round(float(p.std()), 1) for p in pages]
@@ -122,6 +143,27 @@ def test_report_numbers_match_the_database(tiny_reports, tmp_path, pdf, monkeypa
     assert {"explanation_quality", "drift", "tcav", "bias", "counterfactual"} <= set(kinds)
     with transaction() as s:
         assert len(s.scalars(select(AnalysisResult).where(AnalysisResult.kind == "drift")).all()) == 1
+        assert len(s.scalars(select(AnalysisResult).where(AnalysisResult.kind == "explanation_quality")).all()) == 1
+
+
+def test_drift_section_lists_the_concept_changes_both_versions_tested(tiny_reports):
+    from audit.report.sections import ModelFacts, drift_section
+    from audit.results.drift import DriftAssessment
+    from audit.services.drift import compute_drift
+
+    run_tiny_concept_test("1")
+    compute_drift("tiny", "1", "2", dataset="ref", limit=4, options={"ig_steps": 4, "seed": 0})
+    assessment = DriftAssessment.from_stored(stored("drift", "tiny", "2"))
+    sec = drift_section(ModelFacts("tiny", "2", "", get_version("tiny", "2")), assessment)
+    base, new = stored("tcav", "tiny", "1").summary["concepts"], tiny_reports["tcav"].summary["concepts"]
+    concept_table = next(b for b in sec.blocks if getattr(b, "columns", [None])[0] == "Concept")
+    expected = {(c, layer, _four(base[c]["layers"][layer]["score"]), _four(cell["score"]))
+                for c, entry in new.items() for layer, cell in entry["layers"].items()}
+    assert {(r[0], r[1], r[3], r[4]) for r in concept_table.rows} == expected
+    method_table = next(b for b in sec.blocks if getattr(b, "columns", [None])[0] == "Method")
+    assert {r[0]: r[1] for r in method_table.rows} == {
+        m: _four(d.rank_correlation["mean"]) for m, d in assessment.methods.items()}
+    assert sec.sources[0].id == assessment.result_id and sec.findings[0].section == "drift"
 
 
 def test_signoff_is_recorded_once_and_the_file_is_verified(tiny_reports, tmp_path):

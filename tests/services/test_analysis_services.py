@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from audit.services.analyses import results_for
 from audit.services.auth import PermissionDenied, Principal
 from audit.services.concepts import ConceptError, run_concept_test
+from audit.services.core import stored_analyses
 from audit.services.counterfactuals import counterfactual_for_sample, run_reference_counterfactuals
 from audit.services.fairness import BiasAuditError, run_bias_audit, run_text_probe
 from audit.services.text import explain_texts, method_agreement
@@ -29,15 +29,14 @@ def test_concept_test_is_stored_and_reused(tiny_image):
 
 def test_bias_audit_per_group_and_validation(tiny_image):
     res = run_bias_audit("tiny", "1", dataset="ref", attributes=["site"], n_boot=20)
-    s = res["summary"]
-    assert {r["group"] for r in s["by_group"]} == {"A", "B"}
-    assert sum(r["count"] for r in s["by_group"]) == 24
-    assert all("accuracy_ci" in r for r in s["by_group"])
-    assert any("fewer than" in f for f in s["flags"])  # both groups are below the default minimum size
+    assert {g.group for g in res.by_group} == {"A", "B"}
+    assert {g.group: g.count for g in res.by_group} == {"A": 16, "B": 8}  # site B is every third sample
+    assert all("accuracy" in g.intervals for g in res.by_group)
+    assert any("fewer than" in f for f in res.flags)  # both groups are below the default minimum size
     again = run_bias_audit("tiny", "1", dataset="ref", attributes=["site"], n_boot=20)
-    assert again["id"] == res["id"]
+    assert again.result_id == res.result_id and again.stored.cached
     inter = run_bias_audit("tiny", "1", dataset="ref", attributes=["site", "watermark"], n_boot=0)
-    assert len(inter["summary"]["by_group"]) == 4
+    assert len(inter.by_group) == 4
     with pytest.raises(BiasAuditError, match="not recorded"):
         run_bias_audit("tiny", "1", dataset="ref", attributes=["gender"])
     with pytest.raises(ValueError):
@@ -46,18 +45,18 @@ def test_bias_audit_per_group_and_validation(tiny_image):
         run_bias_audit("tiny", "1", dataset="ref", attributes=[], csv_bytes=b"sample_id,site\nnope-1,A\n")
     csv = "sample_id,region\n" + "\n".join(f"ref-{i:04d},{'north' if i < 12 else 'south'}" for i in range(24))
     byc = run_bias_audit("tiny", "1", dataset="ref", attributes=[], csv_bytes=csv.encode())
-    assert {r["group"] for r in byc["summary"]["by_group"]} == {"north", "south"}
-    assert len(results_for("tiny", "1", "bias")) == 3
+    assert {g.group: g.count for g in byc.by_group} == {"north": 12, "south": 12}
+    assert len(stored_analyses("tiny", "1", "bias")) == 3
 
 
 def test_counterfactuals_stay_in_range_and_are_stored(tiny_image):
     budget = {"max_iter": 30, "restarts": 1, "binary_steps": 2}
     cf = counterfactual_for_sample("tiny", "1", dataset="ref", sample_key="ref-0002", **budget)
-    assert cf["counterfactual"].min() >= 0 and cf["counterfactual"].max() <= 1
-    if cf["valid"]:
-        assert cf["cf_class"] != cf["original_class"]
+    assert cf.counterfactual.dtype.name == "uint8" and cf.counterfactual.shape == (1, 32, 32)
+    assert cf.valid == (cf.cf_class != cf.original_class)
     res = run_reference_counterfactuals("tiny", "1", dataset="ref", limit=4, **budget)
-    assert res["summary"]["n"] == 4 and 0 <= res["summary"]["valid_rate"] <= 1
+    assert res.n == 4 and [o.sample for o in res.per_sample] == [f"ref-{i:04d}" for i in range(4)]
+    assert res.valid_rate == sum(o.valid for o in res.per_sample) / 4
 
 
 def test_text_explanations_stored_and_reused(tiny_text):
@@ -76,7 +75,6 @@ def test_text_explanations_stored_and_reused(tiny_text):
 
 def test_text_probe_runs_on_gendered_texts(tiny_text):
     res = run_text_probe("tiny-text", "1", dataset="notes")
-    s = res["summary"]
-    assert s["n"] > 0 and 0 <= s["flip_rate"] <= 1
+    assert res.n == 40 and res.flip_rate == sum(e.flipped for e in res.examples) / res.n  # (< 10 flips here)
     with pytest.raises(PermissionDenied):
         run_text_probe("tiny-text", "1", dataset="notes", actor=VIEWER)

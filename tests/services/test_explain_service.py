@@ -105,3 +105,111 @@ def test_bad_target_and_no_methods(tiny_registry):
         explain_image("tiny", "1", methods=METHODS, dataset="ref", sample_key="ref-0001", target=11)
     with pytest.raises(ExplainError, match="at least one"):
         explain_image("tiny", "1", methods=[], dataset="ref", sample_key="ref-0001")
+
+
+def _other_value(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value * 2 + 1
+    if isinstance(value, str):
+        return value + "-other"
+    if isinstance(value, torch.Tensor):
+        return value + 1
+    if value is None:
+        return 1
+    if isinstance(value, (list, tuple)):
+        return list(value) + [0]
+    raise AssertionError(f"no other value for {value!r}")
+
+
+def test_every_declared_option_of_every_method_changes_the_key():
+    """The explanation cache key reads each method's own declaration: none of its result options is lost."""
+    from audit.attribution import METHODS, result_option_defaults
+    from audit.services.explain import params_key
+
+    checked = 0
+    for method in METHODS:
+        declared = result_option_defaults(method)
+        _, k0 = params_key(method, "features", {})
+        for name, default in declared.items():
+            _, k1 = params_key(method, "features", {name: _other_value(default)})
+            assert k1 != k0, f"{method}: option {name} does not change the cache key"
+            checked += 1
+        # an option that does not change results (batching) leaves the key alone
+        assert params_key(method, "features", {"batch_size": 3})[1] == k0
+    assert checked >= 25
+
+
+@pytest.mark.parametrize("method, option, values", [
+    ("saliency", "saliency_abs", (True, False)),
+    ("integrated_gradients", "ig_max_steps", (64, 128)),
+    ("occlusion", "occlusion_baseline", (0.0, 0.5)),
+])
+def test_options_the_old_whitelist_dropped_get_their_own_stored_map(tiny_registry, method, option, values):
+    a = explain_image("tiny", "1", methods=[method], dataset="ref", sample_key="ref-0002",
+                      options={**OPTS, option: values[0]})
+    b = explain_image("tiny", "1", methods=[method], dataset="ref", sample_key="ref-0002",
+                      options={**OPTS, option: values[1]})
+    assert not b.maps[method].cached and b.maps[method].explanation_id != a.maps[method].explanation_id
+    assert b.maps[method].parameters[option] == values[1]
+
+
+def test_reverify_fails_when_the_stored_map_was_changed(tiny_registry):
+    import numpy as np
+
+    from storage.artifacts import ArtifactStore
+
+    exp = explain_image("tiny", "1", methods=["gradcam"], dataset="ref", sample_key="ref-0001")
+    sm = exp.maps["gradcam"]
+    with transaction() as s:
+        sha = s.get(Explanation, sm.explanation_id).attribution_sha256
+    store = ArtifactStore()
+    path = store.path(sha)
+    path.chmod(0o644)
+    forged = np.zeros_like(sm.attribution)
+    import io
+    buf = io.BytesIO()
+    np.save(buf, forged)
+    path.write_bytes(buf.getvalue())
+    res = reverify(sm.explanation_id, dataset="ref")
+    assert not res.matches and res.message.startswith("does not match") and "hash" in res.message
+
+
+def test_reverify_fails_when_the_weights_differ(tiny_registry):
+    from audit.services.handles import cached_handle, handle_for
+
+    exp = explain_image("tiny", "1", methods=["gradcam", "integrated_gradients"], dataset="ref",
+                        sample_key="ref-0001", options=OPTS)
+    handle = handle_for("tiny", "1")
+    try:
+        with torch.no_grad():
+            for p in handle.module.parameters():
+                p.mul_(-1.5)
+        for m in ("gradcam", "integrated_gradients"):
+            res = reverify(exp.maps[m].explanation_id, dataset="ref")
+            assert not res.matches and res.message.startswith("does not match"), m
+    finally:
+        cached_handle.cache_clear()
+    assert reverify(exp.maps["gradcam"].explanation_id, dataset="ref").matches
+
+
+def test_reverify_with_a_tensor_baseline(tiny_registry):
+    baseline = torch.full((1, 1, 32, 32), 0.25)
+    exp = explain_image("tiny", "1", methods=["integrated_gradients"], dataset="ref", sample_key="ref-0004",
+                        options={**OPTS, "baseline": baseline})
+    plain = explain_image("tiny", "1", methods=["integrated_gradients"], dataset="ref", sample_key="ref-0004",
+                          options=OPTS)
+    assert plain.maps["integrated_gradients"].explanation_id != exp.maps["integrated_gradients"].explanation_id
+    res = reverify(exp.maps["integrated_gradients"].explanation_id, dataset="ref")
+    assert res.matches, res.message
+
+
+@pytest.mark.parametrize("method", ["smoothgrad", "rise"])
+def test_reverify_matches_a_map_computed_inside_a_reference_batch(tiny_registry, method):
+    opts = {"sg_samples": 6, "rise_masks": 64, "seed": 5}
+    explain_reference_set("tiny", "1", "ref", methods=[method], batch_size=5, options=opts, limit=5)
+    rows = [r for r in stored_explanations("tiny", "1", method)]
+    assert len(rows) == 5
+    res = reverify(rows[3]["id"], dataset="ref")  # 4th of its batch, recomputed alone
+    assert res.matches, res.message

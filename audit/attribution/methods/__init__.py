@@ -1,1 +1,4 @@
-"""One small module per attribution method; each says only what differs from its family base."""
+"""One module per attribution method; each class declares itself and registers on import.
+
+``audit.attribution.registry.discover`` imports every module here, so a new method is a new file.
+"""

@@ -14,6 +14,8 @@ from ..base import CamMethod, ExplainContext
 
 class CAM(CamMethod):
     name = "cam"
+    listing = 70
+    label = "CAM"
     needs_layer = False
     needs_cam_features = True
 

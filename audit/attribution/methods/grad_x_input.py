@@ -12,6 +12,8 @@ from ..base import ExplainContext, GradientMethod
 
 class GradXInput(GradientMethod):
     name = "grad_x_input"
+    listing = 20
+    label = "Gradient × Input"
     fused = True
     needs_input_grad = True
 

@@ -10,6 +10,8 @@ from ..base import CamMethod, ExplainContext
 
 class GradCAM(CamMethod):
     name = "gradcam"
+    listing = 80
+    label = "Grad-CAM"
     needs_layer_grad = True
 
     def channel_weights(self, ctx: ExplainContext, acts: torch.Tensor) -> torch.Tensor:

@@ -11,10 +11,17 @@ from __future__ import annotations
 import torch
 
 from ..base import CamMethod, ExplainContext
+from ..options import Option, boolean
+
+GRADCAM_PP_EXP_SCORE = Option("gradcam_pp_exp_score", False, "multiply each map by exp(target logit), the "
+                              "paper's exponential score (overflows for large logits)", check=boolean)
 
 
 class GradCAMPlusPlus(CamMethod):
     name = "gradcam_pp"
+    listing = 90
+    label = "Grad-CAM++"
+    options = (GRADCAM_PP_EXP_SCORE,)
     needs_layer_grad = True
 
     def channel_weights(self, ctx: ExplainContext, acts: torch.Tensor) -> torch.Tensor:

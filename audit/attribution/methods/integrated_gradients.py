@@ -8,12 +8,54 @@ and, with ``ig_tolerance``, doubles the step count for samples whose error is st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 
-from ..base import ExplainContext, GradientMethod
-from ..baselines import make_baseline
+from ..base import Evaluations, ExplainContext, Geometry, GradientMethod
+from ..baselines import check_baseline, make_baseline
+from ..options import (
+    BLUR_SIGMA,
+    INFERENCE_PATH,
+    SEED,
+    AttributionOptions,
+    Option,
+    optional_positive,
+    positive_int,
+)
+
+IGMethod = Literal[
+    "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"
+]
+IG_METHODS: tuple[str, ...] = get_args(IGMethod)
+IG_METHOD_ALIASES = {
+    "left": "riemann_left",
+    "right": "riemann_right",
+    "middle": "riemann_middle",
+    "trapezoid": "riemann_trapezoid",
+    "gauss_legendre": "gausslegendre",
+    "gl": "gausslegendre",
+}
+UNKNOWN_IG_METHOD = "unknown ig_method {name!r}; choose from: {valid}"
+
+
+def canonical_ig_method(name: str) -> str:
+    return IG_METHOD_ALIASES.get(name, name)
+
+
+def _check_ig_method(name: str, value: Any) -> None:
+    if not isinstance(value, str) or canonical_ig_method(value) not in IG_METHODS:
+        raise ValueError(UNKNOWN_IG_METHOD.format(name=value, valid=", ".join(IG_METHODS + tuple(IG_METHOD_ALIASES))))
+
+
+IG_STEPS = Option("ig_steps", 50, "quadrature points on the path", check=positive_int)
+IG_METHOD = Option("ig_method", "gausslegendre", "quadrature rule", check=_check_ig_method)
+BASELINE = Option("baseline", None, "reference input: None (zeros), 'zeros', 'ones', 'blur', 'uniform', a number "
+                  "or a tensor such as a dataset mean", check=check_baseline)
+IG_TOLERANCE = Option("ig_tolerance", None, "double the steps of samples whose completeness error exceeds this "
+                      "(None: fixed steps)", check=optional_positive)
+IG_MAX_STEPS = Option("ig_max_steps", 512, "step cap of the adaptive refinement", check=positive_int)
 
 
 def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,14 +89,35 @@ class IGDiagnostics:
 
 class IntegratedGradients(GradientMethod):
     name = "integrated_gradients"
+    listing = 60
+    label = "Integrated Gradients"
+    # seed and blur_sigma: the 'uniform' and 'blur' baselines use them
+    options = (IG_STEPS, IG_METHOD, BASELINE, IG_TOLERANCE, IG_MAX_STEPS, BLUR_SIGMA, SEED, *INFERENCE_PATH)
+    diagnostics = ("completeness_delta", "ig_steps_used")
 
     def __init__(self) -> None:
-        self.diagnostics: IGDiagnostics | None = None
+        self.result: IGDiagnostics | None = None
+
+    @classmethod
+    def check_options(cls, opts: AttributionOptions) -> None:
+        if canonical_ig_method(opts.ig_method) == "riemann_trapezoid" and opts.ig_steps < 2:
+            raise ValueError("ig_method='riemann_trapezoid' needs ig_steps >= 2")
+
+    @classmethod
+    def evaluations(cls, opts: AttributionOptions, geometry: Geometry) -> Evaluations:
+        # the input's logits, the baseline's, and the path points (before any adaptive refinement)
+        b = geometry.batch
+        return Evaluations(forward=b * (opts.ig_steps + 2), backward=b * opts.ig_steps, expanded=b * (opts.ig_steps + 1))
+
+    def diagnose(self) -> dict[str, Any]:
+        if self.result is None:
+            return {}
+        return {"completeness_delta": self.result.delta, "ig_steps_used": self.result.steps}
 
     def _integrate(
         self, ctx: ExplainContext, x: torch.Tensor, base: torch.Tensor, targets: torch.Tensor, steps: int
     ) -> torch.Tensor:
-        alphas, weights = quadrature(ctx.options.ig_method_canonical, steps)
+        alphas, weights = quadrature(canonical_ig_method(ctx.options.ig_method), steps)
         a = torch.as_tensor(alphas, dtype=torch.float32, device=x.device)
         w = torch.as_tensor(weights, dtype=torch.float32, device=x.device)
         diff = x - base
@@ -94,7 +157,7 @@ class IntegratedGradients(GradientMethod):
                 attr[todo] = sub
                 used[todo.cpu()] = steps
                 delta[todo] = sub.flatten(1).sum(1) - (input_scores[todo] - base_scores[todo])
-        self.diagnostics = IGDiagnostics(
+        self.result = IGDiagnostics(
             delta=delta.detach(), steps=used, baseline_scores=base_scores, input_scores=input_scores
         )
         return attr

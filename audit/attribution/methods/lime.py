@@ -1,15 +1,44 @@
 """LIME for images (Ribeiro et al. 2016, arXiv:1602.04938): SLIC superpixels switched on/off at
 random, target probabilities fitted by a ridge regression weighted by an exponential kernel on
-the cosine distance to the unperturbed image; a pixel gets its superpixel's coefficient.
+the cosine distance to the unperturbed image; a pixel gets its superpixel's coefficient. Each
+sample's on/off design is drawn from its own generator, seeded from (seed, the sample's values).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
-from ..base import ExplainContext, PerturbationMethod
-from ..baselines import make_baseline
+from ..base import Evaluations, ExplainContext, Geometry, PerturbationMethod
+from ..baselines import check_baseline, make_baseline
+from ..options import (
+    BLUR_SIGMA,
+    INFERENCE_PATH,
+    SEED,
+    AttributionOptions,
+    Option,
+    non_negative,
+    positive,
+    positive_int,
+)
+from ..seeding import sample_seeds
+
+
+def _check_hide(name: str, value: Any) -> None:
+    if value != "superpixel_mean":
+        check_baseline(name, value)
+
+
+LIME_SAMPLES = Option("lime_samples", 200, "perturbed images per input", check=positive_int)
+LIME_SEGMENTS = Option("lime_segments", 50, "SLIC superpixels requested", check=positive_int)
+LIME_COMPACTNESS = Option("lime_compactness", 10.0, "SLIC compactness", check=positive)
+LIME_KERNEL_WIDTH = Option("lime_kernel_width", 0.25, "width of the exponential kernel on cosine distance",
+                           check=positive)
+LIME_ALPHA = Option("lime_alpha", 1.0, "ridge penalty of the local linear model", check=non_negative)
+LIME_HIDE = Option("lime_hide", "superpixel_mean", "what a switched-off superpixel shows: 'superpixel_mean' or a "
+                   "baseline spec", check=_check_hide)
 
 
 def superpixels(image: torch.Tensor, n_segments: int, compactness: float) -> np.ndarray:
@@ -47,6 +76,17 @@ def superpixel_mean(image: torch.Tensor, labels: torch.Tensor, n: int) -> torch.
 
 class LIME(PerturbationMethod):
     name = "lime"
+    listing = 130
+    label = "LIME"
+    # seed and blur_sigma also reach 'uniform' and 'blur' fills
+    options = (LIME_SAMPLES, LIME_SEGMENTS, LIME_COMPACTNESS, LIME_KERNEL_WIDTH, LIME_ALPHA, LIME_HIDE,
+               BLUR_SIGMA, SEED, *INFERENCE_PATH)
+    stochastic = True
+
+    @classmethod
+    def evaluations(cls, opts: AttributionOptions, geometry: Geometry) -> Evaluations:
+        n = geometry.batch * opts.lime_samples
+        return Evaluations(forward=n, backward=0, expanded=n)
 
     def run(self, ctx: ExplainContext) -> torch.Tensor:
         from sklearn.linear_model import Ridge
@@ -54,7 +94,7 @@ class LIME(PerturbationMethod):
         opts = ctx.options
         x = ctx.inputs.float()
         s = opts.lime_samples
-        rng = np.random.default_rng(opts.seed)
+        seeds = sample_seeds(opts.seed, x)
         labels: list[torch.Tensor] = []
         designs: list[torch.Tensor] = []
         hidden: list[torch.Tensor] = []
@@ -63,7 +103,7 @@ class LIME(PerturbationMethod):
         for b in range(ctx.batch):
             lab = torch.as_tensor(superpixels(x[b], opts.lime_segments, opts.lime_compactness), device=x.device)
             n = int(lab.max()) + 1
-            z = rng.integers(0, 2, size=(s, n)).astype(np.float32)
+            z = np.random.default_rng(seeds[b]).integers(0, 2, size=(s, n)).astype(np.float32)
             z[0] = 1.0  # the unperturbed image anchors the local model
             labels.append(lab)
             designs.append(torch.as_tensor(z, device=x.device))

@@ -9,8 +9,21 @@ from __future__ import annotations
 
 import torch
 
-from ..base import ExplainContext, PerturbationMethod
-from ..baselines import make_baseline
+from ..base import Evaluations, ExplainContext, Geometry, PerturbationMethod
+from ..baselines import check_baseline, make_baseline
+from ..options import (
+    BLUR_SIGMA,
+    INFERENCE_PATH,
+    SEED,
+    AttributionOptions,
+    Option,
+    positive_int,
+)
+
+OCCLUSION_WINDOW = Option("occlusion_window", 16, "side of the square window (pixels)", check=positive_int)
+OCCLUSION_STRIDE = Option("occlusion_stride", 16, "step between window starts (pixels)", check=positive_int)
+OCCLUSION_BASELINE = Option("occlusion_baseline", 0.0, "what fills the window (a baseline spec: number, "
+                            "'blur', 'uniform', tensor, ...)", check=check_baseline)
 
 
 def window_masks(height: int, width: int, window: int, stride: int, device: torch.device) -> torch.Tensor:
@@ -30,8 +43,25 @@ def window_masks(height: int, width: int, window: int, stride: int, device: torc
     return masks
 
 
+def window_count(height: int, width: int, window: int, stride: int) -> int:
+    if window > height or window > width:
+        return 0
+    return (-(-(height - window) // stride) + 1) * (-(-(width - window) // stride) + 1)
+
+
 class Occlusion(PerturbationMethod):
     name = "occlusion"
+    listing = 110
+    label = "Occlusion"
+    # seed and blur_sigma: the 'uniform' and 'blur' fills use them
+    options = (OCCLUSION_WINDOW, OCCLUSION_STRIDE, OCCLUSION_BASELINE, BLUR_SIGMA, SEED, *INFERENCE_PATH)
+
+    @classmethod
+    def evaluations(cls, opts: AttributionOptions, geometry: Geometry) -> Evaluations:
+        windows = geometry.batch * window_count(
+            geometry.height, geometry.width, opts.occlusion_window, opts.occlusion_stride
+        )
+        return Evaluations(forward=geometry.batch + windows, backward=0, expanded=windows)
 
     def run(self, ctx: ExplainContext) -> torch.Tensor:
         opts = ctx.options

@@ -1,8 +1,9 @@
 """RISE (Petsiuk et al. 2018, arXiv:1806.07421): the target probability under random smooth
 masks, averaged with the masks as weights: S = sum_i p_i M_i / (N * p).
 
-Masks are bilinearly upsampled random grids with random sub-cell shifts, rebuilt per batch from
-a seeded grid so that only one batch of masks is ever in memory.
+Masks are bilinearly upsampled random grids with random sub-cell shifts. Each sample has its own
+mask bank, drawn from (seed, the sample's values), and masks are materialised per batch of
+evaluations, so only one batch of full-size masks is ever in memory.
 """
 
 from __future__ import annotations
@@ -12,14 +13,27 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..base import ExplainContext, PerturbationMethod
+from ..base import Evaluations, ExplainContext, Geometry, PerturbationMethod
+from ..options import (
+    INFERENCE_PATH,
+    SEED,
+    AttributionOptions,
+    Option,
+    in_open,
+    positive_int,
+)
+from ..seeding import sample_seeds, torch_generator
+
+RISE_MASKS = Option("rise_masks", 500, "random masks per input", check=positive_int)
+RISE_CELLS = Option("rise_cells", 7, "grid cells per side of the low-resolution masks", check=positive_int)
+RISE_P = Option("rise_p", 0.5, "probability that a cell is kept", check=in_open(0.0, 1.0))
 
 
 class MaskBank:
-    """Deterministic RISE masks, materialised on demand by index."""
+    """Deterministic RISE masks of one sample, materialised on demand by index."""
 
     def __init__(self, n: int, cells: int, p: float, size: tuple[int, int], seed: int, device: torch.device):
-        gen = torch.Generator(device="cpu").manual_seed(seed)
+        gen = torch_generator(seed)
         self.size = size
         self.cell = (math.ceil(size[0] / cells), math.ceil(size[1] / cells))
         self.grid = (torch.rand(n, 1, cells, cells, generator=gen) < p).float().to(device)
@@ -39,13 +53,30 @@ class MaskBank:
 
 class RISE(PerturbationMethod):
     name = "rise"
+    listing = 120
+    label = "RISE"
+    options = (RISE_MASKS, RISE_CELLS, RISE_P, SEED, *INFERENCE_PATH)
+    stochastic = True
+
+    @classmethod
+    def evaluations(cls, opts: AttributionOptions, geometry: Geometry) -> Evaluations:
+        n = geometry.batch * opts.rise_masks
+        return Evaluations(forward=n, backward=0, expanded=n)
 
     def run(self, ctx: ExplainContext) -> torch.Tensor:
         opts = ctx.options
         x = ctx.inputs.float()
         h, w = x.shape[-2:]
         n = opts.rise_masks
-        bank = MaskBank(n, opts.rise_cells, opts.rise_p, (h, w), opts.seed, x.device)
+        seeds = sample_seeds(opts.seed, x)
+        banks: dict[int, MaskBank] = {}
+
+        def bank(b: int) -> MaskBank:
+            if b not in banks:
+                banks.clear()  # samples come in order: keep one bank alive
+                banks[b] = MaskBank(n, opts.rise_cells, opts.rise_p, (h, w), seeds[b], x.device)
+            return banks[b]
+
         saliency = torch.zeros(ctx.batch, h * w, device=x.device)
         step = ctx.chunk(with_grad=False)
         total = ctx.batch * n
@@ -53,7 +84,7 @@ class RISE(PerturbationMethod):
             for start in range(0, total, step):
                 idx = torch.arange(start, min(total, start + step), device=x.device)
                 bi, mi = idx // n, idx % n
-                m = bank.masks(mi)
+                m = torch.cat([bank(int(b)).masks(mi[bi == b]) for b in torch.unique_consecutive(bi).tolist()])
                 probs = ctx.forward(x[bi] * m, heavy=True).softmax(1).gather(1, ctx.targets[bi].view(-1, 1))
                 saliency.index_add_(0, bi, probs * m.view(len(idx), -1))
         saliency = saliency / (n * opts.rise_p)

@@ -8,10 +8,16 @@ from __future__ import annotations
 import torch
 
 from ..base import ExplainContext, GradientMethod
+from ..options import Option, boolean
+
+SALIENCY_ABS = Option("saliency_abs", True, "take the gradient's magnitude (as in the paper)", check=boolean)
 
 
 class Saliency(GradientMethod):
     name = "saliency"
+    listing = 10
+    label = "Saliency"
+    options = (SALIENCY_ABS,)
     fused = True
     needs_input_grad = True
 

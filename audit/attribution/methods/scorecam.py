@@ -12,11 +12,36 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..base import CamMethod, ExplainContext
+from ..base import CamMethod, Evaluations, ExplainContext, Geometry
+from ..options import (
+    INFERENCE_PATH,
+    AttributionOptions,
+    Option,
+    one_of,
+    optional_positive_int,
+)
+
+SCORECAM_WEIGHTS = Option("scorecam_weights", "channel_softmax", "'channel_softmax' of the masked target logits "
+                          "over channels, or the masked inputs' 'class_probability'",
+                          check=one_of("channel_softmax", "class_probability"))
+SCORECAM_MAX_CHANNELS = Option("scorecam_max_channels", None, "score only the k most active channels per sample "
+                               "(None: all)", check=optional_positive_int)
 
 
 class ScoreCAM(CamMethod):
     name = "scorecam"
+    listing = 100
+    label = "Score-CAM"
+    options = (SCORECAM_WEIGHTS, SCORECAM_MAX_CHANNELS, *INFERENCE_PATH)
+
+    @classmethod
+    def evaluations(cls, opts: AttributionOptions, geometry: Geometry) -> Evaluations:
+        # the layer's channel count is known only after a forward; None counts no masked inputs
+        channels = geometry.layer_channels or 0
+        if opts.scorecam_max_channels is not None:
+            channels = min(channels, opts.scorecam_max_channels)
+        masked = geometry.batch * channels
+        return Evaluations(forward=geometry.batch + masked, backward=0, expanded=masked)
 
     def channel_weights(self, ctx: ExplainContext, acts: torch.Tensor) -> torch.Tensor:
         b, channels = acts.shape[:2]

@@ -1,70 +1,104 @@
-"""SHAP via expected gradients (``shap.GradientExplainer``, Lundberg & Lee 2017; Erion et al.
-2021): gradients at random points between each input and random references, times the difference.
+"""SHAP values by expected gradients (Erion et al. 2021; Lundberg & Lee 2017, the estimator of
+``shap.GradientExplainer``): gradients at random points between each input and random references,
+times the input's difference from that reference, averaged.
 
-Chosen because it runs on torch models directly (CPU or CUDA), scales with ``shap_samples``
-backward passes per input like SmoothGrad, and is reproducible through its ``rseed``. References:
-``shap_background`` [N, C, H, W] (e.g. a reference set), by default zeros plus blurred inputs.
+For sample b, draw k = 1..N: a reference r_k uniformly from the references, then t_k ~ U(0, 1);
+phi_b = mean_k grad(x_b') * (x_b - r_k) at x_b' = r_k + t_k (x_b - r_k). The draws come from
+sample b's own generator (seeded from (seed, x_b), in the order shap's estimator makes them) and
+the default references (zeros and x_b blurred) are its own, so no sample depends on its batch.
+``shap_background`` [N, C, H, W] (e.g. a reference set) replaces the default references.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
-from torch import nn
 
-from ..base import ExplainContext, GradientMethod
+from ..base import Evaluations, ExplainContext, Geometry, GradientMethod
 from ..baselines import default_blur_sigma, gaussian_blur
+from ..options import (
+    BLUR_SIGMA,
+    INFERENCE_PATH,
+    SEED,
+    AttributionOptions,
+    Option,
+    positive_int,
+)
+from ..seeding import sample_seeds
 
 
-class _TargetColumn(nn.Module):
-    """Presents one class's logit as the model's only output, counting evaluations."""
+def _check_background(name: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, torch.Tensor) or value.ndim != 4):
+        raise TypeError(f"option {name} must be a tensor [N, C, H, W] of reference inputs or None")
 
-    def __init__(self, ctx: ExplainContext, target: int) -> None:
-        super().__init__()
-        self.ctx = ctx
-        self.target = target
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.ctx.forward(x, heavy=True)
-        if torch.is_grad_enabled() and x.requires_grad:
-            # the explainer takes one autograd.grad per batch it evaluates
-            self.ctx.counter.backward_calls += 1
-            self.ctx.counter.backward_samples += x.shape[0]
-        return logits[:, self.target : self.target + 1]
+SHAP_SAMPLES = Option("shap_samples", 50, "gradient samples per input", check=positive_int)
+SHAP_BACKGROUND = Option("shap_background", None, "reference inputs [N, C, H, W] (None: zeros and the input "
+                         "blurred)", check=_check_background)
+
+
+def draws(seed: int, references: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference indices and path fractions for one sample: (choice, uniform) per draw, in turn."""
+    rng = np.random.RandomState(seed % 2**32)
+    index = np.empty(samples, dtype=np.int64)
+    frac = np.empty(samples, dtype=np.float64)
+    for k in range(samples):
+        index[k] = rng.choice(references)
+        frac[k] = rng.uniform()
+    return index, frac
 
 
 class SHAP(GradientMethod):
     name = "shap"
+    listing = 140
+    label = "SHAP"
+    # blur_sigma: the default references include the blurred input
+    options = (SHAP_SAMPLES, SHAP_BACKGROUND, BLUR_SIGMA, SEED, *INFERENCE_PATH)
+    stochastic = True
 
-    def compute(self, ctx: ExplainContext) -> torch.Tensor:
-        import shap
+    @classmethod
+    def evaluations(cls, opts: AttributionOptions, geometry: Geometry) -> Evaluations:
+        n = geometry.batch * opts.shap_samples
+        return Evaluations(forward=n, backward=n, expanded=n)
 
-        opts = ctx.options
-        x = ctx.inputs.float()
-        if opts.shap_background is not None:
-            background = opts.shap_background.to(device=x.device, dtype=x.dtype)
-            if background.ndim != 4 or background.shape[1:] != x.shape[1:]:
+    def references(self, ctx: ExplainContext, x: torch.Tensor) -> torch.Tensor:
+        """[B, R, C, H, W]: each sample's own references."""
+        background = ctx.options.shap_background
+        if background is not None:
+            background = background.to(device=x.device, dtype=x.dtype)
+            if background.shape[1:] != x.shape[1:]:
                 raise ValueError(
                     f"shap_background must have shape [N, {', '.join(map(str, x.shape[1:]))}], "
                     f"got {tuple(background.shape)}"
                 )
-        else:
-            sigma = opts.blur_sigma or default_blur_sigma(*x.shape[-2:])
-            background = torch.cat([torch.zeros_like(x[:1]), gaussian_blur(x, sigma)])
-        out = torch.zeros_like(x)
-        state = np.random.get_state()  # the explainer reseeds numpy's global generator
-        try:
-            for t in torch.unique(ctx.targets).tolist():
-                rows = (ctx.targets == t).nonzero().flatten()
-                explainer = shap.GradientExplainer(
-                    _TargetColumn(ctx, int(t)), background, batch_size=ctx.chunk(with_grad=True)
-                )
-                values = explainer.shap_values(x[rows], nsamples=opts.shap_samples, rseed=opts.seed)
-                arr = np.asarray(values[0] if isinstance(values, list) else values)
-                if arr.ndim == x.ndim + 1:
-                    arr = arr[..., 0]
-                out[rows] = torch.as_tensor(arr, dtype=torch.float32, device=x.device)
-        finally:
-            np.random.set_state(state)
-        return out
+            return background.unsqueeze(0).expand(x.shape[0], *background.shape)
+        sigma = ctx.options.blur_sigma or default_blur_sigma(*x.shape[-2:])
+        return torch.stack([torch.zeros_like(x), gaussian_blur(x, sigma)], dim=1)
 
+    def compute(self, ctx: ExplainContext) -> torch.Tensor:
+        x = ctx.inputs.float()
+        n = ctx.options.shap_samples
+        refs = self.references(ctx, x)
+        picks, fracs = [], []
+        for seed in sample_seeds(ctx.options.seed, x):
+            index, frac = draws(seed, refs.shape[1], n)
+            picks.append(torch.as_tensor(index))
+            fracs.append(torch.as_tensor(frac, dtype=torch.float32))
+        pick = torch.stack(picks).flatten().to(x.device)  # sample-major, [B * n]
+        frac = torch.stack(fracs).flatten().to(x.device)
+        sample_of = torch.arange(ctx.batch, device=x.device).repeat_interleave(n)
+        shape = (-1, *([1] * (x.ndim - 1)))
+
+        def make(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+            b = sample_of[start:stop]
+            ref = refs[b, pick[start:stop]]
+            t = frac[start:stop].view(shape)
+            return t * x[b] + (1 - t) * ref, ctx.targets[b]
+
+        total = torch.zeros_like(x)
+        for start, stop, grads, _ in ctx.grads_over(ctx.batch * n, make):
+            b = sample_of[start:stop]
+            total.index_add_(0, b, grads * (x[b] - refs[b, pick[start:stop]]))
+        return total / n

@@ -2,6 +2,7 @@
 
 Gradients at noisy copies x + N(0, sigma^2), sigma = sg_stdev * (max - min of each input); the
 mean (smoothgrad), mean of squares (smoothgrad_sq) or population variance (vargrad) of them.
+Sample b's noise comes from its own generator, seeded from (seed, sample b's values).
 """
 
 from __future__ import annotations
@@ -10,29 +11,39 @@ from typing import ClassVar
 
 import torch
 
-from ..base import ExplainContext, GradientMethod, fraction_range
+from ..base import Evaluations, ExplainContext, Geometry, GradientMethod, fraction_range
+from ..options import (
+    INFERENCE_PATH,
+    SEED,
+    AttributionOptions,
+    Option,
+    non_negative,
+    positive_int,
+)
+from ..seeding import sample_seeds, torch_generator
+
+SG_SAMPLES = Option("sg_samples", 25, "noisy copies per input", check=positive_int)
+SG_STDEV = Option("sg_stdev", 0.15, "noise standard deviation as a fraction of each input's value range",
+                  check=non_negative)
 
 
 class NoiseSource:
-    """Noise for sample b is drawn as one [N, C, H, W] block in order b = 0, 1, ..., so the draws
-    do not depend on how evaluations are batched."""
+    """Noise blocks [N, C, H, W], one per sample, each drawn from that sample's own generator."""
 
     def __init__(self, inputs: torch.Tensor, samples: int, sigma: torch.Tensor, seed: int) -> None:
         self.inputs = inputs
         self.samples = samples
         self.sigma = sigma
-        self.gen = torch.Generator(device="cpu").manual_seed(seed)
+        self.seeds = sample_seeds(seed, inputs)
         self._current = -1
         self._block: torch.Tensor | None = None
 
     def block(self, b: int) -> torch.Tensor:
-        while self._current < b:
-            self._current += 1
+        if self._current != b or self._block is None:
             shape = (self.samples,) + tuple(self.inputs.shape[1:])
-            noise = torch.randn(shape, generator=self.gen, dtype=torch.float32)
-            self._block = noise.to(self.inputs.device) * self.sigma[self._current]
-        if self._block is None or self._current != b:
-            raise RuntimeError("noise blocks must be requested in sample order")
+            noise = torch.randn(shape, generator=torch_generator(self.seeds[b]), dtype=torch.float32)
+            self._block = noise.to(self.inputs.device) * self.sigma[b]
+            self._current = b
         return self._block
 
     def make(self, start: int, stop: int, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,7 +58,16 @@ class NoiseSource:
 
 class SmoothGrad(GradientMethod):
     name = "smoothgrad"
+    listing = 30
+    label = "SmoothGrad"
+    options = (SG_SAMPLES, SG_STDEV, SEED, *INFERENCE_PATH)
+    stochastic = True
     aggregate: ClassVar[str] = "mean"
+
+    @classmethod
+    def evaluations(cls, opts: AttributionOptions, geometry: Geometry) -> Evaluations:
+        n = geometry.batch * opts.sg_samples
+        return Evaluations(forward=n, backward=n, expanded=n)
 
     def compute(self, ctx: ExplainContext) -> torch.Tensor:
         n = ctx.options.sg_samples
@@ -73,9 +93,13 @@ class SmoothGrad(GradientMethod):
 
 class SmoothGradSquared(SmoothGrad):
     name = "smoothgrad_sq"
+    listing = 40
+    label = "SmoothGrad²"
     aggregate = "square"
 
 
 class VarGrad(SmoothGrad):
     name = "vargrad"
+    listing = 50
+    label = "VarGrad"
     aggregate = "variance"

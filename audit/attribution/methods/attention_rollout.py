@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import AttributionMethod, ExplainContext, upsample
-from .hooks import HookBundle
-from .layers import is_torchvision_vit, to_spatial
+from ..base import AttributionMethod, Evaluations, ExplainContext, Geometry, upsample
+from ..hooks import HookBundle
+from ..layers import is_torchvision_vit, to_spatial
+from ..options import AttributionOptions
 
 NOT_VIT = (
     "attention rollout needs a torchvision VisionTransformer (model.encoder.layers of blocks with "
@@ -95,7 +96,17 @@ def attention_rollout(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
 
 class AttentionRollout(AttributionMethod):
     name = "attention_rollout"
+    listing = 150
+    label = "Attention rollout"
     family = "attention"
+
+    @classmethod
+    def applies_to(cls, model: nn.Module) -> bool:
+        return is_torchvision_vit(model)
+
+    @classmethod
+    def evaluations(cls, opts: AttributionOptions, geometry: Geometry) -> Evaluations:
+        return Evaluations(forward=geometry.batch, backward=0)
 
     def run(self, ctx: ExplainContext) -> torch.Tensor:
         out = attention_rollout(ctx.model, ctx.inputs)

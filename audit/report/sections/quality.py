@@ -1,0 +1,89 @@
+"""Section "Explanation quality": deletion/insertion faithfulness against a random map and the
+model-randomisation sanity check (images); Integrated Gradients completeness (texts)."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from audit.report import figures as figs
+from audit.report.checks import KIND, RANDOM_MAP, ExplanationQuality
+from audit.report.content import Figure, Section, Table
+from audit.report.sections.base import Gap, ModelFacts, fmt, new_section
+from audit.results.base import StoredResult
+
+AREA = "Explanation quality"
+
+
+def quality_section(model: ModelFacts, *, quality: Optional[ExplanationQuality] = None,
+                    stored: Optional[StoredResult] = None, text_gaps: Optional[Sequence[float]] = None,
+                    gap: Optional[Gap] = None, curve_steps: int = 20) -> Section:
+    """``quality`` with the ``stored`` result it was read from (images); ``text_gaps``: |IG completeness
+    gap| of each explained text; ``gap``: why the image checks are missing."""
+    sec = new_section("quality")
+    if model.kind == "text":
+        sec.text("Deletion/insertion curves and the parameter-randomisation sanity check are image checks in this "
+                 "workbench and are skipped for text models.", "note")
+        gaps = [abs(float(g)) for g in text_gaps or () if g is not None]
+        if gaps:
+            sec.text(f"Integrated Gradients completeness on the {len(gaps)} explained texts: mean |gap| "
+                     f"{np.mean(gaps):.4f}, largest {np.max(gaps):.4f} (logit units; 0 means the attributions add "
+                     "up exactly to the change in the model's output).")
+            sec.find(AREA, "IG completeness gap", "info", f"mean |gap| {np.mean(gaps):.4f}")
+            return sec
+        sec.lack("No token attributions were computed.", "regenerate the report without --no-compute.")
+        return sec.find(AREA, "faithfulness", "missing", "no token attributions")
+    if quality is None:
+        gap = gap or Gap("No explanation maps are available for the quality checks.",
+                         "store a reference set and regenerate the report (the explanations section computes the "
+                         "maps).", "no maps")
+        gap.apply(sec)
+        return sec.find(AREA, "faithfulness and sanity", "missing", gap.short or "not available")
+    if stored is not None:
+        sec.cite(KIND, stored.id, stored.pin, "deletion/insertion curves and sanity check")
+    _faithfulness(sec, quality, curve_steps)
+    _sanity(sec, quality)
+    return sec
+
+
+def _faithfulness(sec: Section, q: ExplanationQuality, curve_steps: int) -> None:
+    methods = list(q.methods)
+    rows, worse = [], []
+    for m in methods:
+        beats = q.beats_random(m)
+        if not beats:
+            worse.append(m)
+        rows.append([m, fmt(q.deletion_auc.get(m)), fmt(q.insertion_auc.get(m)), "yes" if beats else "no"])
+    rows.append(["random map (reference)", fmt(q.deletion_auc.get(RANDOM_MAP)), fmt(q.insertion_auc.get(RANDOM_MAP)),
+                 "-"])
+    sec.text(f"Faithfulness on the {q.samples} explained samples: the most relevant pixels are removed "
+             "(deletion: set to zero; a faithful map makes the probability fall fast, low area) or revealed on a "
+             f"blurred canvas (insertion: high area is better), in {curve_steps} steps.")
+    sec.add(Table(["Method", "Deletion AUC (lower is better)", "Insertion AUC (higher is better)",
+                   "Deletion beats a random map"], rows, widths=[0.3, 0.23, 0.23, 0.24]))
+    if q.fractions:
+        for name, series, xlabel in (("Deletion", q.deletion, "fraction of pixels removed"),
+                                     ("Insertion", q.insertion, "fraction of pixels revealed")):
+            sec.add(Figure(figs.curves(list(q.fractions), series, title=name, xlabel=xlabel,
+                                       ylabel="probability of the class", reference=RANDOM_MAP),
+                           f"Mean {name.lower()} curves (dashed: random map).", 11.0))
+    sec.find(AREA, "deletion AUC below a random map's", "fail" if worse else "pass",
+             f"not better than random: {', '.join(worse)}" if worse else f"all {len(methods)} methods beat a random map")
+
+
+def _sanity(sec: Section, q: ExplanationQuality) -> None:
+    san = q.sanity
+    if san is None or not san.correlations:
+        return
+    flagged = [m for m, f in san.flagged.items() if f]
+    sec.add(Figure(figs.sanity_lines(list(san.steps), san.correlations, san.threshold),
+                   f"Sanity check on {san.samples} samples: rank correlation of each method's maps with the "
+                   "trained model's maps as layers are randomised from the output down. A method whose maps "
+                   "stay similar does not depend on what the model learned.", 12.0))
+    sec.add(Table(["Method", "Correlation after full randomisation", f"Flagged (>= {san.threshold})"],
+                  [[m, fmt(v[-1] if v else None), "yes" if san.flagged.get(m) else "no"]
+                   for m, v in san.correlations.items()], widths=[0.4, 0.35, 0.25]))
+    sec.find(AREA, "sanity check (model randomisation)", "fail" if flagged else "pass",
+             f"insensitive to the model: {', '.join(flagged)}" if flagged
+             else "every method's maps change when the model is randomised")

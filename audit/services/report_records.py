@@ -1,0 +1,113 @@
+"""Stored reports: list, fetch and download them (the file re-hashed on read), and sign one: the
+decision on a model version, once, against the report's hash, written to the audit log."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from audit.services.auth import SYSTEM, Principal, require
+from audit.services.registry import RegistryError
+from storage import auditlog
+from storage.artifacts import ArtifactStore, sha256_bytes
+from storage.db import transaction
+from storage.orm import Report, SignOff
+from storage.repositories import ModelRepository, ReportRepository
+
+DECISIONS = ("approved", "rejected")
+
+
+class ReportError(ValueError):
+    """A report request that cannot be served; the message says why."""
+
+
+def _report_dict(row: Report, family: str, version: str, signoff: Optional[SignOff]) -> dict[str, Any]:
+    man = row.manifest or {}
+    return {"id": row.id, "family": family, "version": version, "sha256": row.sha256, "filename": row.filename,
+            "created_by": row.created_by, "created_at": row.created_at.isoformat() if row.created_at else "",
+            "pages": man.get("pages"), "author": man.get("author"), "findings": man.get("findings", []),
+            "signed": bool(row.signed),
+            "signoff": None if signoff is None else {
+                "decision": signoff.decision, "reason": signoff.reason, "signed_by": signoff.signed_by,
+                "signed_at": signoff.signed_at.isoformat() if signoff.signed_at else ""}}
+
+
+def list_reports(*, family: Optional[str] = None, version: Optional[str] = None) -> list[dict[str, Any]]:
+    """Stored reports, newest first, with their sign-off (if any)."""
+    if version is not None and family is None:
+        raise ReportError("give the family together with the version")
+    with transaction() as s:
+        models, reports = ModelRepository(s), ReportRepository(s)
+        ids = None
+        if family is not None:
+            ids = {v.id for v in models.versions(family) if version is None or v.version == version}
+            if not ids:
+                raise RegistryError(f"{family} {version or ''} is not registered".replace("  ", " "))
+        out = []
+        for row in reports.newest_first(ids):
+            mv = models.version_by_id(row.model_version_id)
+            out.append(_report_dict(row, mv.family.name, mv.version, reports.signoff_for_report(row.id)))
+        return out
+
+
+def get_report(report_id: int) -> dict[str, Any]:
+    with transaction() as s:
+        reports = ReportRepository(s)
+        row = reports.get(report_id)
+        if row is None:
+            raise ReportError(f"no report with id {report_id}")
+        mv = ModelRepository(s).version_by_id(row.model_version_id)
+        return {**_report_dict(row, mv.family.name, mv.version, reports.signoff_for_report(row.id)),
+                "manifest": dict(row.manifest or {})}
+
+
+def report_bytes(report_id: int, *, actor: Principal = SYSTEM) -> tuple[str, bytes]:
+    """(filename, PDF bytes); the stored file is re-hashed and refused if it no longer matches."""
+    require(actor, "read")
+    with transaction() as s:
+        row = ReportRepository(s).get(report_id)
+        if row is None:
+            raise ReportError(f"no report with id {report_id}")
+        sha, filename = row.sha256, row.filename
+    data = ArtifactStore().get_bytes(sha)  # raises ArtifactIntegrityError on a hash mismatch
+    if sha256_bytes(data) != sha:  # pragma: no cover - get_bytes already verified
+        raise ReportError(f"report {report_id} does not match its recorded hash")
+    return filename, data
+
+
+def sign_report(report_id: int, *, decision: str, reason: str, actor: Principal = SYSTEM) -> dict[str, Any]:
+    """Approve or reject the report's model version, once: records who, when and why, sets the version's
+    status, marks the report signed (a second sign-off is refused) and writes the audit log."""
+    require(actor, "sign")
+    if decision not in DECISIONS:
+        raise ReportError(f"decision must be 'approved' or 'rejected', got {decision!r}")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ReportError("give the reason for the decision")
+    with transaction() as s:
+        reports = ReportRepository(s)
+        row = reports.get(report_id)
+        if row is None:
+            raise ReportError(f"no report with id {report_id}")
+        existing = reports.signoff_for_report(report_id)
+        if row.signed or existing is not None:
+            who = f" by {existing.signed_by} ({existing.decision})" if existing else ""
+            raise ReportError(f"report {report_id} is already signed{who}; a signed report is immutable")
+        prior = next(iter(reports.signoffs_for_version(row.model_version_id)), None)
+        mv = ModelRepository(s).version_by_id(row.model_version_id)
+        if prior is not None:
+            raise ReportError(f"{mv.family.name} {mv.version} was already {prior.decision} on report {prior.report_id}; "
+                              "versions are immutable, register a new version for a new decision")
+        # The signature covers the bytes on file: refuse to sign a report whose stored file was altered.
+        ArtifactStore().get_bytes(row.sha256)
+        old_status = mv.status
+        so = reports.add_signoff(SignOff(report_id=row.id, model_version_id=mv.id, decision=decision, reason=reason,
+                                         signed_by=actor.username))
+        row.signed = True
+        mv.status = decision
+        auditlog.append(s, actor=actor.username, action="report.sign", subject=f"{mv.family.name}/{mv.version}",
+                        details={"report_id": row.id, "sha256": row.sha256, "decision": decision, "reason": reason,
+                                 "status_from": old_status, "status_to": decision})
+        return {"report_id": row.id, "family": mv.family.name, "version": mv.version, "decision": decision,
+                "reason": reason, "signed_by": actor.username,
+                "signed_at": so.signed_at.isoformat() if so.signed_at else "", "status": mv.status,
+                "sha256": row.sha256}
