@@ -101,7 +101,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    from audit.models.loading import read_labels_file
+    from audit.models.loading import hf_image_input_spec, hf_labels, read_labels_file
     from audit.services.registry import ModelSource, register_version
     from storage.db import migrate
 
@@ -119,20 +119,21 @@ def cmd_register(args: argparse.Namespace) -> int:
         source = ModelSource("state_dict", Path(args.weights), args.arch, kwargs)
     labels = read_labels_file(args.labels) if args.labels else None
     if labels is None and args.hf_dir:
-        cfg = json.loads((Path(args.hf_dir) / "config.json").read_text()) if (Path(args.hf_dir) / "config.json").is_file() else {}
-        id2label = cfg.get("id2label") or {}
-        labels = [id2label[k] for k in sorted(id2label, key=int)] if id2label else None
+        labels = hf_labels(args.hf_dir)  # id2label of its config.json
     if labels is None:
         raise CliError("--labels FILE is required (one class name per line, or a JSON list)")
     spec = None
     if args.task == "image-classification":
-        if not args.input_size:
-            raise CliError("--input-size C,H,W is required for image models")
-        size = [int(v) for v in _parse_floats(args.input_size, "--input-size") or []]
-        if len(size) != 3:
-            raise CliError("--input-size must be C,H,W")
-        spec = {"channels": size[0], "height": size[1], "width": size[2],
-                "mean": _parse_floats(args.mean, "--mean") or [0.0], "std": _parse_floats(args.std, "--std") or [1.0]}
+        if args.input_size:
+            size = [int(v) for v in _parse_floats(args.input_size, "--input-size") or []]
+            if len(size) != 3:
+                raise CliError("--input-size must be C,H,W")
+            spec = {"channels": size[0], "height": size[1], "width": size[2],
+                    "mean": _parse_floats(args.mean, "--mean") or [0.0], "std": _parse_floats(args.std, "--std") or [1.0]}
+        elif not (args.hf_dir and hf_image_input_spec(args.hf_dir)):
+            raise CliError("--input-size C,H,W is required for image models (a Hugging Face directory may give it "
+                           "in preprocessor_config.json instead)")
+        # otherwise the Hugging Face preprocessor config gives the spec
     migrate()
     row = register_version(family=args.family, version=args.version, task=args.task, source=source, labels=labels,
                            input_spec=spec, target_layer=args.target_layer, parent=args.parent, notes=args.notes or "",
@@ -266,9 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--torchscript", help="TorchScript archive")
     sp.add_argument("--hf-dir", help="Hugging Face model directory (safetensors)")
     sp.add_argument("--labels", help="class names: one per line, or a JSON list")
-    sp.add_argument("--input-size", help="C,H,W")
-    sp.add_argument("--mean")
-    sp.add_argument("--std")
+    sp.add_argument("--input-size", help="C,H,W (a Hugging Face image directory's preprocessor config gives it)")
+    sp.add_argument("--mean", help="per-channel mean, e.g. 0.485,0.456,0.406")
+    sp.add_argument("--std", help="per-channel std, e.g. 0.229,0.224,0.225")
     sp.add_argument("--target-layer")
     sp.add_argument("--parent")
     sp.add_argument("--notes")
@@ -318,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Feature areas that add commands (tcav, bias, drift, report, ...): modules under audit/cli_ext.
-EXTENSIONS: tuple[str, ...] = ("analyses", "drift_report")
+EXTENSIONS: tuple[str, ...] = ("analyses", "drift_report", "datasets")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

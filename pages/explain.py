@@ -12,7 +12,7 @@ from audit.viz import curves_figure, feature_maps_figure, heatmap_grid, sanity_f
 from pages.ui import current_principal, pick_version, show_error
 
 METHODS = ["saliency", "grad_x_input", "smoothgrad", "integrated_gradients", "cam", "gradcam", "gradcam_pp",
-           "scorecam", "occlusion", "rise", "lime", "shap"]
+           "scorecam", "occlusion", "rise", "lime", "shap", "attention_rollout"]
 DEFAULT = ["saliency", "grad_x_input", "integrated_gradients", "gradcam", "gradcam_pp", "occlusion"]
 
 principal = current_principal()
@@ -90,8 +90,11 @@ with c1:
     st.plotly_chart(topk_bar(exp.probabilities, exp.labels, highlight=exp.true_label), use_container_width=True)
 with c2:
     st.subheader(f"Attributions for class {exp.labels[exp.target]}")
-    st.plotly_chart(heatmap_grid(exp.image, {m: sm.attribution for m, sm in exp.maps.items()}),
-                    use_container_width=True, key="grid")
+    if exp.maps:
+        st.plotly_chart(heatmap_grid(exp.image, {m: sm.attribution for m, sm in exp.maps.items()}),
+                        use_container_width=True, key="grid")
+    for m, why in exp.skipped.items():
+        st.info(f"{m} skipped: {why}")
     cached = [m for m, sm in exp.maps.items() if sm.cached]
     if cached:
         st.caption(f"Returned from the store (not recomputed): {', '.join(cached)}")

@@ -6,7 +6,7 @@ and cost; ``METHODS``, ``method_spec`` and ``result_option_defaults`` read those
 """
 
 from . import registry as _registry
-from .base import AttributionMethod, Evaluations, ExplainContext, Geometry
+from .base import AttributionMethod, Evaluations, ExplainContext, Geometry, MethodNotApplicable
 from .costs import MethodCost, method_costs, total_cost
 from .display import normalize_for_display
 from .featurevis import activation_maximization
@@ -47,6 +47,7 @@ __all__ = [
     "HookBundle",
     "MethodCost",
     "MethodInfo",
+    "MethodNotApplicable",
     "MethodName",
     "Option",
     "activation_maximization",

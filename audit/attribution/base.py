@@ -19,7 +19,7 @@ from .context import ExplainContext, PassCounter, SharedPass
 from .options import SEED, AttributionOptions, Option
 
 __all__ = [
-    "AttributionMethod", "CamMethod", "Evaluations", "ExplainContext", "Geometry", "GradientMethod",
+    "AttributionMethod", "CamMethod", "MethodNotApplicable", "Evaluations", "ExplainContext", "Geometry", "GradientMethod",
     "PassCounter", "PerturbationMethod", "SharedPass", "fraction_range", "upsample",
 ]
 
@@ -53,6 +53,13 @@ class Evaluations:
 
 
 BAD_DECLARATION = "attribution method {cls}: {problem}"
+NOT_APPLICABLE = "{label} is not defined for {model}"
+
+
+class MethodNotApplicable(ValueError):
+    """A method that is not defined for this kind of model (not a failure); the message says why.
+
+    ``explain`` skips such a method and reports the reason; ``attribute`` raises it."""
 
 
 class AttributionMethod:
@@ -103,8 +110,19 @@ class AttributionMethod:
 
     @classmethod
     def applies_to(cls, model: nn.Module) -> bool:
-        """Whether the method is defined for this kind of model (listed in its cost table)."""
+        """Whether the method is defined for this kind of model (listed in its cost table).
+
+        A cheap structural check made before any forward; a method may still find at run time that
+        it does not apply (CAM's head is verified numerically) and raise ``MethodNotApplicable``.
+        """
         return True
+
+    @classmethod
+    def not_applicable_reason(cls, model: nn.Module) -> str | None:
+        """None when :meth:`applies_to` holds, else a sentence saying why the method does not apply."""
+        if cls.applies_to(model):
+            return None
+        return NOT_APPLICABLE.format(label=cls.label, model=type(model).__name__)
 
     @classmethod
     def check_options(cls, opts: AttributionOptions) -> None:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .hooks import HookBundle, capture_layer
-from .layers import ResolvedLayer, is_torchvision_vit, resolve_layer, to_spatial
+from .layers import ResolvedLayer, is_vision_transformer, resolve_layer, to_spatial
 from .options import ENGINE_OPTIONS, AttributionOptions, OptionsView
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class ExplainContext:
         return (
             self._layer is None
             and self.layer_arg is None
-            and not is_torchvision_vit(self.model)
+            and not is_vision_transformer(self.model)
             and not isinstance(self.model, torch.jit.ScriptModule)  # resolve_layer says why not
         )
 

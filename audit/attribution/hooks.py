@@ -60,6 +60,11 @@ def capture_layer(module: nn.Module) -> Iterator[LayerCapture]:
     record = LayerCapture()
 
     def hook(_mod: nn.Module, _inp: Any, out: Any) -> Any:
+        # A block that returns a tuple (older Hugging Face ViTLayer: (hidden_states, ...)) is read
+        # through its first element, the token tensor.
+        rest: tuple[Any, ...] | None = None
+        if isinstance(out, tuple) and out and isinstance(out[0], torch.Tensor):
+            out, rest = out[0], tuple(out[1:])
         if not isinstance(out, torch.Tensor):
             raise TypeError(
                 f"the attribution layer must output a single tensor, got {type(out).__name__}; "
@@ -67,7 +72,7 @@ def capture_layer(module: nn.Module) -> Iterator[LayerCapture]:
             )
         record.calls += 1
         record.output = out
-        return out.clone()
+        return out.clone() if rest is None else (out.clone(), *rest)
 
     with HookBundle() as bundle:
         bundle.forward(module, hook)

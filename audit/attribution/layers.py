@@ -1,7 +1,8 @@
 """Finding the layer a layer-based method reads, and turning its output into a spatial grid.
 
 No hand configuration: the default is the output of the last convolutional block (the final feature
-map before global pooling); for a torchvision ViT, the last block's pre-attention LayerNorm.
+map before global pooling); for a vision transformer (torchvision or Hugging Face ViT/DeiT), the last
+block's pre-attention LayerNorm.
 """
 
 from __future__ import annotations
@@ -47,6 +48,27 @@ def is_torchvision_vit(model: nn.Module) -> bool:
     )
 
 
+def hf_vit_blocks(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
+    """(dotted name, blocks) of a Hugging Face ViT-style encoder inside ``model``, or None.
+
+    The blocks are the first module list whose blocks have ``layernorm_before`` (ViT, DeiT, BEiT):
+    ``vit.encoder.layer`` in transformers 4, ``vit.layers`` in transformers 5.
+    """
+    for name, mod in model.named_modules():
+        if (
+            isinstance(mod, nn.ModuleList)
+            and len(mod) > 0
+            and isinstance(getattr(mod[-1], "layernorm_before", None), nn.Module)
+        ):
+            return name, mod
+    return None
+
+
+def is_vision_transformer(model: nn.Module) -> bool:
+    """A torchvision ViT or a model holding a Hugging Face ViT-style encoder (token layers, no conv maps)."""
+    return is_torchvision_vit(model) or hf_vit_blocks(model) is not None
+
+
 def resolve_layer(
     model: nn.Module, layer: nn.Module | str | None, *, sample: torch.Tensor | None = None
 ) -> ResolvedLayer:
@@ -85,6 +107,16 @@ def vit_default_layer(model: nn.Module) -> ResolvedLayer:
     return ResolvedLayer(f"encoder.layers.{_child_name(model.encoder.layers, idx)}{suffix}", target)
 
 
+def hf_vit_default_layer(model: nn.Module) -> ResolvedLayer:
+    # The same reasoning as for torchvision: the last block's input norm, tokens [B, 1+N, D].
+    found = hf_vit_blocks(model)
+    if found is None:
+        raise ValueError(NO_CONV.format(model=type(model).__name__))
+    prefix, blocks = found
+    idx = len(blocks) - 1
+    return ResolvedLayer(f"{prefix}.{idx}.layernorm_before", blocks[idx].layernorm_before)
+
+
 def default_layer(model: nn.Module, sample: torch.Tensor | None = None) -> ResolvedLayer:
     """The layer CAM-family methods read when none is given.
 
@@ -93,10 +125,13 @@ def default_layer(model: nn.Module, sample: torch.Tensor | None = None) -> Resol
     where several modules return that same map, the outermost (ResNets: ``layer4``, after the
     residual add, not its last conv; VGG, DenseNet, EfficientNet, MobileNet, ConvNeXt:
     ``features``). Found with one probe forward of ``sample`` under no_grad.
-    torchvision ViTs: the last encoder block's input norm (see :func:`vit_default_layer`).
+    torchvision ViTs: the last encoder block's input norm (see :func:`vit_default_layer`); Hugging
+    Face ViT-style encoders likewise (``...layers.<last>.layernorm_before``).
     """
     if is_torchvision_vit(model):
         return vit_default_layer(model)
+    if hf_vit_blocks(model) is not None:
+        return hf_vit_default_layer(model)
     if isinstance(model, torch.jit.ScriptModule):
         raise ValueError(NO_HOOKS.format(model=type(model).__name__))
     probe = sample if sample is not None else probe_input(model)
@@ -185,20 +220,20 @@ def _child_name(seq: nn.Sequential, idx: int) -> str:
 def to_spatial(act: torch.Tensor, name: str = "layer") -> torch.Tensor:
     """Return ``act`` as [B, C, h, w]: feature maps pass through; tokens [B, T, D] become a grid.
 
-    With T = 1 + n*n the first (class) token is dropped; with T = n*n all tokens are kept.
+    With T = 1 + n*n the first (class) token is dropped; with T = n*n all tokens are kept; with
+    T = 2 + n*n (DeiT: class and distillation tokens) the first two are dropped.
     """
     if act.ndim == 4:
         return act
     if act.ndim == 3:
         b, t, d = act.shape
-        side = math.isqrt(t - 1) if t > 1 else 0
-        if t > 1 and side * side == t - 1:
-            tokens = act[:, 1:, :]
+        for extra in (1, 0, 2):
+            side = math.isqrt(max(t - extra, 0))
+            if t - extra > 0 and side * side == t - extra:
+                break
         else:
-            side = math.isqrt(t)
-            if side * side != t:
-                raise ValueError(NOT_SPATIAL.format(name=name, shape=tuple(act.shape)))
-            tokens = act
+            raise ValueError(NOT_SPATIAL.format(name=name, shape=tuple(act.shape)))
+        tokens = act[:, extra:, :]
         return tokens.transpose(1, 2).reshape(b, d, side, side)
     raise ValueError(NOT_SPATIAL.format(name=name, shape=tuple(act.shape)))
 

@@ -16,7 +16,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from .base import AttributionMethod, ExplainContext, Geometry
+from .base import AttributionMethod, ExplainContext, Geometry, MethodNotApplicable
 from .optimize import (
     AUTO_MIN_EVALUATIONS,
     build_inference_copy,
@@ -88,6 +88,7 @@ class AttributionResult:
     shared_pass_s: float
     total_time_s: float
     optimized: str = ""
+    skipped: dict[str, str] = field(default_factory=dict)  # method -> why it does not apply to the model
 
     @property
     def total_forward_samples(self) -> int:
@@ -216,6 +217,9 @@ def explain(
     ``method_spec(name).options``; defaults: ig_steps=50, ig_method="gausslegendre", baseline=None (zeros), sg_samples=25,
     sg_stdev=0.15, occlusion_window=16, occlusion_stride=16, seed=0). Input-space methods return
     the inputs' shape; CAM-family and attention maps return [B, H, W]. Nothing is normalised.
+
+    A method that does not apply to the model (CAM without a pooled-then-linear head, attention
+    rollout on a CNN) is skipped: it has no map, and ``skipped`` holds its reason.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -224,7 +228,14 @@ def explain(
     device = model_device(model)
     x = _check_inputs(inputs).detach().to(device=device, dtype=torch.float32)
     tgt = _check_targets(targets, x.shape[0], device)
-    instances = [method_class(n)() for n in names]
+    skipped: dict[str, str] = {}
+    instances = []
+    for n in names:
+        reason = method_class(n).not_applicable_reason(model)
+        if reason is None:
+            instances.append(method_class(n)())
+        else:
+            skipped[n] = reason
     t_start = time.perf_counter()
     with eval_mode(model):
         ctx = ExplainContext(model=model, inputs=x, targets=torch.zeros(0, dtype=torch.long), options=opts, layer_arg=layer)
@@ -235,6 +246,7 @@ def explain(
             ctx.targets = ctx.logits.argmax(1)
         # otherwise the shared pass picks the predicted classes from its own forward
         result = _run(ctx, instances, opts)
+    result.skipped = {**skipped, **result.skipped}
     result.total_time_s = time.perf_counter() - t_start
     return result
 
@@ -247,6 +259,7 @@ def _run(ctx: ExplainContext, instances: list[AttributionMethod], opts: Attribut
     cuda = ctx.device.type == "cuda"
     progress = opts.progress
     reference_grad: torch.Tensor | None = None
+    skipped: dict[str, str] = {}
 
     shared_info: tuple[float, tuple[int, int, int, int]] | None = None
     if fused:
@@ -281,8 +294,15 @@ def _run(ctx: ExplainContext, instances: list[AttributionMethod], opts: Attribut
             torch.cuda.reset_peak_memory_stats(ctx.device)
         before = ctx.counter.snapshot()
         t0, c0 = time.perf_counter(), time.process_time()
-        with ctx.scoped_options(method):
-            out = method.run(ctx)
+        try:
+            with ctx.scoped_options(method):
+                out = method.run(ctx)
+        except MethodNotApplicable as exc:  # found at run time (CAM's head is checked numerically)
+            skipped[method.name] = str(exc)
+            log.info("%s skipped: %s", method.name, exc)
+            if progress is not None:
+                progress((done + 1) / len(instances), method.name)
+            continue
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         counts = tuple(a - b for a, b in zip(ctx.counter.snapshot(), before))
         shared = method.fused and shared_info is not None
@@ -335,6 +355,7 @@ def _run(ctx: ExplainContext, instances: list[AttributionMethod], opts: Attribut
         shared_pass_s=shared_info[0] if shared_info else 0.0,
         total_time_s=0.0,
         optimized=optimize_note,
+        skipped=skipped,
     )
 
 
@@ -346,5 +367,13 @@ def attribute(
     layer: nn.Module | str | None = None,
     **options: object,
 ) -> dict[str, torch.Tensor]:
-    """``explain(...).maps``: a dict method -> raw attribution tensor (see :func:`explain`)."""
-    return explain(model, inputs, targets, methods, layer, **options).maps
+    """``explain(...).maps``: a dict method -> raw attribution tensor (see :func:`explain`).
+
+    Every requested method has a map: one that does not apply to the model raises
+    ``MethodNotApplicable`` (a ``ValueError``) with its reason (``explain`` skips it instead).
+    """
+    result = explain(model, inputs, targets, methods, layer, **options)
+    if result.skipped:
+        method, reason = next(iter(result.skipped.items()))
+        raise MethodNotApplicable(f"{method}: {reason}")
+    return result.maps

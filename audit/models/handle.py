@@ -20,7 +20,9 @@ from audit.models.loading import (
     build_from_state_dict,
     check_image_model,
     find_default_target_layer,
+    hf_image_input_spec,
     load_hf_dir,
+    load_hf_image_dir,
     load_state_dict_file,
     load_torchscript,
     select_device,
@@ -86,9 +88,7 @@ def build_handle(
     labels = validate_labels(labels)
     tokenizer = None
     spec = None
-    if fmt == "hf":
-        if task != "text-classification":
-            raise ModelLoadError("Hugging Face directories are supported for text-classification only")
+    if fmt == "hf" and task == "text-classification":
         module, tokenizer = load_hf_dir(path)
         n_out = int(getattr(module.config, "num_labels", 0))
         if n_out != len(labels):
@@ -96,7 +96,16 @@ def build_handle(
     else:
         if task != "image-classification":
             raise ModelLoadError(f"format {fmt!r} is supported for image-classification only")
-        if input_spec is None:
+        if fmt == "hf":
+            module = load_hf_image_dir(path)
+            if input_spec is None:
+                input_spec = hf_image_input_spec(path)
+            if input_spec is None:
+                raise ModelLoadError(
+                    f"{Path(path).name} has no preprocessor_config.json: give the input spec "
+                    "(--input-size C,H,W with --mean and --std)"
+                )
+        elif input_spec is None:
             raise ModelLoadError("an input spec (channels, height, width, mean, std) is required for image models")
         spec = InputSpec.from_dict(input_spec)
         if fmt == "state_dict":
@@ -105,7 +114,7 @@ def build_handle(
             module = build_from_state_dict(architecture, load_state_dict_file(path), arch_kwargs or {})
         elif fmt == "torchscript":
             module = load_torchscript(path)
-        else:
+        elif fmt != "hf":
             raise ModelLoadError(f"unknown model format {fmt!r}")
         module.eval()
         check_image_model(module, spec, labels)

@@ -201,9 +201,8 @@ def load_torchscript(path: str | Path) -> nn.Module:
         raise ModelLoadError(f"{path.name} could not be loaded as TorchScript ({_one_line(exc)})") from None
 
 
-def load_hf_dir(path: str | Path) -> tuple[nn.Module, Any]:
-    """A Hugging Face sequence classifier from a local directory: safetensors only, no remote code."""
-    path = Path(path)
+def _check_hf_dir(path: Path) -> None:
+    """Refuse what must not be loaded before transformers touches the directory."""
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"{path} is not a Hugging Face model directory (config.json missing)")
     if not any(path.glob("*.safetensors")):
@@ -212,6 +211,12 @@ def load_hf_dir(path: str | Path) -> tuple[nn.Module, Any]:
     if cfg.get("auto_map"):
         raise ModelLoadError(f"{path} asks for custom remote code (auto_map); only built-in architectures are loaded")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def load_hf_dir(path: str | Path) -> tuple[nn.Module, Any]:
+    """A Hugging Face sequence classifier from a local directory: safetensors only, no remote code."""
+    path = Path(path)
+    _check_hf_dir(path)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
@@ -223,6 +228,92 @@ def load_hf_dir(path: str | Path) -> tuple[nn.Module, Any]:
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelLoadError(f"{path.name}: could not load the Hugging Face model ({_one_line(exc)})") from None
     return model, tokenizer
+
+
+class HFImageClassifier(nn.Module):
+    """A Hugging Face image classifier as the engine expects it: ``forward(x)`` returns the logits.
+
+    The wrapped model is the child ``model``, so its layers keep their names under that prefix
+    (``model.vit.encoder.layer.11.layernorm_before``).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=x).logits
+
+
+def load_hf_image_dir(path: str | Path) -> HFImageClassifier:
+    """A Hugging Face image classifier (ViT, DeiT, Swin, ConvNeXt, ...): safetensors only, no remote code."""
+    path = Path(path)
+    _check_hf_dir(path)
+    from transformers import AutoModelForImageClassification
+
+    try:
+        model = AutoModelForImageClassification.from_pretrained(
+            str(path), use_safetensors=True, trust_remote_code=False, local_files_only=True,
+            attn_implementation="eager",
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelLoadError(f"{path.name}: could not load the Hugging Face image model ({_one_line(exc)})") from None
+    return HFImageClassifier(model.eval())
+
+
+def hf_labels(path: str | Path) -> Optional[list[str]]:
+    """Class names from ``config.json``'s ``id2label`` in index order, or None when it has none."""
+    cfg_path = Path(path) / "config.json"
+    if not cfg_path.is_file():
+        return None
+    id2label = json.loads(cfg_path.read_text()).get("id2label") or {}
+    try:
+        return [str(id2label[k]) for k in sorted(id2label, key=int)] if id2label else None
+    except ValueError:
+        raise ModelLoadError(f"{cfg_path}: id2label keys must be class indices") from None
+
+
+def _size_of(value: Any) -> Optional[tuple[int, int]]:
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, dict):
+        if "height" in value and "width" in value:
+            return int(value["height"]), int(value["width"])
+        if "shortest_edge" in value:  # a square crop of the short side, as ConvNeXt processors use
+            return int(value["shortest_edge"]), int(value["shortest_edge"])
+    return None
+
+
+def hf_image_input_spec(path: str | Path) -> Optional[dict[str, Any]]:
+    """The input spec a Hugging Face image processor implies, from ``preprocessor_config.json``.
+
+    Size: ``crop_size`` when the processor centre-crops, else ``size``; mean/std: ``image_mean`` /
+    ``image_std`` (0 and 1 when it does not normalise); 3 channels. None when the file is absent.
+    """
+    cfg_path = Path(path) / "preprocessor_config.json"
+    if not cfg_path.is_file():
+        return None
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{cfg_path.name} is not valid JSON ({exc.msg})") from None
+    size = _size_of(cfg.get("crop_size")) if cfg.get("do_center_crop") else None
+    size = size or _size_of(cfg.get("size"))
+    if size is None:
+        raise ModelLoadError(f"{cfg_path.name} gives no usable image size (size: {cfg.get('size')!r})")
+    if cfg.get("do_normalize", True):
+        mean, std = cfg.get("image_mean"), cfg.get("image_std")
+        if mean is None or std is None:
+            raise ModelLoadError(f"{cfg_path.name} normalises but gives no image_mean/image_std")
+    else:
+        mean, std = [0.0], [1.0]
+    mean = [float(v) for v in (mean if isinstance(mean, list) else [mean])]
+    std = [float(v) for v in (std if isinstance(std, list) else [std])]
+    return {"channels": 3, "height": size[0], "width": size[1], "mean": mean, "std": std}
 
 
 def find_default_target_layer(module: nn.Module, input_shape: Optional[tuple[int, int, int]] = None) -> Optional[str]:

@@ -6,11 +6,13 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
+from audit.datasets.problems import ImportLimits
 from audit.services.auth import SYSTEM, Principal, require
 from storage import auditlog
 from storage.artifacts import ArtifactStore
@@ -124,12 +126,20 @@ def add_image_dataset(
         raise DatasetError(f"regions must have one entry (a box or None) per image: {len(regions)} for "
                            f"{images.shape[0]} images")
     boxes = check_regions(regions, height=images.shape[-2], width=images.shape[-1]) if regions is not None else None
+    return _add_pngs(name, [png_bytes(img) for img in images], labels, groups, label_names, description, actor,
+                     boxes)
+
+
+def _add_pngs(name, pngs, labels, groups, label_names, description, actor, boxes,  # noqa: ANN001
+              details=None) -> dict[str, Any]:  # noqa: ANN001
+    """Store PNG samples: artifacts first (content-addressed, harmless if unreferenced), then one transaction."""
     store = ArtifactStore()
-    hashes = [store.put_bytes(png_bytes(img)) for img in images]
+    hashes = [store.put_bytes(data) for data in pngs]
     samples = [Sample(sample_key=f"{name}-{i:04d}", content_sha256=h, label=None if y is None else int(y), groups=dict(g),
                       region=boxes[i] if boxes is not None else None)
                for i, (h, y, g) in enumerate(zip(hashes, labels, groups))]
-    return _add(name, "image", samples, hashes, labels, groups, label_names, description, actor, regions=boxes)
+    return _add(name, "image", samples, hashes, labels, groups, label_names, description, actor, regions=boxes,
+                details=details)
 
 
 def add_text_dataset(
@@ -149,7 +159,7 @@ def add_text_dataset(
 
 
 def _add(name, kind, samples, hashes, labels, groups, label_names, description, actor,  # noqa: ANN001
-         regions=None) -> dict[str, Any]:
+         regions=None, details=None) -> dict[str, Any]:
     with transaction() as s:
         repo = DatasetRepository(s)
         if repo.get(name) is not None:
@@ -158,7 +168,8 @@ def _add(name, kind, samples, hashes, labels, groups, label_names, description, 
                               content_sha256=_content_hash(hashes, labels, groups, regions), labels=list(label_names)),
                       samples)
         auditlog.append(s, actor=actor.username, action="dataset.add", subject=name,
-                        details={"kind": kind, "samples": len(samples), "sha256": ds.content_sha256})
+                        details={"kind": kind, "samples": len(samples), "sha256": ds.content_sha256,
+                                 **(details or {})})
         return {"name": name, "kind": kind, "samples": len(samples), "sha256": ds.content_sha256}
 
 
@@ -166,8 +177,16 @@ def list_datasets() -> list[dict[str, Any]]:
     with transaction() as s:
         return [{"name": d.name, "kind": d.kind, "samples": len(d.samples), "sha256": d.content_sha256,
                  "description": d.description, "labels": list(d.labels or []),
-                 "regions": any(r.region is not None for r in d.samples)}
+                 "regions": any(r.region is not None for r in d.samples), "groups": _group_names(d.samples)}
                 for d in DatasetRepository(s).all()]
+
+
+def _group_names(samples: Sequence[Sample]) -> list[str]:
+    """Group attribute names in the order the samples first use them."""
+    names: dict[str, None] = {}
+    for r in samples:
+        names.update(dict.fromkeys(r.groups or {}))
+    return list(names)
 
 
 def load_image_samples(name: str, *, keys: Optional[Sequence[str]] = None) -> ImageSamples:
@@ -221,6 +240,139 @@ def pick_reference_set(name: Optional[str], task: str, labels: Sequence[str]) ->
         same_kind = [d for d in repo.all() if d.kind == kind]
         if not same_kind:
             raise DatasetError(f"no {kind} reference set is stored; add one, then pass --dataset")
-        matching = [d for d in same_kind if list(d.labels or []) == list(labels)] or same_kind
+        # Unlabelled sets (concept sets) are a last resort: they cannot score a model.
+        matching = ([d for d in same_kind if list(d.labels or []) == list(labels)]
+                    or [d for d in same_kind if d.labels] or same_kind)
         ds = matching[0]
         return {"name": ds.name, "id": ds.id, "sha256": ds.content_sha256}
+
+
+# ------------------------------------------------------------------ imports from the user's files
+
+class DatasetValidationError(DatasetError):
+    """An import whose files failed validation; nothing was stored. ``problems``: one line each."""
+
+    def __init__(self, problems: Sequence[str], summary: str) -> None:
+        self.problems = list(problems)
+        self.summary = summary
+        lines = self.problems[:10] + ([f"... and {len(self.problems) - 10} more"] if len(self.problems) > 10 else [])
+        super().__init__("\n".join(lines))
+
+
+def _validated(name: str, prepare):  # noqa: ANN001, ANN202
+    """Run a preparation step; a taken name counts as one more problem, reported before any file is read."""
+    from audit.datasets import InvalidDataset
+
+    if not name or not name.strip():
+        raise DatasetValidationError(["--name: a dataset needs a name"], "a dataset needs a name")
+    with transaction() as s:
+        taken = DatasetRepository(s).get(name) is not None
+    if taken:
+        msg = f"dataset {name!r} already exists; choose another name"
+        raise DatasetValidationError([msg], msg)
+    try:
+        return prepare()
+    except InvalidDataset as exc:
+        raise DatasetValidationError(exc.problems, exc.one_line()) from None
+
+
+def _family_info(family: Optional[str], task: str) -> tuple[Optional[list[str]], Optional[dict[str, Any]]]:
+    """The newest version's labels and input spec of ``family`` (None, None without a family)."""
+    if not family:
+        return None, None
+    from audit.services.registry import list_models
+
+    fam = next((f for f in list_models() if f["family"] == family), None)
+    if fam is None or not fam["versions"]:
+        raise DatasetValidationError([f"--family: {family!r} is not registered"], f"family {family!r} is not registered")
+    if fam["task"] != task:
+        msg = f"family {family!r} is a {fam['task']} model; this dataset is for {task}"
+        raise DatasetValidationError([f"--family: {msg}"], msg)
+    newest = fam["versions"][-1]
+    return list(newest.get("labels") or []), dict(newest.get("input_spec") or {})
+
+
+def import_image_dataset(
+    name: str, images: str | Path, index: str | Path, *, path_column: str = "path",
+    label_column: Optional[str] = "label", group_columns: Sequence[str] = (),
+    region_columns: Optional[Sequence[str]] = None, description: str = "", family: Optional[str] = None,
+    limits: Optional[ImportLimits] = None, actor: Principal = SYSTEM,
+) -> dict[str, Any]:
+    """Import an image reference set from a folder or zip plus a CSV index; all-or-nothing.
+
+    Labels are class names (of ``family`` when given, else the set found in the CSV) or, with a family,
+    integer indices. Images are stored at one common size: the family's input size, else the most
+    common size in the set. Raises DatasetValidationError listing every problem; nothing is stored then."""
+    from audit.datasets import Target, prepare_images
+
+    require(actor, "register")
+    family_labels, spec = _family_info(family, "image-classification")
+    target = Target(spec.get("height"), spec.get("width"), spec.get("channels")) if spec else Target()
+    prepared = _validated(name, lambda: prepare_images(
+        images, index, path_column=path_column, label_column=label_column, group_columns=list(group_columns),
+        region_columns=list(region_columns) if region_columns else None, family_labels=family_labels,
+        target=target, limits=limits or ImportLimits()))
+    return _store_prepared(name, prepared, description, actor, source=str(images))
+
+
+def import_concept_set(name: str, images: str | Path, *, description: str = "", family: Optional[str] = None,
+                       limits: Optional[ImportLimits] = None, actor: Principal = SYSTEM) -> dict[str, Any]:
+    """Every image in a folder or zip as an unlabelled image dataset, usable as a TCAV concept by name."""
+    from audit.datasets import Target, prepare_images
+
+    require(actor, "register")
+    _, spec = _family_info(family, "image-classification")
+    target = Target(spec.get("height"), spec.get("width"), spec.get("channels")) if spec else Target()
+    prepared = _validated(name, lambda: prepare_images(images, None, target=target, limits=limits or ImportLimits()))
+    return _store_prepared(name, prepared, description or "concept set", actor, source=str(images), purpose="concept")
+
+
+def _store_prepared(name, prepared, description, actor, *, source, purpose="reference"):  # noqa: ANN001, ANN202
+    out = _add_pngs(name, prepared.pngs, prepared.labels, prepared.groups, prepared.label_names, description, actor,
+                    prepared.regions, details={"source": source, "purpose": purpose,
+                                               "size": [prepared.channels, prepared.height, prepared.width],
+                                               "resized": prepared.resized})
+    return {**out, "size": [prepared.channels, prepared.height, prepared.width], "resized": prepared.resized,
+            "regions": prepared.regions is not None and any(r is not None for r in prepared.regions)}
+
+
+def import_text_dataset(
+    name: str, path: str | Path, *, text_column: str = "text", label_column: Optional[str] = "label",
+    group_columns: Sequence[str] = (), description: str = "", family: Optional[str] = None,
+    limits: Optional[ImportLimits] = None, actor: Principal = SYSTEM,
+) -> dict[str, Any]:
+    """Import a text reference set from CSV or JSON Lines; all-or-nothing (see import_image_dataset)."""
+    from audit.datasets import prepare_texts
+
+    require(actor, "register")
+    family_labels, _ = _family_info(family, "text-classification")
+    prepared = _validated(name, lambda: prepare_texts(
+        path, text_column=text_column, label_column=label_column, group_columns=list(group_columns),
+        family_labels=family_labels, limits=limits or ImportLimits()))
+    return add_text_dataset(name, prepared.texts, prepared.labels, prepared.groups, label_names=prepared.label_names,
+                            description=description, actor=actor)
+
+
+def dataset_summary(name: str) -> dict[str, Any]:
+    """What `dataset show` prints: samples, labels with counts, groups with value counts, regions."""
+    from collections import Counter
+
+    with transaction() as s:
+        ds = DatasetRepository(s).get(name)
+        if ds is None:
+            raise DatasetError(f"dataset {name!r} does not exist")
+        rows = list(ds.samples)
+        names = list(ds.labels or [])
+        label_counts = Counter(r.label for r in rows)
+        groups: dict[str, Counter] = {g: Counter() for g in _group_names(rows)}
+        for r in rows:
+            for g, v in (r.groups or {}).items():
+                groups[g][str(v)] += 1
+        return {
+            "name": ds.name, "kind": ds.kind, "samples": len(rows), "sha256": ds.content_sha256,
+            "description": ds.description,
+            "labels": {("(none)" if y is None else names[y] if 0 <= y < len(names) else str(y)): n
+                       for y, n in sorted(label_counts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))},
+            "groups": {g: dict(sorted(c.items())) for g, c in groups.items()},
+            "regions": any(r.region is not None for r in rows),
+        }

@@ -61,6 +61,17 @@ class ImageExplanation:
     maps: dict[str, StoredMap]
     costs: dict[str, dict[str, Any]]
     layer: Optional[str]
+    skipped: dict[str, str] = field(default_factory=dict)  # method -> why it does not apply to this model
+
+
+@dataclass
+class BatchExplanation:
+    """What ``explain_methods`` returns: per sample, method -> stored map; costs of what was computed;
+    and the methods that do not apply to the model, with the reason (nothing stored for them)."""
+
+    maps: list[dict[str, StoredMap]]
+    costs: dict[str, dict[str, Any]]
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def params_key(method: str, layer: Optional[str], options: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -124,12 +135,12 @@ def explain_image(
         target = int(probs.argmax())
     if not 0 <= target < len(handle.labels):
         raise ExplainError(f"target {target} is not a class of this model (0..{len(handle.labels) - 1})")
-    maps, costs = explain_batch(handle, family, version, x, [sample_sha], [target], methods, options,
-                                 sample_ids=[None], actor=actor, progress=progress)
+    batch = explain_methods(handle, family, version, x, [sample_sha], [target], methods, options,
+                            sample_ids=[None], actor=actor, progress=progress)
     return ImageExplanation(
         family=family, version=version, sample_sha256=sample_sha, sample_key=key, image=raw[0].numpy(),
         probabilities=probs.numpy(), labels=list(handle.labels), target=target, true_label=true_label,
-        maps=maps[0], costs=costs, layer=handle.target_layer,
+        maps=batch.maps[0], costs=batch.costs, layer=handle.target_layer, skipped=batch.skipped,
     )
 
 
@@ -139,7 +150,23 @@ def explain_batch(handle: ModelHandle, family: str, version: str, x: torch.Tenso
                    run_id: Optional[int] = None) -> tuple[list[dict[str, StoredMap]], dict[str, dict[str, Any]]]:
     """Return stored maps where they exist; compute the rest in one engine call and store them at once.
 
-    ``x`` is the model input (normalised, on the model's device); one target per sample."""
+    ``x`` is the model input (normalised, on the model's device); one target per sample. Every method
+    must apply to the model (its callers index every map); a method that does not raises ExplainError
+    with the reason. :func:`explain_methods` skips such methods instead."""
+    batch = explain_methods(handle, family, version, x, sample_shas, targets, methods, options,
+                            sample_ids=sample_ids, actor=actor, progress=progress, run_id=run_id)
+    if batch.skipped:
+        method, reason = next(iter(batch.skipped.items()))
+        raise ExplainError(f"{method}: {reason}")
+    return batch.maps, batch.costs
+
+
+def explain_methods(handle: ModelHandle, family: str, version: str, x: torch.Tensor, sample_shas: list[str],
+                    targets: list[int], methods: Sequence[str], options: dict[str, Any], *,
+                    sample_ids: list[Optional[int]], actor: Principal, progress: Progress,
+                    run_id: Optional[int] = None) -> BatchExplanation:
+    """:func:`explain_batch`, except that methods which do not apply to the model (the engine's
+    ``skipped``) are left out of the maps, stored nowhere, and returned with their reasons."""
     from audit.attribution import explain
 
     store = ArtifactStore()
@@ -160,7 +187,7 @@ def explain_batch(handle: ModelHandle, family: str, version: str, x: torch.Tenso
     todo_methods = [m for m in methods if any(m not in o for o in out)]
     costs: dict[str, dict[str, Any]] = {}
     if not todo_methods:
-        return out, costs
+        return BatchExplanation(out, costs)
     require(actor, "run")  # reading stored maps is open to every role; computing new ones is not
     todo_rows = [i for i, o in enumerate(out) if any(m not in o for m in todo_methods)]
     xb = x[todo_rows]
@@ -173,6 +200,8 @@ def explain_batch(handle: ModelHandle, family: str, version: str, x: torch.Tenso
             result = explain(handle.module, xb, tb, todo_methods, layer, **engine_opts)
     except (ValueError, TypeError) as exc:
         raise ExplainError(str(exc)) from exc
+    skipped = dict(result.skipped)
+    todo_methods = [m for m in todo_methods if m not in skipped]
     for m in todo_methods:
         if not torch.isfinite(result.maps[m]).all():
             raise ExplainError(f"{m} produced NaN or infinite attributions; nothing was stored")
@@ -212,9 +241,11 @@ def explain_batch(handle: ModelHandle, family: str, version: str, x: torch.Tenso
                     run_id=run_id,
                 ))
                 out[i][m] = StoredMap(m, targets[i], arr, row.id, False, row.duration_s, params, metrics)
-        auditlog.append(s, actor=actor.username, action="explanation.create", subject=f"{family}/{version}",
-                        details={"methods": list(todo_methods), "samples": len(todo_rows), "run_id": run_id})
-    return out, costs
+        if todo_methods:
+            auditlog.append(s, actor=actor.username, action="explanation.create", subject=f"{family}/{version}",
+                            details={"methods": list(todo_methods), "samples": len(todo_rows), "run_id": run_id,
+                                     "skipped": sorted(skipped)})
+    return BatchExplanation(out, costs, skipped)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from audit.models.handle import ModelHandle, build_handle, manifest_sha256, materialize_hf_dir
-from audit.models.loading import FORMATS, TASKS, ModelLoadError
+from audit.models.loading import FORMATS, TASKS, ModelLoadError, hf_labels
 from audit.services.auth import SYSTEM, Principal, require
 from storage import auditlog
 from storage.artifacts import ArtifactStore, sha256_file
@@ -64,12 +64,16 @@ def _source_files(source: ModelSource) -> dict[str, Path]:
 
 
 def register_version(
-    *, family: str, version: str, task: str, source: ModelSource, labels: list[str],
+    *, family: str, version: str, task: str, source: ModelSource, labels: Optional[list[str]],
     input_spec: Optional[dict[str, Any]] = None, target_layer: Optional[str] = None,
     parent: Optional[str] = None, notes: str = "", description: str = "",
     metrics: Optional[dict[str, Any]] = None, actor: Principal = SYSTEM,
 ) -> dict[str, Any]:
-    """Validate the model fully, then store its artifact, its metadata and an audit-log entry at once."""
+    """Validate the model fully, then store its artifact, its metadata and an audit-log entry at once.
+
+    A Hugging Face directory without ``labels`` takes them from its config's ``id2label``; an HF
+    image classifier without ``input_spec`` takes it from its ``preprocessor_config.json``.
+    """
     require(actor, "register")
     family = _check_name("family", family)
     version = _check_name("version", version)
@@ -85,6 +89,8 @@ def register_version(
         if fam is not None and fam.task != task:
             raise RegistryError(f"family {family} holds {fam.task} models, not {task}")
     files = _source_files(source)
+    if not labels and source.format == "hf":
+        labels = hf_labels(source.path)
     # Validation loads the model on the CPU before anything is written.
     handle = build_handle(
         task=task, fmt=source.format, labels=labels, sha256="", path=source.path,
@@ -97,7 +103,7 @@ def register_version(
         for p in files.values():
             store.put_file(p)
         sha = store.put_bytes(json.dumps(manifest, sort_keys=True).encode())
-        arch = type(handle.module).__name__
+        arch = type(getattr(handle.module, "model", handle.module)).__name__  # HF image models are wrapped
     else:
         sha = store.put_file(source.path)
         arch = source.architecture or type(handle.module).__name__
@@ -191,7 +197,10 @@ def load_handle(family: str, version: str, *, device: Optional[str] = None) -> M
         cache = audit_home() / "cache" / "hf"
         cache.mkdir(parents=True, exist_ok=True)
         path = materialize_hf_dir(manifest, store.get_bytes, cache)
+        image = info["task"] == "image-classification"
         return build_handle(task=info["task"], fmt="hf", labels=info["labels"], sha256=info["sha256"], path=path,
+                            input_spec=info["input_spec"] if image else None,
+                            target_layer=info["target_layer"] if image else None,
                             device=device, family=family, version=version)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ("model.pt" if info["format"] == "torchscript" else "weights")

@@ -94,7 +94,8 @@ def test_text_tcav_runs_end_to_end(bert, tokenizer, caplog):
     assert set(res.layers) == set(LAYERS)
     assert res.layers[LAYERS[0]].cav_accuracy > 0.9  # a clearly separable sentence set
     for lr in res.layers.values():
-        assert 0.0 <= lr.score <= 1.0 and len(lr.scores) == 4 and 0.0 <= lr.p_value_corrected <= 1.0
+        assert len(lr.scores) == 4 and lr.score == pytest.approx(sum(lr.scores) / 4)
+        assert lr.p_value <= lr.p_value_corrected
     assert len(res.concept_hash) == 64 and res.concept_hash != run.concepts["neutral"].concept_hash
     with pytest.raises(TypeError, match="list of strings"):
         run_tcav_many(bert, LAYERS, {"x": torch.zeros(3, 4)}, [phrases(4)] * 3, phrases(3), 1, tokenizer=tokenizer)

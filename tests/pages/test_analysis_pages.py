@@ -52,7 +52,10 @@ def test_counterfactual_page_side_by_side(tiny_image):
     assert not at.exception
     at.button[0].click().run()
     assert not at.exception, at.exception
-    assert len(at.success) + len(at.error) == 1
+    cf = at.session_state["cf_result"]
+    shown = at.success if cf.valid else at.error
+    assert len(shown) == 1 and len(at.error if cf.valid else at.success) == 0
+    assert shown[0].value.startswith("Valid" if cf.valid else "No valid") and f"L2 {cf.l2:.3f}" in shown[0].value
     assert len(at.get("imgs")) >= 2 or len(at.get("image")) >= 2 or len(at.get("plotly_chart")) >= 3
 
 

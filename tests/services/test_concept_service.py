@@ -82,3 +82,21 @@ def test_pseudo_concept_test_uses_every_run(tiny_concepts):
         _, p_first_run_only = pseudo_concept_test(list(c.scores[:1]), means)
         if c.scores[0] != pytest.approx(sum(c.scores) / len(c.scores)):
             assert c.p_value != pytest.approx(p_first_run_only)
+
+
+def test_cli_json_is_what_the_service_stored(tiny_concepts, capsys):
+    import json
+
+    from audit.cli import main
+    from audit.results import ConceptTest
+
+    assert main(["tcav", "--family", "tiny", "--version", "1", "--target", "3", "--dataset", "ref",
+                 "--concepts", "my-stripes", "--n-random", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (stored,) = stored_concept_tests("tiny", "1")
+    assert out["id"] == stored.stored.id
+    assert ConceptTest.from_summary(out).cells == stored.cells
+    assert main(["tcav", "--family", "tiny", "--version", "1", "--target", "3", "--dataset", "ref",
+                 "--concepts", "my-stripes", "--n-random", "2"]) != 0
+    err = capsys.readouterr().err
+    assert "n_random must be between 3" in err and len(err.strip().splitlines()) == 1

@@ -105,6 +105,10 @@ class AttentionRollout(AttributionMethod):
         return is_torchvision_vit(model)
 
     @classmethod
+    def not_applicable_reason(cls, model: nn.Module) -> str | None:
+        return None if cls.applies_to(model) else NOT_VIT.format(model=type(model).__name__)
+
+    @classmethod
     def evaluations(cls, opts: AttributionOptions, geometry: Geometry) -> Evaluations:
         return Evaluations(forward=geometry.batch, backward=0)
 

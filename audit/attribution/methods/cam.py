@@ -8,8 +8,11 @@ The pooled feature maps and the linear layer are found automatically and verifie
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from ..base import CamMethod, ExplainContext
+from ..base import CamMethod, ExplainContext, MethodNotApplicable
+from ..layers import global_pool_modules, linear_modules
+from ..shared_pass import NOT_GAP_MODEL
 
 
 class CAM(CamMethod):
@@ -19,12 +22,21 @@ class CAM(CamMethod):
     needs_layer = False
     needs_cam_features = True
 
+    @classmethod
+    def applies_to(cls, model: nn.Module) -> bool:
+        # Necessary, not sufficient: the shared pass verifies logits = W . mean(A) + b numerically.
+        return bool(global_pool_modules(model)) and bool(linear_modules(model))
+
+    @classmethod
+    def not_applicable_reason(cls, model: nn.Module) -> str | None:
+        return None if cls.applies_to(model) else NOT_GAP_MODEL.format(model=type(model).__name__)
+
     def features(self, ctx: ExplainContext) -> torch.Tensor:
         shared = ctx.shared
         if shared is None:
             raise RuntimeError("cam needs the shared pass, which did not run")
         if shared.cam_features is None:
-            raise ValueError(shared.cam_error or "CAM features were not found")
+            raise MethodNotApplicable(shared.cam_error or "CAM features were not found")
         return shared.cam_features
 
     def channel_weights(self, ctx: ExplainContext, acts: torch.Tensor) -> torch.Tensor:

@@ -78,7 +78,7 @@ def _changes(sec: Section, a: DriftAssessment, parent: str, version: str) -> Non
                     for d in a.concepts if d.base_score is not None or d.new_score is not None]
     if concept_rows:
         sec.add(Table(["Concept", "Layer", "Class", f"Score {parent}", f"Score {version}", "Flag"], concept_rows,
-                      widths=[0.16, 0.12, 0.1, 0.13, 0.13, 0.36],
+                      widths=[0.17, 0.17, 0.07, 0.1, 0.1, 0.39],
                       caption="TCAV scores of the concept tests both versions have for the same class."))
     disp_rows = [[d.dataset, "/".join(d.attributes or []), d.metric, fmt(d.base), fmt(d.new), d.reason or ""]
                  for d in a.disparities]

@@ -1,0 +1,300 @@
+"""Turn an images folder/zip plus an index, or a text file, into validated samples ready to store.
+
+Everything is checked before anything is returned, and every problem is reported with the row or file
+it comes from (``InvalidDataset``). Images of different sizes are resized to one common size (the
+family's input size, else the most common size) because a reference set is one [N, C, H, W] tensor;
+regions are given in each file's own pixels and scaled with it."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from audit.datasets.problems import ImportLimits, InvalidDataset, Problems
+from audit.datasets.sources import ImageSource, normalise_member
+from audit.datasets.tables import Row, read_csv, read_table
+
+_GREY_MODES = ("L", "LA", "1", "I", "I;16", "F")
+
+
+@dataclass
+class Target:
+    """What the stored images look like: the family's input spec when one is given."""
+
+    height: Optional[int] = None
+    width: Optional[int] = None
+    channels: Optional[int] = None
+
+
+@dataclass
+class PreparedImages:
+    pngs: list[bytes]
+    labels: list[Optional[int]]
+    groups: list[dict[str, Any]]
+    regions: Optional[list[Optional[list[int]]]]
+    label_names: list[str]
+    sources: list[str]
+    height: int
+    width: int
+    channels: int
+    resized: int = 0
+
+
+@dataclass
+class PreparedTexts:
+    texts: list[str]
+    labels: list[Optional[int]]
+    groups: list[dict[str, Any]]
+    label_names: list[str]
+    sources: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ labels, groups, regions
+
+def _label_text(value: Any) -> Optional[str]:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _natural(names: set[str]) -> list[str]:
+    if all(n.lstrip("-").isdigit() for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def resolve_labels(rows: Sequence[Row], column: str, family_labels: Optional[Sequence[str]],
+                   problems: Problems) -> tuple[list[Optional[int]], list[str]]:
+    """Class names (or, with a family, integer indices) -> indices into the label names.
+
+    Without a family the labels found in the file, sorted (numerically when all are integers), are the
+    label names."""
+    texts = []
+    for r in rows:
+        t = _label_text(r.values.get(column))
+        if t is None:
+            problems.add(r.where, f"has no label in column {column!r}")
+        texts.append(t)
+    if family_labels is None:
+        names = _natural({t for t in texts if t is not None})
+    else:
+        names = list(family_labels)
+    index = {n: i for i, n in enumerate(names)}
+    out: list[Optional[int]] = []
+    for r, t in zip(rows, texts):
+        if t is None:
+            out.append(None)
+        elif t in index:
+            out.append(index[t])
+        elif family_labels is not None and t.lstrip("-").isdigit() and 0 <= int(t) < len(names):
+            out.append(int(t))
+        else:
+            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+            problems.add(r.where, f"unknown label {t!r}; the family's labels are {shown}")
+            out.append(None)
+    return out, names
+
+
+def _groups(row: Row, columns: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for c in columns:
+        v = row.values.get(c)
+        out[c] = v if isinstance(v, (bool, int, float)) or v is None else str(v).strip()
+    return out
+
+
+def _box(row: Row, columns: Sequence[str], width: int, height: int, problems: Problems) -> Optional[list[int]]:
+    raw = [str(row.values.get(c, "")).strip() for c in columns]
+    if not any(raw):
+        return None
+    try:
+        values = [float(v) for v in raw]
+    except ValueError:
+        problems.add(row.where, f"region {raw} must be four integer pixel coordinates x0, y0, x1, y1")
+        return None
+    if not all(v.is_integer() for v in values):
+        problems.add(row.where, f"region {raw} must be four integer pixel coordinates x0, y0, x1, y1")
+        return None
+    x0, y0, x1, y1 = (int(v) for v in values)
+    if x1 <= x0 or y1 <= y0:
+        problems.add(row.where, f"region [{x0}, {y0}, {x1}, {y1}] is empty: x1 must exceed x0 and y1 exceed y0")
+        return None
+    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+        problems.add(row.where, f"region [{x0}, {y0}, {x1}, {y1}] lies outside the {width}x{height} image")
+        return None
+    return [x0, y0, x1, y1]
+
+
+def scale_box(box: list[int], src: tuple[int, int], dst: tuple[int, int]) -> list[int]:
+    """A box in a (w, h) image -> the same box in the image resized to (W, H), grown to whole pixels."""
+    (w, h), (W, H) = src, dst
+    x0, y0, x1, y1 = box
+    return [max(0, math.floor(x0 * W / w)), max(0, math.floor(y0 * H / h)),
+            min(W, math.ceil(x1 * W / w)), min(H, math.ceil(y1 * H / h))]
+
+
+# ------------------------------------------------------------------ images
+
+def _decode(data: bytes, limits: ImportLimits):  # noqa: ANN202
+    """Bytes -> a fully decoded PIL image in any format Pillow reads, or ValueError with the reason."""
+    from PIL import Image, UnidentifiedImageError
+
+    from audit.images import MAX_PIXELS
+
+    if not data:
+        raise ValueError("is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            w, h = probe.size
+    except UnidentifiedImageError:
+        raise ValueError("is not an image Pillow can read") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"cannot be read as an image ({exc})") from None
+    if w < 1 or h < 1 or w * h > MAX_PIXELS:
+        raise ValueError(f"is {w}x{h} pixels; at most {MAX_PIXELS} pixels are accepted")
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"is corrupt or truncated ({exc})") from None
+    return img
+
+
+def _probe(source: ImageSource, rel: str, where: str, limits: ImportLimits, problems: Problems):  # noqa: ANN202
+    """Fully decode one file (so truncated files are caught now); returns (width, height, mode) or None."""
+    try:
+        img = _decode(source.read(rel), limits)
+    except (OSError, ValueError) as exc:
+        problems.add(where, f"{rel} {exc}")
+        return None
+    return img.size[0], img.size[1], img.mode
+
+
+def _encode(source: ImageSource, rel: str, size: tuple[int, int], channels: int) -> bytes:
+    """The stored form: 8-bit PNG, grey or RGB, at the common size (bytes equal to ``png_bytes``)."""
+    from PIL import Image
+
+    img = _decode(source.read(rel), source.limits)
+    if img.mode in ("I", "I;16", "F"):  # wide grey: scale to 8 bits rather than clip
+        arr = np.asarray(img, dtype=np.float64)
+        hi = arr.max() if arr.max() > 0 else 1.0
+        img = Image.fromarray((arr / hi * 255).round().astype(np.uint8))
+    img = img.convert("L" if channels == 1 else "RGB")
+    if img.size != size:
+        img = img.resize(size, Image.BILINEAR)
+
+    # A fresh image from the pixels alone: no ICC profile or other metadata of the source file travels
+    # into the PNG, so equal pixels give equal bytes (and one shared artifact).
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(img)).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _common_shape(found: list[tuple[int, int, str]], target: Target) -> tuple[int, int, int]:
+    sizes = Counter((w, h) for w, h, _ in found)
+    best = max(sizes.values())
+    width, height = next((w, h) for w, h, _ in found if sizes[(w, h)] == best)  # ties: the first seen
+    if target.height and target.width:
+        width, height = target.width, target.height
+    channels = target.channels or (1 if all(m in _GREY_MODES for _, _, m in found) else 3)
+    return width, height, channels
+
+
+def prepare_images(images: str | Path, index: Optional[str | Path], *, path_column: str = "path",
+                   label_column: Optional[str] = "label", group_columns: Sequence[str] = (),
+                   region_columns: Optional[Sequence[str]] = None, family_labels: Optional[Sequence[str]] = None,
+                   target: Target = Target(), limits: ImportLimits = ImportLimits()) -> PreparedImages:
+    """Validate and convert. Without ``index`` every image in the folder/zip is a sample, unlabelled
+    (a concept set). Raises InvalidDataset listing every problem found."""
+    problems = Problems()
+    if region_columns is not None and len(region_columns) != 4:
+        problems.add("--region-columns", f"needs four column names x0,y0,x1,y1, got {list(region_columns)}")
+        problems.raise_if_any()
+    with ImageSource(images, limits, problems) as source:
+        if index is None:
+            rows = [Row(f"file {n}", {"path": n}) for n in source.names()]
+            path_column, label_column, group_columns, region_columns = "path", None, (), None
+            if not rows and not problems:
+                problems.add(source.label, "holds no image files")
+        else:
+            required = [path_column, *( [label_column] if label_column else []), *group_columns,
+                        *(region_columns or [])]
+            rows = read_csv(Path(index), required, limits, problems)
+        problems.raise_if_any()  # without a readable source and index the per-row checks mean nothing
+
+        seen: dict[str, str] = {}
+        resolved: list[Optional[str]] = []
+        found: list[Optional[tuple[int, int, str]]] = []
+        for r in rows:
+            raw = str(r.values.get(path_column, "")).strip()
+            rel = None
+            if not raw:
+                problems.add(r.where, f"has no file name in column {path_column!r}")
+            elif normalise_member(raw) is None:
+                problems.add(r.where, f"path {raw!r} escapes the image folder")
+            elif (rel := source.resolve(raw)) is None:
+                problems.add(r.where, f"image file {raw!r} is missing from {source.label}")
+            elif rel in seen:
+                problems.add(r.where, f"image file {raw!r} is already listed at {seen[rel]}")
+                rel = None
+            else:
+                seen[rel] = r.where
+            resolved.append(rel)
+            found.append(_probe(source, rel, r.where, limits, problems) if rel else None)
+
+        labels, label_names = ([None] * len(rows), list(family_labels or []))
+        if label_column:
+            labels, label_names = resolve_labels(rows, label_column, family_labels, problems)
+        regions = None
+        if region_columns:
+            regions = [_box(r, region_columns, f[0], f[1], problems) if f else None for r, f in zip(rows, found)]
+        problems.raise_if_any()
+
+        shapes = [f for f in found if f is not None]
+        width, height, channels = _common_shape(shapes, target)
+        pngs, resized = [], 0
+        for rel, (w, h, _) in zip(resolved, shapes):
+            pngs.append(_encode(source, rel, (width, height), channels))
+            resized += (w, h) != (width, height)
+        if regions is not None:
+            regions = [scale_box(b, (w, h), (width, height)) if b is not None else None
+                       for b, (w, h, _) in zip(regions, shapes)]
+    return PreparedImages(pngs, labels, [_groups(r, group_columns) for r in rows], regions, label_names,
+                          [rel for rel in resolved if rel], height, width, channels, resized)
+
+
+# ------------------------------------------------------------------ texts
+
+def prepare_texts(path: str | Path, *, text_column: str = "text", label_column: Optional[str] = "label",
+                  group_columns: Sequence[str] = (), family_labels: Optional[Sequence[str]] = None,
+                  limits: ImportLimits = ImportLimits()) -> PreparedTexts:
+    """Validate a CSV or JSON Lines file of texts. Raises InvalidDataset listing every problem found."""
+    problems = Problems()
+    required = [text_column, *([label_column] if label_column else []), *group_columns]
+    rows = read_table(Path(path), required, limits, problems)
+    problems.raise_if_any()
+    texts = []
+    for r in rows:
+        t = r.values.get(text_column)
+        if not isinstance(t, str) or not t.strip():
+            problems.add(r.where, f"has no text in column {text_column!r}")
+        texts.append(t if isinstance(t, str) else "")
+    labels, label_names = ([None] * len(rows), list(family_labels or []))
+    if label_column:
+        labels, label_names = resolve_labels(rows, label_column, family_labels, problems)
+    problems.raise_if_any()
+    return PreparedTexts(texts, labels, [_groups(r, group_columns) for r in rows], label_names,
+                         [r.where for r in rows])
+
+
+__all__ = ["ImportLimits", "InvalidDataset", "PreparedImages", "PreparedTexts", "Target", "prepare_images",
+           "prepare_texts", "scale_box"]
