@@ -8,7 +8,7 @@ import streamlit as st
 
 from audit.services.auth import AuthError, authenticate
 
-st.set_page_config(page_title="Model audit workbench", page_icon="🔎", layout="wide")
+st.set_page_config(page_title="Model audit workbench", page_icon=":material/search:", layout="wide")
 
 
 def login_page() -> None:
@@ -33,20 +33,21 @@ def logout() -> None:
 
 principal = st.session_state.get("principal")
 if principal is None:
-    nav = st.navigation([st.Page(login_page, title="Sign in", icon="🔐")])
+    nav = st.navigation([st.Page(login_page, title="Sign in", icon=":material/login:")])
 else:
     with st.sidebar:
         st.caption(f"Signed in as **{principal.username}** ({principal.role})")
         st.button("Sign out", on_click=logout)
     nav = st.navigation({
-        "Models": [st.Page("pages/registry.py", title="Registry", icon="📚", default=True)],
-        "Explain": [st.Page("pages/explain.py", title="Explain", icon="🔥"),
-                    st.Page("pages/text.py", title="Text attributions", icon="🔤"),
-                    st.Page("pages/counterfactuals.py", title="Counterfactuals", icon="🔁")],
-        "Audit": [st.Page("pages/concepts.py", title="Concept tests", icon="💡"),
-                  st.Page("pages/bias.py", title="Bias audit", icon="⚖️"),
-                  st.Page("pages/drift.py", title="Drift", icon="📈")],
-        "Reports": [st.Page("pages/reports.py", title="Reports", icon="📄")],
-        "Governance": [st.Page("pages/admin.py", title="Users and audit trail", icon="🛡️")],
+        "Models": [st.Page("pages/registry.py", title="Registry", icon=":material/inventory_2:", default=True),
+                   st.Page("pages/datasets.py", title="Datasets", icon=":material/dataset:")],
+        "Explain": [st.Page("pages/explain.py", title="Explain", icon=":material/local_fire_department:"),
+                    st.Page("pages/text.py", title="Text attributions", icon=":material/text_fields:"),
+                    st.Page("pages/counterfactuals.py", title="Counterfactuals", icon=":material/compare_arrows:")],
+        "Audit": [st.Page("pages/concepts.py", title="Concept tests", icon=":material/lightbulb:"),
+                  st.Page("pages/bias.py", title="Bias audit", icon=":material/balance:"),
+                  st.Page("pages/drift.py", title="Drift", icon=":material/trending_up:")],
+        "Reports": [st.Page("pages/reports.py", title="Reports", icon=":material/description:")],
+        "Governance": [st.Page("pages/admin.py", title="Users and audit trail", icon=":material/shield:")],
     })
 nav.run()

@@ -55,9 +55,10 @@ else:
         c1, c2 = st.columns(2)
         family = c1.text_input("Family", placeholder="e.g. digits-cnn")
         version = c2.text_input("Version", placeholder="e.g. 3")
-        fmt = st.radio("Format", ["state_dict", "torchscript"], horizontal=True,
+        fmt = st.radio("Format", ["state_dict", "torchscript", "hf"], horizontal=True,
                        format_func=lambda f: {"state_dict": "weights (safetensors / state dict) + architecture",
-                                              "torchscript": "TorchScript"}[f])
+                                              "torchscript": "TorchScript",
+                                              "hf": "Hugging Face image classifier (zip of its directory)"}[f])
         c1, c2 = st.columns(2)
         arch = c1.text_input("Architecture (torchvision or zoo name)", placeholder="resnet18 or small_cnn")
         arch_kwargs = c2.text_input("Architecture arguments (JSON)", value='{"num_classes": 10}')
@@ -66,6 +67,8 @@ else:
         size = c1.text_input("Input C,H,W", value="3,224,224")
         mean = c2.text_input("Mean", value="0.485,0.456,0.406")
         std = c3.text_input("Std", value="0.229,0.224,0.225")
+        from_dir = st.checkbox("Hugging Face: input spec from its preprocessor_config.json "
+                               "(labels left empty come from id2label)", value=True)
         notes = st.text_input("Notes")
         upload = st.file_uploader(f"Model file (at most {MAX_MODEL_BYTES // 2**20} MB)")
         submitted = st.form_submit_button("Validate and register")
@@ -73,11 +76,14 @@ else:
         try:
             if upload is None:
                 raise ValueError("choose a model file to upload")
-            c, h, w = (int(v) for v in size.split(","))
-            spec = {"channels": c, "height": h, "width": w, "mean": [float(v) for v in mean.split(",")],
-                    "std": [float(v) for v in std.split(",")]}
-            kwargs = json.loads(arch_kwargs) if arch_kwargs.strip() else {}
-            labels = [line.strip() for line in labels_text.splitlines() if line.strip()]
+            hf_dir = fmt == "hf" and from_dir
+            spec = None
+            if not hf_dir:
+                c, h, w = (int(v) for v in size.split(","))
+                spec = {"channels": c, "height": h, "width": w, "mean": [float(v) for v in mean.split(",")],
+                        "std": [float(v) for v in std.split(",")]}
+            kwargs = {} if fmt == "hf" else (json.loads(arch_kwargs) if arch_kwargs.strip() else {})
+            labels = [line.strip() for line in labels_text.splitlines() if line.strip()] or None
             with st.spinner("Validating the model before anything is stored…"):
                 row = register_upload(
                     filename=upload.name, data=upload.getvalue(), fmt=fmt, actor=principal, family=family,

@@ -116,7 +116,8 @@ def add_commands(sub: Any) -> None:
     a.add_argument("--texts", help="CSV or JSON Lines file of texts")
     a.add_argument("--path-column", default="path")
     a.add_argument("--text-column", default="text")
-    a.add_argument("--label-column", default="label", help="class names (or integer indices with --family)")
+    a.add_argument("--label-column", default="label",
+                   help="class names (or integer indices with --family); an empty name stores no labels")
     a.add_argument("--group-columns", help="comma-separated columns stored as sample groups, e.g. site,sex")
     a.add_argument("--region-columns", help="four columns x0,y0,x1,y1: one pixel box per image (its own pixels)")
     a.add_argument("--description")

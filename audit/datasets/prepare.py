@@ -212,9 +212,10 @@ def _common_shape(found: list[tuple[int, int, str]], target: Target) -> tuple[in
 def prepare_images(images: str | Path, index: Optional[str | Path], *, path_column: str = "path",
                    label_column: Optional[str] = "label", group_columns: Sequence[str] = (),
                    region_columns: Optional[Sequence[str]] = None, family_labels: Optional[Sequence[str]] = None,
-                   target: Target = Target(), limits: ImportLimits = ImportLimits()) -> PreparedImages:
+                   target: Optional[Target] = None, limits: Optional[ImportLimits] = None) -> PreparedImages:
     """Validate and convert. Without ``index`` every image in the folder/zip is a sample, unlabelled
     (a concept set). Raises InvalidDataset listing every problem found."""
+    target, limits = target or Target(), limits or ImportLimits()
     problems = Problems()
     if region_columns is not None and len(region_columns) != 4:
         problems.add("--region-columns", f"needs four column names x0,y0,x1,y1, got {list(region_columns)}")
@@ -226,7 +227,7 @@ def prepare_images(images: str | Path, index: Optional[str | Path], *, path_colu
             if not rows and not problems:
                 problems.add(source.label, "holds no image files")
         else:
-            required = [path_column, *( [label_column] if label_column else []), *group_columns,
+            required = [path_column, *([label_column] if label_column else []), *group_columns,
                         *(region_columns or [])]
             rows = read_csv(Path(index), required, limits, problems)
         problems.raise_if_any()  # without a readable source and index the per-row checks mean nothing
@@ -276,8 +277,9 @@ def prepare_images(images: str | Path, index: Optional[str | Path], *, path_colu
 
 def prepare_texts(path: str | Path, *, text_column: str = "text", label_column: Optional[str] = "label",
                   group_columns: Sequence[str] = (), family_labels: Optional[Sequence[str]] = None,
-                  limits: ImportLimits = ImportLimits()) -> PreparedTexts:
+                  limits: Optional[ImportLimits] = None) -> PreparedTexts:
     """Validate a CSV or JSON Lines file of texts. Raises InvalidDataset listing every problem found."""
+    limits = limits or ImportLimits()
     problems = Problems()
     required = [text_column, *([label_column] if label_column else []), *group_columns]
     rows = read_table(Path(path), required, limits, problems)

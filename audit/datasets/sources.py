@@ -100,7 +100,7 @@ class ImageSource:
             return
         total = 0
         for info in infos:
-            where = f"{self.label}: entry {info.filename!r}"
+            where = f"{self.label} entry {info.filename!r}"
             rel = normalise_member(info.filename)
             if rel is None or rel == "":
                 problems.add(where, "escapes the archive's folder (absolute path or '..')")

@@ -376,3 +376,38 @@ def dataset_summary(name: str) -> dict[str, Any]:
             "groups": {g: dict(sorted(c.items())) for g, c in groups.items()},
             "regions": any(r.region is not None for r in rows),
         }
+
+
+def preview_image_import(
+    name: str, images: str | Path, index: str | Path, *, path_column: str = "path",
+    label_column: Optional[str] = "label", group_columns: Sequence[str] = (),
+    region_columns: Optional[Sequence[str]] = None, family: Optional[str] = None, n: int = 12,
+    limits: Optional[ImportLimits] = None,
+) -> dict[str, Any]:
+    """Validate an image import exactly as ``import_image_dataset`` would, store nothing, and return what
+    would be stored: counts, label names, group columns, and the first ``n`` samples as [H, W(, 3)] arrays in
+    [0, 1] with their labels, groups and boxes. Raises DatasetValidationError listing every problem."""
+    from collections import Counter
+
+    from audit.datasets import Target, prepare_images
+
+    family_labels, spec = _family_info(family, "image-classification")
+    target = Target(spec.get("height"), spec.get("width"), spec.get("channels")) if spec else Target()
+    prepared = _validated(name, lambda: prepare_images(
+        images, index, path_column=path_column, label_column=label_column, group_columns=list(group_columns),
+        region_columns=list(region_columns) if region_columns else None, family_labels=family_labels,
+        target=target, limits=limits or ImportLimits()))
+    shown = []
+    for i, png in enumerate(prepared.pngs[:n]):
+        img = decode_png(png)
+        label = prepared.labels[i]
+        shown.append({"image": img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy(),
+                      "source": prepared.sources[i] if i < len(prepared.sources) else "",
+                      "label": None if label is None else prepared.label_names[label],
+                      "groups": dict(prepared.groups[i]),
+                      "region": prepared.regions[i] if prepared.regions else None})
+    counts = Counter(prepared.label_names[y] for y in prepared.labels if y is not None)
+    return {"samples": len(prepared.pngs), "size": [prepared.channels, prepared.height, prepared.width],
+            "resized": prepared.resized, "label_counts": dict(counts), "unlabelled": prepared.labels.count(None),
+            "groups": sorted({k for g in prepared.groups for k in g}), "regions": prepared.regions is not None,
+            "preview": shown}

@@ -116,4 +116,5 @@ def sanity(exp: ImageExplanation, *, methods: Sequence[str], max_steps: int = 4,
     with handle.lock:
         res = sanity_check(handle.module, x, t, list(methods), max_steps=max_steps, ig_steps=16, sg_samples=8)
     return {"steps": list(res.steps), "correlations": {k: list(v) for k, v in res.correlations.items()},
-            "flagged": dict(res.flagged), "threshold": res.threshold}
+            "flagged": dict(res.flagged), "threshold": res.threshold, "status": dict(res.status),
+            "reasons": {m: res.reason(m) for m in res.status}}

@@ -215,10 +215,37 @@ def load_handle(family: str, version: str, *, device: Optional[str] = None) -> M
         )
 
 
+def _extract_hf_zip(archive: Path, dest: Path) -> Path:
+    """Unpack an uploaded Hugging Face directory (a zip) safely; return the folder holding config.json."""
+    import zipfile
+
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile:
+        raise RegistryError("a Hugging Face model is uploaded as a zip of its directory; this file is not a zip") from None
+    with zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        if sum(i.file_size for i in infos) > MAX_MODEL_BYTES:
+            raise RegistryError(f"the unpacked model exceeds the limit of {MAX_MODEL_BYTES / 1e6:.0f} MB")
+        for info in infos:
+            rel = Path(info.filename)
+            if rel.is_absolute() or ".." in rel.parts or (info.external_attr >> 16) & 0o170000 == 0o120000:
+                raise RegistryError(f"unsafe path in the zip: {info.filename}")
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(zf.read(info))
+    configs = sorted(dest.rglob("config.json"), key=lambda p: len(p.parts))
+    if not configs:
+        raise RegistryError("the zip holds no config.json: zip the directory that save_pretrained wrote")
+    return configs[0].parent
+
+
 def register_upload(
     *, filename: str, data: bytes, fmt: str, actor: Principal, **kwargs: Any,
 ) -> dict[str, Any]:
-    """Register from uploaded bytes (the Registry page): size cap, then the same validation as files."""
+    """Register from uploaded bytes (the Registry page): size cap, then the same validation as files.
+
+    A Hugging Face model (``fmt="hf"``) is uploaded as a zip of its directory."""
     require(actor, "register")
     if not data:
         raise RegistryError("the uploaded file is empty")
@@ -229,6 +256,10 @@ def register_upload(
         safe_name = Path(filename).name or "model"
         path = tmp / safe_name
         path.write_bytes(data)
+        if fmt == "hf":
+            unpacked = tmp / "unpacked"
+            unpacked.mkdir()
+            path = _extract_hf_zip(path, unpacked)
         source = ModelSource(format=fmt, path=path, architecture=kwargs.pop("architecture", None),
                              arch_kwargs=kwargs.pop("arch_kwargs", None))
         return register_version(source=source, actor=actor, **kwargs)

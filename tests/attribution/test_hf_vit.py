@@ -198,3 +198,47 @@ def test_capture_layer_reads_a_block_that_returns_a_tuple():
     torch.testing.assert_close(rec.output, h * 2)
     torch.testing.assert_close(out, (h * 2).sum(-1))
     assert live_hook_count(net) == 0
+
+
+def test_attention_rollout_on_hf_vit_matches_attention_recomputed_from_the_projections(vit):
+    from audit.attribution import attention_rollout
+
+    torch.manual_seed(2)
+    x = torch.randn(2, 3, 32, 32)
+    blocks = [m for n, m in vit.named_modules() if n.endswith("layernorm_before")]
+    attns = [m for n, m in vit.named_modules() if n.endswith(".attention") and hasattr(m, "q_proj")]
+    if len(attns) != len(blocks):
+        pytest.skip("this transformers release names the attention projections differently")
+    normed = []
+    handles = [b.register_forward_hook(lambda _m, _i, out: normed.append(out.detach())) for b in blocks]
+    try:
+        with torch.no_grad():
+            vit(x)
+    finally:
+        for h in handles:
+            h.remove()
+    heads, eye, roll = 2, torch.eye(17), None
+    for h, att in zip(normed, attns):  # softmax(q k^T / sqrt(d)) per head, heads averaged, rollout
+        q = att.q_proj(h).view(2, 17, heads, -1).transpose(1, 2)
+        k = att.k_proj(h).view(2, 17, heads, -1).transpose(1, 2)
+        a = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-1).mean(1) + eye
+        a = a / a.sum(-1, keepdim=True)
+        roll = a if roll is None else a @ roll
+    grid = roll[:, 0, 1:].reshape(2, 1, 4, 4)
+    expected = F.interpolate(grid, size=(32, 32), mode="bilinear", align_corners=False)[:, 0]
+    torch.testing.assert_close(attention_rollout(vit, x), expected, rtol=1e-4, atol=1e-6)
+    res = explain(vit, x, None, ["attention_rollout", "gradcam"])
+    assert res.skipped == {} and res.maps["attention_rollout"].shape == (2, 32, 32)
+    assert vit.config._attn_implementation == "eager" and live_hook_count(vit) == 0
+
+
+def test_rollout_switches_sdpa_to_eager_for_the_call_only(vit, vit_dir):
+    from transformers import AutoModelForImageClassification
+
+    from audit.attribution import attention_rollout
+
+    sdpa = HFImageClassifier(AutoModelForImageClassification.from_pretrained(
+        str(vit_dir), attn_implementation="sdpa").eval())
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(attention_rollout(sdpa, x), attention_rollout(vit, x))
+    assert sdpa.config._attn_implementation == "sdpa" and live_hook_count(sdpa) == 0

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from audit.attribution import activation_maximization, attention_rollout, explain, live_hook_count
+from audit.attribution import activation_maximization, attention_rollout, attribute, explain, live_hook_count
 from audit.attribution.methods.attention_rollout import collect_attentions
 
 
@@ -63,8 +63,10 @@ def test_gradcam_and_gradient_methods_on_vit_without_configuration(vit):
     assert res.maps["saliency"].shape == x.shape
     for m in res.maps.values():
         assert torch.isfinite(m).all() and m.abs().sum() > 0
+    skipped = explain(vit, x, 0, ["cam", "saliency"])
+    assert set(skipped.maps) == {"saliency"} and "average-pooled" in skipped.skipped["cam"]
     with pytest.raises(ValueError, match="average-pooled"):
-        explain(vit, x, 0, ["cam"])
+        attribute(vit, x, 0, ["cam"])
     assert live_hook_count(vit) == 0
 
 
@@ -102,3 +104,20 @@ def test_activation_maximization_raises_the_channel():
     assert live_hook_count(model) == 0
     with pytest.raises(ValueError, match="out of range"):
         activation_maximization(model, layer, 99, input_shape=(1, 32, 32), steps=1)
+
+
+def test_torchvision_vit_gradient_perturbation_and_cam_family_methods():
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=3
+    ).eval()
+    nn.init.normal_(model.heads.head.weight, std=0.2)
+    x = torch.rand(1, 3, 32, 32)
+    methods = ["saliency", "integrated_gradients", "smoothgrad", "occlusion", "gradcam", "gradcam_pp", "cam"]
+    res = explain(model, x, None, methods, ig_steps=32, sg_samples=4, occlusion_window=8, occlusion_stride=8)
+    assert set(res.skipped) == {"cam"} and set(res.maps) == set(methods) - {"cam"}
+    for name, m in res.maps.items():
+        assert m.shape[-2:] == (32, 32) and torch.isfinite(m).all() and m.abs().sum() > 0, name
+    # completeness of IG holds through the token pipeline
+    assert float(res.info["integrated_gradients"].completeness_delta.abs().max()) < 1e-2
+    assert live_hook_count(model) == 0

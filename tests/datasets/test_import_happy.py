@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from audit.services.datasets import import_image_dataset, import_text_dataset, list_datasets, load_image_samples
+from audit.services.datasets import (
+    import_image_dataset,
+    import_text_dataset,
+    list_datasets,
+    load_image_samples,
+)
 from tests.datasets.conftest import write_csv, write_image
 
 

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-USERS = {"auditor": ("ann", "auditor-pass-123"), "viewer": ("vic", "viewer-pass-123")}
+USERS = {"auditor": ("ann", "auditor-pass-123"), "viewer": ("vic", "viewer-pass-123"), "admin": ("ada", "admin-pass-123")}
 
 
 def _free_port() -> int:

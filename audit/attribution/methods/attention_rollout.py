@@ -1,7 +1,9 @@
-"""Attention rollout for torchvision VisionTransformer (Abnar & Zuidema 2020, arXiv:2005.00928).
+"""Attention rollout for vision transformers (Abnar & Zuidema 2020, arXiv:2005.00928).
 
 torchvision calls its attention with need_weights=False, so the weights are recomputed from each
 block's captured attention input and the module's own projection weights inside a hook scope.
+Hugging Face ViT-style classifiers return them with ``output_attentions`` under eager attention
+(switched on for the call and restored after).
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from torch import nn
 
 from ..base import AttributionMethod, Evaluations, ExplainContext, Geometry, upsample
 from ..hooks import HookBundle
-from ..layers import is_torchvision_vit, to_spatial
+from ..layers import hf_vit_blocks, is_torchvision_vit, to_spatial
 from ..options import AttributionOptions
 
 NOT_VIT = (
-    "attention rollout needs a torchvision VisionTransformer (model.encoder.layers of blocks with "
-    "self_attention); got {model}"
+    "attention rollout needs a vision transformer: a torchvision VisionTransformer (model.encoder.layers "
+    "of blocks with self_attention) or a Hugging Face ViT-style image classifier; got {model}"
 )
 
 
@@ -47,8 +49,59 @@ def attention_weights(mha: nn.MultiheadAttention, query: torch.Tensor, key: torc
     return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(hd), dim=-1)
 
 
+def hf_vision_model(model: nn.Module) -> nn.Module | None:
+    """The outermost transformers model inside ``model`` (itself, or the child a wrapper holds) when it
+    has a ViT-style encoder; None otherwise."""
+    if hf_vit_blocks(model) is None:
+        return None
+    try:
+        from transformers import PreTrainedModel
+    except ImportError:  # pragma: no cover - transformers is a project requirement
+        return None
+    return next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+
+
+def collect_hf_attentions(model: nn.Module, hf_model: nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
+    """Attention probabilities of every block of a Hugging Face image classifier, each [B, heads, T, T].
+
+    Under eager attention each block's attention module returns its probabilities beside its output;
+    they are read there by scoped hooks. Passing ``output_attentions`` instead would make transformers 5
+    install capture hooks of its own that stay on the model.
+    """
+    from audit.text._model import inference_mode  # the one eager-attention switch (restored on exit)
+
+    found = hf_vit_blocks(model)
+    blocks = list(found[1]) if found is not None else []
+    captured: list[torch.Tensor] = []
+
+    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        items = out if isinstance(out, tuple) else (out,)
+        probs = [t for t in items[1:] if isinstance(t, torch.Tensor) and t.ndim == 4]
+        if probs:
+            captured.append(probs[0].detach().float())
+
+    with inference_mode(hf_model, eager_attention=True), torch.no_grad():
+        with HookBundle() as bundle:
+            for block in blocks:
+                attention = getattr(block, "attention", None)
+                if isinstance(attention, nn.Module):
+                    bundle.forward(attention, hook)
+            model(inputs)
+        if len(captured) == len(blocks) and captured:
+            return captured
+        # transformers 4: the probabilities are returned only when asked for
+        out = hf_model(pixel_values=inputs, output_attentions=True)
+    attentions = getattr(out, "attentions", None)
+    if not attentions:
+        raise ValueError(f"{type(hf_model).__name__} returned no attention weights")
+    return [a.float() for a in attentions]
+
+
 def collect_attentions(model: nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
     """Attention probabilities of every encoder block, layer order, each [B, heads, T, T]."""
+    hf_model = hf_vision_model(model)
+    if hf_model is not None:
+        return collect_hf_attentions(model, hf_model, inputs)
     if not is_torchvision_vit(model):
         raise ValueError(NOT_VIT.format(model=type(model).__name__))
     captured: list[tuple[nn.MultiheadAttention, torch.Tensor, torch.Tensor]] = []
@@ -102,7 +155,7 @@ class AttentionRollout(AttributionMethod):
 
     @classmethod
     def applies_to(cls, model: nn.Module) -> bool:
-        return is_torchvision_vit(model)
+        return is_torchvision_vit(model) or hf_vision_model(model) is not None
 
     @classmethod
     def not_applicable_reason(cls, model: nn.Module) -> str | None:

@@ -1,0 +1,172 @@
+"""Datasets: the stored reference and concept sets, and importing one's own (a zip of images plus a CSV
+index, a CSV or JSONL of texts, or a zip of concept images), previewed and validated before anything
+is stored."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from audit.services.datasets import (DatasetError, DatasetValidationError, dataset_summary, import_concept_set,
+                                     import_image_dataset, import_text_dataset, list_datasets, load_image_samples,
+                                     preview_image_import)
+from audit.services.registry import list_models
+from pages.ui import current_principal, show_error
+
+principal = current_principal()
+st.title("Datasets")
+st.caption("Reference sets feed explanations, concept tests, the bias audit, drift and reports; concept sets "
+           "are the examples a concept test measures. Stored sets are immutable and content-hashed.")
+
+
+def _with_box(img: np.ndarray, box: list[int] | None) -> np.ndarray:
+    """An RGB copy of an image in [0, 1] with its declared region outlined in red."""
+    rgb = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img.copy()
+    if box:
+        x0, y0, x1, y1 = (int(v) for v in box)
+        red = np.array([1.0, 0.0, 0.0])
+        rgb[y0:y1, [x0, max(x0, x1 - 1)]] = red
+        rgb[[y0, max(y0, y1 - 1)], x0:x1] = red
+    return rgb
+
+
+def _problems(exc: DatasetValidationError) -> None:
+    st.error(f"{len(exc.problems)} problem(s); nothing was stored.")
+    st.dataframe([{"where and what": p} for p in exc.problems], hide_index=True, use_container_width=True)
+
+
+def _save(upload, folder: Path) -> Path:  # noqa: ANN001 - a Streamlit UploadedFile
+    path = folder / Path(upload.name).name
+    path.write_bytes(upload.getvalue())
+    return path
+
+
+stored = list_datasets()
+st.subheader("Stored sets")
+if stored:
+    st.dataframe([{"name": d["name"], "kind": d["kind"], "samples": d["samples"], "groups": ", ".join(d["groups"]),
+                   "regions": "yes" if d["regions"] else "no", "sha256": d["sha256"][:16]} for d in stored],
+                 hide_index=True, use_container_width=True)
+    pick = st.selectbox("Show", [d["name"] for d in stored])
+    try:
+        info = dataset_summary(pick)
+    except DatasetError as exc:
+        show_error(exc)
+        st.stop()
+    c1, c2 = st.columns(2)
+    c1.write({"labels": info["labels"]})
+    c2.write({"groups": info["groups"], "regions": info["regions"]})
+    if info["kind"] == "image":
+        samples = load_image_samples(pick)
+        n = min(12, len(samples.keys))
+        imgs = samples.images[:n].permute(0, 2, 3, 1).numpy()
+        regions = getattr(samples, "regions", None) or [None] * n
+        st.image([_with_box(im[..., 0] if im.shape[-1] == 1 else im, regions[i]) for i, im in enumerate(imgs)],
+                 width=80, clamp=True,
+                 caption=[f"{samples.keys[i]}: {'-' if samples.labels[i] is None else samples.label_names[samples.labels[i]]}"
+                          for i in range(n)])
+else:
+    st.info("No dataset is stored yet.")
+
+if not principal.can("register"):
+    st.caption("Importing datasets needs the administrator role.")
+    st.stop()
+
+st.subheader("Import")
+families = [f["family"] for f in list_models()]
+tab_img, tab_txt, tab_concept = st.tabs(["Reference images", "Texts", "Concept set"])
+
+with tab_img:
+    with st.form("import-images"):
+        name = st.text_input("Name", key="img-name")
+        c1, c2 = st.columns(2)
+        archive = c1.file_uploader("Images (zip)", type=["zip"], key="img-zip")
+        index = c2.file_uploader("Index (CSV)", type=["csv"], key="img-csv")
+        c1, c2, c3, c4 = st.columns(4)
+        path_col = c1.text_input("Path column", "path")
+        label_col = c2.text_input("Label column (empty: unlabelled)", "label")
+        group_cols = c3.text_input("Group columns (comma-separated)", "")
+        region_cols = c4.text_input("Region columns x0,y0,x1,y1 (optional)", "")
+        family = st.selectbox("Labels and input size of family (optional)", ["(from the CSV)"] + families)
+        description = st.text_input("Description", "")
+        check, do_import = st.columns(2)
+        checked = check.form_submit_button("Check and preview")
+        imported = do_import.form_submit_button("Import", type="primary")
+    if checked or imported:
+        if archive is None or index is None:
+            st.error("upload the zip of images and its CSV index")
+            st.stop()
+        opts = dict(path_column=path_col.strip(), label_column=label_col.strip() or None,
+                    group_columns=[c.strip() for c in group_cols.split(",") if c.strip()],
+                    region_columns=[c.strip() for c in region_cols.split(",") if c.strip()] or None,
+                    family=None if family == "(from the CSV)" else family)
+        with tempfile.TemporaryDirectory() as tmp, st.spinner("validating every file and row…"):
+            zpath, cpath = _save(archive, Path(tmp)), _save(index, Path(tmp))
+            try:
+                if imported:
+                    res = import_image_dataset(name.strip(), zpath, cpath, description=description, actor=principal,
+                                               **opts)
+                    st.success(f"stored {res.get('samples', '')} samples as {name.strip()!r} at "
+                               f"{res['size'][1]}x{res['size'][2]} ({res['resized']} resized)")
+                else:
+                    pv = preview_image_import(name.strip(), zpath, cpath, **opts)
+                    st.success(f"{pv['samples']} samples pass validation; stored at {pv['size'][1]}x{pv['size'][2]} "
+                               f"({pv['resized']} resized); groups: {', '.join(pv['groups']) or 'none'}; "
+                               f"regions: {'yes' if pv['regions'] else 'no'}. Nothing is stored until you import.")
+                    st.write({"labels": pv["label_counts"], "unlabelled": pv["unlabelled"]})
+                    st.image([_with_box(p["image"], p["region"]) for p in pv["preview"]], width=80, clamp=True,
+                             caption=[f"{p['source']}: {p['label'] or '-'} {p['groups'] or ''}" for p in pv["preview"]])
+            except DatasetValidationError as exc:
+                _problems(exc)
+            except (DatasetError, PermissionError) as exc:
+                show_error(exc)
+
+with tab_txt:
+    with st.form("import-texts"):
+        name = st.text_input("Name", key="txt-name")
+        upload = st.file_uploader("Texts (CSV or JSONL)", type=["csv", "jsonl"], key="txt-file")
+        c1, c2, c3 = st.columns(3)
+        text_col = c1.text_input("Text column", "text")
+        label_col = c2.text_input("Label column (empty: unlabelled)", "label", key="txt-label")
+        group_cols = c3.text_input("Group columns (comma-separated)", "", key="txt-groups")
+        description = st.text_input("Description", "", key="txt-desc")
+        go = st.form_submit_button("Import", type="primary")
+    if go:
+        if upload is None:
+            st.error("upload a CSV or JSONL file")
+            st.stop()
+        with tempfile.TemporaryDirectory() as tmp, st.spinner("validating every row…"):
+            try:
+                res = import_text_dataset(name.strip(), _save(upload, Path(tmp)), text_column=text_col.strip(),
+                                          label_column=label_col.strip() or None,
+                                          group_columns=[c.strip() for c in group_cols.split(",") if c.strip()],
+                                          description=description, actor=principal)
+                st.success(f"stored {name.strip()!r}")
+            except DatasetValidationError as exc:
+                _problems(exc)
+            except (DatasetError, PermissionError) as exc:
+                show_error(exc)
+
+with tab_concept:
+    with st.form("import-concept"):
+        name = st.text_input("Name", key="concept-name")
+        archive = st.file_uploader("Concept images (zip)", type=["zip"], key="concept-zip")
+        family = st.selectbox("Input size of family (optional)", ["(most common size)"] + families, key="cf")
+        go = st.form_submit_button("Import", type="primary")
+    if go:
+        if archive is None:
+            st.error("upload a zip of concept images")
+            st.stop()
+        with tempfile.TemporaryDirectory() as tmp, st.spinner("validating every file…"):
+            try:
+                import_concept_set(name.strip(), _save(archive, Path(tmp)),
+                                   family=None if family == "(most common size)" else family, actor=principal)
+                st.success(f"stored concept set {name.strip()!r}: use it on the Concept tests page or with "
+                           f"`python -m audit tcav --concepts {name.strip()}`")
+            except DatasetValidationError as exc:
+                _problems(exc)
+            except (DatasetError, PermissionError) as exc:
+                show_error(exc)
