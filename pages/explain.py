@@ -148,8 +148,11 @@ with tab_s:
                          actor=principal)
         st.plotly_chart(sanity_figure(res["steps"], res["correlations"], res["threshold"]), use_container_width=True)
         flagged = [m for m, f in res["flagged"].items() if f]
-        (st.error if flagged else st.success)(
-            f"Flagged (maps barely change): {', '.join(flagged)}" if flagged else "Every method's maps change when the model is randomised.")
+        if flagged:
+            st.error("Failed the randomisation check:\n\n" + "\n".join(
+                f"- {m}: {res['reasons'].get(m, 'maps barely change')}" for m in flagged))
+        else:
+            st.success("Every method's maps change when the model is randomised.")
 with tab_v:
     st.dataframe([{"method": m, "explanation id": sm.explanation_id, "target": sm.target,
                    "parameters": str(sm.parameters), "metrics": str(sm.metrics)} for m, sm in exp.maps.items()],
@@ -159,7 +162,6 @@ with tab_v:
         try:
             r = reverify(exp.maps[pick].explanation_id, dataset=dataset, image_bytes=upload_bytes, actor=principal)
             (st.success if r.matches else st.error)(
-                f"{r.method}: {'matches' if r.matches else 'does NOT match'} the stored map "
-                f"(max |diff| {r.max_abs_diff:.2e}, rank correlation {r.rank_correlation:.4f})")
+                f"{r.method}: {r.message} (max |diff| {r.max_abs_diff:.2e}, rank correlation {r.rank_correlation:.4f})")
         except (ValueError, PermissionError) as exc:
             show_error(exc)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audit.services.reports import generate_report, list_reports, report_bytes, sign_report
+from audit.services.datasets import list_datasets
+from audit.services.full_audit import run_full_audit
 from audit.services.registry import list_models
+from audit.services.reports import generate_report, list_reports, report_bytes, sign_report
 from pages.ui import current_principal, short_hash, show_error
 
 STATUS_ICON = {"pass": "✅ pass", "fail": "❌ fail", "info": "ℹ️ info", "missing": "⚠️ missing"}
@@ -41,6 +43,33 @@ if go:
     except (ValueError, PermissionError) as exc:
         bar.empty()
         show_error(exc)
+
+kind = "text" if fam.get("task") == "text-classification" else "image"
+datasets = [d["name"] for d in list_datasets() if d["kind"] == kind and d["labels"]]
+with st.expander("Run the full audit (every analysis the data allows, then the report)"):
+    with st.form("full_audit"):
+        c1, c2 = st.columns(2)
+        ds_name = c1.selectbox("Reference set", datasets, key="fa_dataset")
+        concepts_text = c2.text_input("Concepts to test (comma-separated, optional)", key="fa_concepts")
+        run_all = st.form_submit_button("Run the full audit",
+                                        disabled=not (principal.can("run") and principal.can("report")) or not datasets)
+    if not datasets:
+        st.caption(f"No labelled {kind} reference set is stored.")
+    if run_all:
+        bar = st.progress(0.0, text="starting…")
+        try:
+            fa = run_full_audit(fam["family"], ver["version"], dataset=ds_name,
+                                concepts=[c.strip() for c in concepts_text.split(",") if c.strip()],
+                                author=author.strip() or None, actor=principal,
+                                progress=lambda f, m: bar.progress(min(1.0, f), text=m[:90]))
+            bar.empty()
+            st.success(f"Report {fa.report_id} stored. SHA-256 `{fa.report_sha256}`")
+            st.table([{"section": k, "status": v} for k, v in fa.sections.items()])
+            for step, reason in fa.skipped.items():
+                st.caption(f"Skipped {step}: {reason}")
+        except (ValueError, PermissionError) as exc:
+            bar.empty()
+            show_error(exc)
 
 try:
     reports = list_reports(family=fam["family"], version=ver["version"])

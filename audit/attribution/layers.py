@@ -51,17 +51,18 @@ def is_torchvision_vit(model: nn.Module) -> bool:
 def hf_vit_blocks(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
     """(dotted name, blocks) of a Hugging Face ViT-style encoder inside ``model``, or None.
 
-    The blocks are the first module list whose blocks have ``layernorm_before`` (ViT, DeiT, BEiT):
-    ``vit.encoder.layer`` in transformers 4, ``vit.layers`` in transformers 5.
+    The blocks are the last module list whose blocks have ``layernorm_before`` (ViT, DeiT, BEiT:
+    ``vit.encoder.layer`` in transformers 4, ``vit.layers`` in transformers 5; Swin: its last stage).
     """
+    found = None
     for name, mod in model.named_modules():
         if (
             isinstance(mod, nn.ModuleList)
             and len(mod) > 0
             and isinstance(getattr(mod[-1], "layernorm_before", None), nn.Module)
         ):
-            return name, mod
-    return None
+            found = (name, mod)
+    return found
 
 
 def is_vision_transformer(model: nn.Module) -> bool:

@@ -242,3 +242,32 @@ def test_rollout_switches_sdpa_to_eager_for_the_call_only(vit, vit_dir):
     x = torch.randn(1, 3, 32, 32)
     torch.testing.assert_close(attention_rollout(sdpa, x), attention_rollout(vit, x))
     assert sdpa.config._attn_implementation == "sdpa" and live_hook_count(sdpa) == 0
+
+
+def _tiny_hf(kind: str) -> torch.nn.Module:
+    import transformers as tf
+
+    torch.manual_seed(0)
+    if kind == "swin":
+        return tf.SwinForImageClassification(tf.SwinConfig(
+            image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=4, num_labels=3))
+    if kind == "convnext":
+        return tf.ConvNextForImageClassification(tf.ConvNextConfig(
+            hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, num_labels=3))
+    return tf.DeiTForImageClassificationWithTeacher(tf.DeiTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, num_labels=3))
+
+
+@pytest.mark.parametrize("kind, layer_suffix, rollout", [
+    ("swin", "encoder.layers.1.blocks.0.layernorm_before", False),  # last stage; windowed attention
+    ("convnext", "encoder.stages.1", False),  # a CNN: the last feature map
+    ("deit", "layers.1.layernorm_before", True),  # class and distillation tokens dropped from the grid
+])
+def test_other_hf_image_architectures_get_their_layer_and_skips(kind, layer_suffix, rollout):
+    model = HFImageClassifier(_tiny_hf(kind).eval())
+    res = explain(model, torch.randn(1, 3, 32, 32), None, ["saliency", "gradcam", "cam", "attention_rollout"])
+    assert res.layer.endswith(layer_suffix)
+    assert "cam" in res.skipped and ("attention_rollout" in res.maps) == rollout
+    assert res.maps["gradcam"].shape == (1, 32, 32) and res.maps["gradcam"].abs().sum() > 0
+    assert live_hook_count(model) == 0

@@ -51,14 +51,17 @@ def attention_weights(mha: nn.MultiheadAttention, query: torch.Tensor, key: torc
 
 def hf_vision_model(model: nn.Module) -> nn.Module | None:
     """The outermost transformers model inside ``model`` (itself, or the child a wrapper holds) when it
-    has a ViT-style encoder; None otherwise."""
+    has a ViT-style encoder with global attention; None otherwise."""
     if hf_vit_blocks(model) is None:
         return None
     try:
         from transformers import PreTrainedModel
     except ImportError:  # pragma: no cover - transformers is a project requirement
         return None
-    return next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+    hf = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+    if hf is None or getattr(hf.config, "window_size", None) is not None:
+        return None  # windowed attention (Swin) has no class-token row to roll out
+    return hf
 
 
 def collect_hf_attentions(model: nn.Module, hf_model: nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
