@@ -188,3 +188,14 @@ def test_reports_page_offers_the_full_audit_to_auditors_only(family):
         button = [b for b in at.button if b.label == "Run the full audit"]
         assert len(button) == 1 and button[0].disabled is disabled
         assert at.selectbox(key="fa_dataset").options == ["ref"]  # the unlabelled concept set is not offered
+
+
+def test_full_audit_of_a_text_model_skips_image_only_steps(tiny_text):
+    from audit.services.full_audit import FullAuditOptions, run_full_audit
+
+    res = run_full_audit("tiny-text", "1", dataset="notes", concepts=["stripes"],
+                         options=FullAuditOptions(bias_n_boot=5))
+    assert "image" in res.skipped["explanations"] and "image" in res.skipped["concepts"]
+    assert "parent" in res.skipped["drift"]
+    assert _counts("tiny-text", "1").get("bias") == 1 and _counts("tiny-text", "1").get("text_probe") == 1
+    assert res.sections["counterfactuals"] != "MISSING"  # the report read the stored text probe
