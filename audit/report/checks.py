@@ -24,6 +24,8 @@ class SanityOutcome:
     flagged: dict[str, bool]
     threshold: float
     samples: int
+    status: dict[str, str] = field(default_factory=dict)  # changed | unchanged | undefined
+    reasons: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ class ExplanationQuality:
         if self.sanity is not None:
             s["sanity"] = {"steps": list(self.sanity.steps), "correlations": self.sanity.correlations,
                            "flagged": self.sanity.flagged, "threshold": self.sanity.threshold,
-                           "samples": self.sanity.samples}
+                           "samples": self.sanity.samples, "status": dict(self.sanity.status),
+                           "reasons": dict(self.sanity.reasons)}
         return s
 
     @classmethod
@@ -60,7 +63,9 @@ class ExplanationQuality:
         sanity = None if not san else SanityOutcome(
             steps=tuple(san.get("steps") or ()), correlations={k: list(v) for k, v in (san.get("correlations") or {}).items()},
             flagged={k: bool(v) for k, v in (san.get("flagged") or {}).items()},
-            threshold=float(san.get("threshold", 0.5)), samples=int(san.get("samples") or 0))
+            threshold=float(san.get("threshold", 0.5)), samples=int(san.get("samples") or 0),
+            status={k: str(v) for k, v in (san.get("status") or {}).items()},
+            reasons={k: str(v) for k, v in (san.get("reasons") or {}).items()})
         d_auc = {k: finite_or_none(v) for k, v in (s.get("deletion_auc") or {}).items()}
         methods = tuple(s.get("methods") or (m for m in d_auc if m != RANDOM_MAP))
         return cls(samples=int(s.get("samples") or 0), fractions=tuple(s.get("fractions") or ()),
@@ -97,6 +102,7 @@ def explanation_quality(model: nn.Module, x: torch.Tensor, targets: Sequence[int
         res = sanity_check(model, x[:n], t[:n], list(sanity_methods), layer=layer, max_steps=sanity_max_steps,
                            ig_steps=ig_steps)
         sanity = SanityOutcome(tuple(res.steps), {k: [float(v) for v in vs] for k, vs in res.correlations.items()},
-                               {k: bool(v) for k, v in res.flagged.items()}, float(res.threshold), n)
+                               {k: bool(v) for k, v in res.flagged.items()}, float(res.threshold), n,
+                               status=dict(res.status), reasons={k: res.reason(k) for k in res.status})
     return ExplanationQuality(samples=x.shape[0], fractions=tuple(fractions), sanity=sanity, methods=tuple(maps),
                               **curves)

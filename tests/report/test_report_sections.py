@@ -162,3 +162,22 @@ def test_performance_section_prints_accuracy_with_its_interval_and_checks_the_th
 def test_reference_predictions_refuse_mismatched_lengths():
     with pytest.raises(ValueError, match="give one per sample"):
         ReferencePredictions("ref", ["a", "b"], [0], [{}, {}], np.zeros((2, 3)))
+
+
+def test_sanity_verdicts_tell_undefined_from_unchanged():
+    """Randomising SmallCNN zeroes its Grad-CAM: the report says "undefined", never "insensitive"."""
+    from audit.models.zoo import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(width=8).eval()
+    x = torch.rand(3, 1, 32, 32)
+    maps = {"gradcam": torch.rand(3, 32, 32).numpy()}
+    q = explanation_quality(model, x, [1, 2, 3], maps, layer=None, steps=5, sanity_methods=["gradcam", "saliency"],
+                            sanity_samples=2, ig_steps=4)
+    back = ExplanationQuality.from_summary(json.loads(json.dumps(q.to_summary())))
+    assert back.sanity.status == q.sanity.status and back.sanity.status["gradcam"] == "undefined"
+    sec = quality_section(_model(), quality=back, curve_steps=5)
+    verdicts = {r[0]: r[2] for r in _tables(sec)[1].rows}
+    assert verdicts["gradcam"] == "undefined" and verdicts["saliency"] == back.sanity.status["saliency"]
+    detail = {f.check: f for f in sec.findings}["sanity check (model randomisation)"].detail
+    assert "undefined (constant maps): gradcam" in detail and "insensitive to the model: gradcam" not in detail

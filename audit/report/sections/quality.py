@@ -81,9 +81,22 @@ def _sanity(sec: Section, q: ExplanationQuality) -> None:
                    f"Sanity check on {san.samples} samples: rank correlation of each method's maps with the "
                    "trained model's maps as layers are randomised from the output down. A method whose maps "
                    "stay similar does not depend on what the model learned.", 12.0))
-    sec.add(Table(["Method", "Correlation after full randomisation", f"Flagged (>= {san.threshold})"],
-                  [[m, fmt(v[-1] if v else None), "yes" if san.flagged.get(m) else "no"]
-                   for m, v in san.correlations.items()], widths=[0.4, 0.35, 0.25]))
+    sec.add(Table(["Method", "Correlation after full randomisation", "Verdict"],
+                  [[m, fmt(v[-1] if v else None), _verdict(san, m)] for m, v in san.correlations.items()],
+                  widths=[0.3, 0.3, 0.4],
+                  caption=f"changed: correlation below {san.threshold} (passes); unchanged: at or above it; "
+                          "undefined: a trained or randomised map is constant, so no rank correlation exists "
+                          "(a failure, never read as changed)."))
+    unchanged = [m for m in flagged if san.status.get(m, "unchanged") == "unchanged"]
+    undefined = [m for m in flagged if san.status.get(m) == "undefined"]
+    parts = ([f"insensitive to the model: {', '.join(unchanged)}"] if unchanged else []) + \
+            ([f"undefined (constant maps): {', '.join(undefined)}"] if undefined else [])
     sec.find(AREA, "sanity check (model randomisation)", "fail" if flagged else "pass",
-             f"insensitive to the model: {', '.join(flagged)}" if flagged
-             else "every method's maps change when the model is randomised")
+             "; ".join(parts) if flagged else "every method's maps change when the model is randomised")
+
+
+def _verdict(san, method: str) -> str:  # noqa: ANN001 - a SanityOutcome
+    status = san.status.get(method)
+    if status is None:  # stored before statuses were recorded
+        return "flagged" if san.flagged.get(method) else "changed"
+    return status
