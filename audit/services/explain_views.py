@@ -118,3 +118,49 @@ def sanity(exp: ImageExplanation, *, methods: Sequence[str], max_steps: int = 4,
     return {"steps": list(res.steps), "correlations": {k: list(v) for k, v in res.correlations.items()},
             "flagged": dict(res.flagged), "threshold": res.threshold, "status": dict(res.status),
             "reasons": {m: res.reason(m) for m in res.status}}
+
+
+def sample_region(exp: ImageExplanation) -> Optional[list[int]]:
+    """The pixel box the explained reference sample declares (stored-image coordinates), or None."""
+    from audit.services.datasets import load_image_samples
+
+    if exp.sample_key is None:
+        return None
+    return load_image_samples(_dataset_of(exp), keys=[exp.sample_key]).regions[0]
+
+
+def localisation(exp: ImageExplanation, region: Optional[list[int]]) -> dict[str, dict[str, float]]:
+    """Per method: relevance mass accuracy and pointing game of its map against ``region``.
+
+    ``region`` is a box [x0, y0, x1, y1] in the stored sample image's pixels; it is scaled to the map's
+    size with the fairness engine's rule (edges rounded outwards), so both audits score the same pixels.
+    An empty dict when there is no region or no map.
+    """
+    from audit.fairness.disparity import region_masks
+    from audit.quality import localisation as score
+    from audit.services.datasets import load_image_samples
+
+    if region is None or not exp.maps:
+        return {}
+    if exp.sample_key is not None:
+        stored = load_image_samples(_dataset_of(exp), keys=[exp.sample_key]).images
+        image_size = (int(stored.shape[-2]), int(stored.shape[-1]))
+    else:
+        image_size = (int(exp.image.shape[-2]), int(exp.image.shape[-1]))
+    out: dict[str, dict[str, float]] = {}
+    for method, sm in exp.maps.items():
+        attr = torch.from_numpy(np.asarray(sm.attribution))
+        map_size = (int(attr.shape[-2]), int(attr.shape[-1]))
+        mask = region_masks([region], image_size=image_size, map_size=map_size)[0]
+        rows, cols = mask.nonzero(as_tuple=True)
+        box = [int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1]
+        res = score(attr.unsqueeze(0), [box])
+        out[method] = {"relevance_mass": res.relevance_mass_mean, "pointing_game": res.pointing_game_mean}
+    return out
+
+
+def method_labels() -> dict[str, str]:
+    """Every registered attribution method's name mapped to the name people use for it."""
+    from audit.attribution.registry import registered
+
+    return {name: cls.label for name, cls in registered().items()}

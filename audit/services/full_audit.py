@@ -278,9 +278,7 @@ def _concepts(plan: _Plan, opts: FullAuditOptions, actor: Principal, progress: P
         except ValueError as exc:  # e.g. too few samples of that class: the other classes still run
             errors.append(f"class {target}: {exc}")
             continue
-        rid = getattr(res, "result_id", None) or getattr(getattr(res, "stored", None), "id", None)
-        if rid is not None:
-            ids.append(int(rid))
+        ids.append(res.stored.id)  # typed results carry the row they were read from
     if errors and not ids:
         raise _Skip("; ".join(errors))
     return ids
@@ -305,9 +303,7 @@ def _bias(plan: _Plan, opts: FullAuditOptions, actor: Principal, progress: Progr
         except ValueError as exc:  # e.g. a column not recorded for every sample
             errors.append(f"{col}: {exc}")
             continue
-        rid = getattr(res, "result_id", None) or getattr(getattr(res, "stored", None), "id", None)
-        if rid is not None:
-            ids.append(int(rid))
+        ids.append(res.stored.id)  # typed results carry the row they were read from
     if errors and not ids:
         raise _Skip("; ".join(errors))
     return ids
@@ -324,8 +320,7 @@ def _counterfactuals(plan: _Plan, opts: FullAuditOptions, actor: Principal, prog
 
         res = run_reference_counterfactuals(plan.family, plan.version, dataset=plan.dataset, limit=opts.cf_limit,
                                             seed=opts.seed, actor=actor, progress=progress, **dict(opts.cf_search))
-    rid = getattr(res, "result_id", None) or getattr(getattr(res, "stored", None), "id", None)
-    return [int(rid)] if rid is not None else []
+    return [res.stored.id]
 
 
 def _drift(plan: _Plan, opts: FullAuditOptions, actor: Principal, progress: Progress,
