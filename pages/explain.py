@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from audit.services.datasets import list_datasets, load_image_samples
 from audit.services.explain import ExplainError, explain_image, reverify
-from audit.services.explain_views import (cost_estimate, faithfulness_curves, feature_maps, sanity,
-                                          true_class_view)
+from audit.services.explain_views import (cost_estimate, faithfulness_curves, feature_maps, localisation,
+                                          method_labels, sample_region, sanity, true_class_view)
 from audit.viz import curves_figure, feature_maps_figure, heatmap_grid, sanity_figure, topk_bar
 from pages.ui import current_principal, pick_version, show_error
 
 METHODS = ["saliency", "grad_x_input", "smoothgrad", "integrated_gradients", "cam", "gradcam", "gradcam_pp",
            "scorecam", "occlusion", "rise", "lime", "shap", "attention_rollout"]
 DEFAULT = ["saliency", "grad_x_input", "integrated_gradients", "gradcam", "gradcam_pp", "occlusion"]
+
+
+def outlined(image: np.ndarray, region: list[int] | None) -> np.ndarray:
+    """[C, H, W] in [0, 1] -> [H, W, 3] uint8, with the declared box [x0, y0, x1, y1] drawn in red."""
+    rgb = np.repeat(image, 3, axis=0) if image.shape[0] == 1 else image[:3]
+    out = (np.clip(rgb.transpose(1, 2, 0), 0.0, 1.0) * 255).astype(np.uint8)
+    if region is not None:
+        x0, y0, x1, y1 = (int(v) for v in region)
+        red = np.array([255, 0, 0], dtype=np.uint8)
+        out[y0, x0:x1] = out[y1 - 1, x0:x1] = red
+        out[y0:y1, x0] = out[y0:y1, x1 - 1] = red
+    return out
 
 principal = current_principal()
 st.title("Explain a prediction")
@@ -33,8 +46,11 @@ if source == "Reference sample":
     samples = load_image_samples(dataset)
     idx = st.slider("Sample", 0, len(samples.keys) - 1, 0)
     sample_key = samples.keys[idx]
-    st.caption(f"{sample_key} · label {labels[samples.labels[idx]] if samples.labels[idx] is not None else '—'} · "
-               f"groups {samples.groups[idx]}")
+    region = samples.regions[idx]
+    label = labels[samples.labels[idx]] if samples.labels[idx] is not None else "—"
+    st.image(outlined(samples.images[idx].numpy(), region), width=160,
+             caption=f"{sample_key} · label {label} · groups {samples.groups[idx] or '—'}"
+                     + (f" · declared region {region} (red)" if region is not None else ""))
 else:
     up = st.file_uploader("Image (PNG, JPEG, BMP, GIF, TIFF or WebP; at most 10 MB)")
     if up is not None:
@@ -108,6 +124,15 @@ with tab_q:
                                   title="Deletion (lower AUC is better)"), use_container_width=True)
     c2.plotly_chart(curves_figure(curves.fractions, curves.insertion, curves.insertion_auc,
                                   title="Insertion (higher AUC is better)"), use_container_width=True)
+    declared = sample_region(exp)
+    if declared is not None:
+        st.subheader("Localisation (declared region)")
+        names = method_labels()
+        st.dataframe([{"method": names.get(m, m), "relevance mass": v["relevance_mass"],
+                       "pointing game": v["pointing_game"]} for m, v in localisation(exp, declared).items()],
+                     hide_index=True, use_container_width=True)
+        st.caption("Relevance mass: share of |attribution| inside the region (higher is better). Pointing game: "
+                   "1 when the most relevant pixel lies inside it. Both on the map's own resolution.")
 with tab_f:
     for layer in feature_maps(exp):
         st.plotly_chart(feature_maps_figure(layer), use_container_width=True)

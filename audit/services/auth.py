@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -82,6 +83,20 @@ def ensure_admin() -> str | None:
     return password
 
 
+@lru_cache(maxsize=1)
+def _decoy_hash() -> str:
+    """A hash no password matches: unknown and disabled users are verified against it, so a failed sign-in
+    costs the same work whether or not the username exists."""
+    return _hasher.hash(secrets.token_urlsafe(24))
+
+
+def _spend_verify(password: str) -> None:
+    try:
+        _hasher.verify(_decoy_hash(), password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        pass  # always a mismatch: only the work matters
+
+
 def authenticate(username: str, password: str) -> Principal:
     """Check a password; repeated failures lock the account for a while. Every attempt is logged, and
     the log entry is committed before a failure is raised."""
@@ -94,9 +109,11 @@ def authenticate(username: str, password: str) -> Principal:
         if locked is not None and locked.tzinfo is None:
             locked = locked.replace(tzinfo=now.tzinfo)
         if user is None or not user.active:
+            _spend_verify(password)
             auditlog.append(s, actor=username or "?", action="login.failed", subject=username)
             error = AuthError("unknown user or wrong password")
         elif locked is not None and locked > now:
+            _spend_verify(password)
             auditlog.append(s, actor=username, action="login.locked", subject=username)
             error = AuthError(f"too many failed logins; try again after {locked:%H:%M} UTC")
         else:

@@ -30,6 +30,20 @@ def tiny(audit_home, tmp_path):
     return audit_home
 
 
+@pytest.fixture()
+def boxed(audit_home, tmp_path):
+    """The tiny model, and 64x64 reference images (the model sees 32x32) of which two declare a box."""
+    torch.manual_seed(0)
+    path = tmp_path / "w.safetensors"
+    save_file(SmallCNN(width=8).state_dict(), str(path))
+    register_version(family="tiny", version="1", task="image-classification",
+                     source=ModelSource("state_dict", path, "small_cnn", {"width": 8}), labels=LABELS,
+                     input_spec={"channels": 1, "height": 32, "width": 32, "mean": [0.5], "std": [0.5]})
+    add_image_dataset("boxed", torch.rand(3, 1, 64, 64), [1, 2, 3], [{"site": "a"}] * 3, label_names=LABELS,
+                      regions=[[8, 16, 40, 48], None, [0, 0, 64, 64]])
+    return audit_home
+
+
 def _page(role: str) -> AppTest:
     at = AppTest.from_file(str(ROOT / "pages/explain.py"), default_timeout=240)
     at.session_state["principal"] = Principal("tester", role)
@@ -54,3 +68,34 @@ def test_viewer_cannot_run_an_explanation(tiny):
     at = _page("viewer").run()
     at.button[0].click().run()
     assert any("may view stored results" in e.value for e in at.error)
+
+
+def test_declared_region_is_shown_and_localisation_matches_the_engine(boxed):
+    from audit.quality import localisation
+
+    at = _page("auditor").run()
+    assert not at.exception, at.exception
+    for node in at.main.children.values():
+        print("NODE", type(node).__name__, getattr(node, "type", None), str(getattr(node, "proto", ""))[:200].replace("\n", " "))
+    assert 0
+    at.multiselect[0].set_value(["saliency", "gradcam"])
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert any(s.value == "Localisation (declared region)" for s in at.subheader)
+    table = next(d.value for d in at.dataframe if "relevance mass" in d.value.columns)
+    exp = at.session_state["explanation"]
+    # the stored box [8, 16, 40, 48] on 64x64 pixels is [4, 8, 20, 24] on the 32x32 maps
+    for method, label in (("saliency", "Saliency"), ("gradcam", "Grad-CAM")):
+        want = localisation(torch.from_numpy(exp.maps[method].attribution).unsqueeze(0), [[4, 8, 20, 24]])
+        row = table[table["method"] == label].iloc[0]
+        assert row["relevance mass"] == pytest.approx(want.relevance_mass_mean, abs=1e-9)
+        assert row["pointing game"] == want.pointing_game_mean
+        assert 0.0 < row["relevance mass"] < 1.0
+
+
+def test_no_localisation_table_without_a_declared_region(tiny):
+    at = _page("auditor").run()
+    at.multiselect[0].set_value(["saliency"])
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert not any(s.value == "Localisation (declared region)" for s in at.subheader)

@@ -67,3 +67,39 @@ def test_ensure_admin_creates_once(audit_home):
     assert first and len(first) >= 12
     assert auth.ensure_admin() is None
     assert auth.authenticate("admin", first).role == "admin"
+
+
+def test_failed_sign_ins_cost_one_password_verification_whoever_the_user(audit_home, monkeypatch):
+    """Unknown, disabled, locked and known users with a wrong password all pay one Argon2 verification, so
+    the answer's timing does not tell which usernames exist."""
+    auth.create_user("known", "correct-horse-1", "auditor")
+    auth.create_user("gone", "correct-horse-2", "auditor")
+    auth.set_active("gone", False, actor=auth.Principal("root", "admin"))
+    real = auth._hasher
+    calls = []
+
+    class Counting:
+        def hash(self, password):
+            return real.hash(password)
+
+        def verify(self, hashed, password):
+            calls.append(hashed)
+            return real.verify(hashed, password)
+
+    monkeypatch.setattr(auth, "_hasher", Counting())
+    auth._decoy_hash.cache_clear()
+    for name in ("nobody", "gone", "known"):
+        calls.clear()
+        with pytest.raises(auth.AuthError, match="unknown user or wrong password"):
+            auth.authenticate(name, "wrong-password")
+        assert len(calls) == 1, name
+    for _ in range(10):  # lock the known account; a locked answer costs the same work
+        try:
+            auth.authenticate("known", "wrong-password")
+        except auth.AuthError as exc:
+            if "too many" in str(exc):
+                break
+    calls.clear()
+    with pytest.raises(auth.AuthError, match="too many failed logins"):
+        auth.authenticate("known", "correct-horse-1")
+    assert len(calls) == 1
