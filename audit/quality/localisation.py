@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -22,11 +22,11 @@ BAD_TOLERANCE = "tolerance must be a finite number of pixels >= 0"
 
 # "localisation" is not yet one of spec.Category's literals; the spec is data all the same.
 RELEVANCE_MASS = MetricSpec(
-    "relevance_mass_accuracy", "higher", "localisation", (0.0, 1.0),  # type: ignore[arg-type]
+    "relevance_mass_accuracy", "higher", "localisation", (0.0, 1.0),
     "share of the map's (absolute) relevance that falls inside the declared region",
 )
 POINTING_GAME = MetricSpec(
-    "pointing_game", "higher", "localisation", (0.0, 1.0),  # type: ignore[arg-type]
+    "pointing_game", "higher", "localisation", (0.0, 1.0),
     "1 when the most relevant pixel lies inside the declared region (within a tolerance), else 0",
 )
 

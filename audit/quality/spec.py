@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 Direction = Literal["higher", "lower"]
-Category = Literal["faithfulness", "robustness", "randomisation", "axiomatic"]
+Category = Literal["faithfulness", "robustness", "randomisation", "axiomatic", "localisation"]
 
 # An explainer maps (model, inputs [B, C, H, W], targets [B]) to attributions.
 Explainer = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]

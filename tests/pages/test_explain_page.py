@@ -18,14 +18,18 @@ ROOT = Path(__file__).resolve().parents[2]
 LABELS = [str(i) for i in range(10)]
 
 
-@pytest.fixture()
-def tiny(audit_home, tmp_path):
+def _register_tiny(tmp_path: Path) -> None:
     torch.manual_seed(0)
     path = tmp_path / "w.safetensors"
     save_file(SmallCNN(width=8).state_dict(), str(path))
     register_version(family="tiny", version="1", task="image-classification",
                      source=ModelSource("state_dict", path, "small_cnn", {"width": 8}), labels=LABELS,
                      input_spec={"channels": 1, "height": 32, "width": 32, "mean": [0.5], "std": [0.5]})
+
+
+@pytest.fixture()
+def tiny(audit_home, tmp_path):
+    _register_tiny(tmp_path)
     add_image_dataset("ref", torch.rand(4, 1, 32, 32), [1, 2, 3, 4], [{}] * 4, label_names=LABELS)
     return audit_home
 
@@ -33,12 +37,7 @@ def tiny(audit_home, tmp_path):
 @pytest.fixture()
 def boxed(audit_home, tmp_path):
     """The tiny model, and 64x64 reference images (the model sees 32x32) of which two declare a box."""
-    torch.manual_seed(0)
-    path = tmp_path / "w.safetensors"
-    save_file(SmallCNN(width=8).state_dict(), str(path))
-    register_version(family="tiny", version="1", task="image-classification",
-                     source=ModelSource("state_dict", path, "small_cnn", {"width": 8}), labels=LABELS,
-                     input_spec={"channels": 1, "height": 32, "width": 32, "mean": [0.5], "std": [0.5]})
+    _register_tiny(tmp_path)
     add_image_dataset("boxed", torch.rand(3, 1, 64, 64), [1, 2, 3], [{"site": "a"}] * 3, label_names=LABELS,
                       regions=[[8, 16, 40, 48], None, [0, 0, 64, 64]])
     return audit_home
@@ -75,9 +74,8 @@ def test_declared_region_is_shown_and_localisation_matches_the_engine(boxed):
 
     at = _page("auditor").run()
     assert not at.exception, at.exception
-    for node in at.main.children.values():
-        print("NODE", type(node).__name__, getattr(node, "type", None), str(getattr(node, "proto", ""))[:200].replace("\n", " "))
-    assert 0
+    captions = [img.caption for node in at.get("image") for img in node.proto.imgs]
+    assert captions == ["boxed-0000 · label 1 · groups {'site': 'a'} · declared region [8, 16, 40, 48] (red)"]
     at.multiselect[0].set_value(["saliency", "gradcam"])
     at.button[0].click().run()
     assert not at.exception, at.exception
