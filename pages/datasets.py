@@ -5,7 +5,9 @@ is stored."""
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import streamlit as st
@@ -36,6 +38,18 @@ def _with_box(img: np.ndarray, box: list[int] | None) -> np.ndarray:
 def _problems(exc: DatasetValidationError) -> None:
     st.error(f"{len(exc.problems)} problem(s); nothing was stored.")
     st.dataframe([{"where and what": p} for p in exc.problems], hide_index=True, use_container_width=True)
+
+
+@contextmanager
+def _importing(what: str) -> Iterator[Path]:
+    """A scratch folder for the uploads; a failed validation is shown as its list of problems."""
+    with tempfile.TemporaryDirectory() as tmp, st.spinner(f"validating every {what}…"):
+        try:
+            yield Path(tmp)
+        except DatasetValidationError as exc:
+            _problems(exc)
+        except (DatasetError, PermissionError) as exc:
+            show_error(exc)
 
 
 def _save(upload, folder: Path) -> Path:  # noqa: ANN001 - a Streamlit UploadedFile
@@ -103,26 +117,21 @@ with tab_img:
                     group_columns=[c.strip() for c in group_cols.split(",") if c.strip()],
                     region_columns=[c.strip() for c in region_cols.split(",") if c.strip()] or None,
                     family=None if family == "(from the CSV)" else family)
-        with tempfile.TemporaryDirectory() as tmp, st.spinner("validating every file and row…"):
-            zpath, cpath = _save(archive, Path(tmp)), _save(index, Path(tmp))
-            try:
-                if imported:
-                    res = import_image_dataset(name.strip(), zpath, cpath, description=description, actor=principal,
-                                               **opts)
-                    st.success(f"stored {res.get('samples', '')} samples as {name.strip()!r} at "
-                               f"{res['size'][1]}x{res['size'][2]} ({res['resized']} resized)")
-                else:
-                    pv = preview_image_import(name.strip(), zpath, cpath, **opts)
-                    st.success(f"{pv['samples']} samples pass validation; stored at {pv['size'][1]}x{pv['size'][2]} "
-                               f"({pv['resized']} resized); groups: {', '.join(pv['groups']) or 'none'}; "
-                               f"regions: {'yes' if pv['regions'] else 'no'}. Nothing is stored until you import.")
-                    st.write({"labels": pv["label_counts"], "unlabelled": pv["unlabelled"]})
-                    st.image([_with_box(p["image"], p["region"]) for p in pv["preview"]], width=80, clamp=True,
-                             caption=[f"{p['source']}: {p['label'] or '-'} {p['groups'] or ''}" for p in pv["preview"]])
-            except DatasetValidationError as exc:
-                _problems(exc)
-            except (DatasetError, PermissionError) as exc:
-                show_error(exc)
+        with _importing("file and row") as tmp:
+            zpath, cpath = _save(archive, tmp), _save(index, tmp)
+            if imported:
+                res = import_image_dataset(name.strip(), zpath, cpath, description=description, actor=principal,
+                                           **opts)
+                st.success(f"stored {res['samples']} samples as {name.strip()!r} at "
+                           f"{res['size'][1]}x{res['size'][2]} ({res['resized']} resized)")
+            else:
+                pv = preview_image_import(name.strip(), zpath, cpath, **opts)
+                st.success(f"{pv['samples']} samples pass validation; stored at {pv['size'][1]}x{pv['size'][2]} "
+                           f"({pv['resized']} resized); groups: {', '.join(pv['groups']) or 'none'}; "
+                           f"regions: {'yes' if pv['regions'] else 'no'}. Nothing is stored until you import.")
+                st.write({"labels": pv["label_counts"], "unlabelled": pv["unlabelled"]})
+                st.image([_with_box(p["image"], p["region"]) for p in pv["preview"]], width=80, clamp=True,
+                         caption=[f"{p['source']}: {p['label'] or '-'} {p['groups'] or ''}" for p in pv["preview"]])
 
 with tab_txt:
     with st.form("import-texts"):
@@ -138,17 +147,12 @@ with tab_txt:
         if upload is None:
             st.error("upload a CSV or JSONL file")
             st.stop()
-        with tempfile.TemporaryDirectory() as tmp, st.spinner("validating every row…"):
-            try:
-                res = import_text_dataset(name.strip(), _save(upload, Path(tmp)), text_column=text_col.strip(),
-                                          label_column=label_col.strip() or None,
-                                          group_columns=[c.strip() for c in group_cols.split(",") if c.strip()],
-                                          description=description, actor=principal)
-                st.success(f"stored {name.strip()!r}")
-            except DatasetValidationError as exc:
-                _problems(exc)
-            except (DatasetError, PermissionError) as exc:
-                show_error(exc)
+        with _importing("row") as tmp:
+            res = import_text_dataset(name.strip(), _save(upload, tmp), text_column=text_col.strip(),
+                                      label_column=label_col.strip() or None,
+                                      group_columns=[c.strip() for c in group_cols.split(",") if c.strip()],
+                                      description=description, actor=principal)
+            st.success(f"stored {res['samples']} texts as {name.strip()!r}")
 
 with tab_concept:
     with st.form("import-concept"):
@@ -160,13 +164,8 @@ with tab_concept:
         if archive is None:
             st.error("upload a zip of concept images")
             st.stop()
-        with tempfile.TemporaryDirectory() as tmp, st.spinner("validating every file…"):
-            try:
-                import_concept_set(name.strip(), _save(archive, Path(tmp)),
-                                   family=None if family == "(most common size)" else family, actor=principal)
-                st.success(f"stored concept set {name.strip()!r}: use it on the Concept tests page or with "
-                           f"`python -m audit tcav --concepts {name.strip()}`")
-            except DatasetValidationError as exc:
-                _problems(exc)
-            except (DatasetError, PermissionError) as exc:
-                show_error(exc)
+        with _importing("file") as tmp:
+            import_concept_set(name.strip(), _save(archive, tmp),
+                               family=None if family == "(most common size)" else family, actor=principal)
+            st.success(f"stored concept set {name.strip()!r}: use it on the Concept tests page or with "
+                       f"`python -m audit tcav --concepts {name.strip()}`")

@@ -11,7 +11,11 @@ from audit.counterfactuals.image import (
     image_counterfactual,
     image_counterfactuals,
 )
-from audit.counterfactuals.text import Substitution, TextCounterfactual, text_counterfactual
+from audit.counterfactuals.text import (
+    Substitution,
+    TextCounterfactual,
+    text_counterfactual,
+)
 
 __all__ = [
     "CounterfactualSet",

@@ -82,6 +82,16 @@ class ExplanationDisparity:
         }
 
 
+def abs_maps(attributions: Any) -> np.ndarray:
+    """|attribution| per pixel as [N, H, W] float64: channels of [N, C, H, W] maps are summed."""
+    maps = _to_numpy(attributions).astype(np.float64)
+    if maps.ndim == 4:
+        return np.abs(maps).sum(axis=1)
+    if maps.ndim == 3:
+        return np.abs(maps)
+    raise ValueError(f"{errors.ATTR_SHAPE}, got {maps.shape}")
+
+
 def _to_numpy(value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
@@ -112,13 +122,7 @@ def explanation_disparity(
     Samples without a region, or whose attribution is zero everywhere, have no share; they are
     excluded and counted. `baseline` is the mean area fraction of the regions of the samples used.
     """
-    maps = _to_numpy(attributions).astype(np.float64)
-    if maps.ndim == 4:
-        maps = np.abs(maps).sum(axis=1)
-    elif maps.ndim == 3:
-        maps = np.abs(maps)
-    else:
-        raise ValueError(f"{errors.ATTR_SHAPE}, got {maps.shape}")
+    maps = abs_maps(attributions)
     mask = _to_numpy(region_mask)
     if mask.dtype != np.bool_ or mask.shape not in (maps.shape[1:], maps.shape):
         raise ValueError(f"{errors.MASK_SHAPE}: mask {mask.shape} {mask.dtype}, attributions {maps.shape}")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from audit.fairness import errors
 from audit.fairness._validate import check_groups, group_codes, label_text, to_group_frame
-from audit.fairness.disparity import _to_numpy
+from audit.fairness.disparity import abs_maps
 from audit.fairness.metrics import DEFAULT_MIN_GROUP_SIZE
 from audit.jsonsafe import finite_or_none as _finite
 
@@ -92,13 +92,7 @@ def map_disparity(
     """
     if isinstance(n_perm, bool) or not isinstance(n_perm, (int, np.integer)) or n_perm < 0:
         raise ValueError(f"{errors.BAD_N_PERM}, got {n_perm!r}")
-    maps = _to_numpy(attributions).astype(np.float64)
-    if maps.ndim == 4:
-        maps = np.abs(maps).sum(axis=1)
-    elif maps.ndim == 3:
-        maps = np.abs(maps)
-    else:
-        raise ValueError(f"{errors.ATTR_SHAPE}, got {maps.shape}")
+    maps = abs_maps(attributions)
     frame = to_group_frame(groups)
     if len(frame) != len(maps):
         raise ValueError(f"{errors.GROUP_COUNT_MISMATCH}: {len(maps)} samples, {len(frame)} group labels")

@@ -87,17 +87,17 @@ def stored_concept_images(name: str) -> torch.Tensor:
 
 def _stored_concept_hashes(concepts: Sequence[str]) -> dict[str, str]:
     """Content hashes of the concepts that are stored datasets: they enter the result key."""
-    from audit.services.datasets import list_datasets
+    from audit.services.datasets import DatasetError, dataset_sha256
 
-    by_name = {d["name"]: d for d in list_datasets()}
     out = {}
     for c in concepts:
         if c in GENERATED_CONCEPTS:
             continue
-        if c not in by_name or by_name[c]["kind"] != "image":
+        try:
+            out[c] = dataset_sha256(c, "image-classification")
+        except DatasetError:
             raise ConceptError(f"unknown concept {c!r}: use one of {', '.join(GENERATED_CONCEPTS)} "
-                               "or the name of a stored image dataset")
-        out[c] = by_name[c]["sha256"]
+                               "or the name of a stored image dataset") from None
     return out
 
 
@@ -207,12 +207,12 @@ def stored_concept_tests(family: str, version: str) -> list[ConceptTest]:
 
 
 def _dataset_hash(name: str) -> str:
-    from audit.services.datasets import list_datasets
+    from audit.services.datasets import DatasetError, dataset_sha256
 
-    for d in list_datasets():
-        if d["name"] == name:
-            return d["sha256"]
-    raise ConceptError(f"dataset {name!r} does not exist")
+    try:
+        return dataset_sha256(name, "image-classification")
+    except DatasetError as exc:
+        raise ConceptError(str(exc)) from None
 
 
 def concept_examples_preview(concept: str, *, dataset: str = "digits-reference", n: int = 8,

@@ -24,7 +24,8 @@ from audit.results.counterfactuals import (
 from audit.services.auth import SYSTEM, Principal, require
 from audit.services.core import find_analysis, store_analysis, tracked_run
 from audit.services.datasets import load_image_samples
-from audit.services.fairness import _dataset_sha256, analysis_key
+from audit.services.core import analysis_key
+from audit.services.datasets import dataset_sha256
 from audit.services.handles import handle_for
 
 PIXEL_LEVELS = 256  # images are shown and stored with 8 bits per channel
@@ -149,7 +150,7 @@ def run_reference_counterfactuals(family: str, version: str, *, dataset: str, li
     if distance not in ("l1", "l2"):
         raise CounterfactualError("distance must be l1 or l2")
     options = counterfactual_options(dataset=dataset, limit=limit, distance=distance, seed=seed, **search)
-    key = analysis_key(CF_SPEC, model_sha256=handle.sha256, dataset_sha256=_dataset_sha256(dataset, handle),
+    key = analysis_key(CF_SPEC, model_sha256=handle.sha256, dataset_sha256=dataset_sha256(dataset, handle.task),
                        options=options)
     cached = find_analysis("counterfactual", family, version, key)
     if cached is not None:

@@ -224,6 +224,11 @@ def load_text_samples(name: str) -> TextSamples:
                            [dict(r.groups or {}) for r in rows], list(ds.labels or []))
 
 
+def dataset_sha256(name: str, task: str) -> str:
+    """The content hash of a named set whose kind suits ``task`` (one row read; samples are not loaded)."""
+    return pick_reference_set(name, task, [])["sha256"]
+
+
 def pick_reference_set(name: Optional[str], task: str, labels: Sequence[str]) -> dict[str, Any]:
     """The one reference-set picker (drift, reports, full audits): the named set, or the first stored
     set of the model's kind whose class labels match. Returns {"name", "id", "sha256"}."""
@@ -303,16 +308,26 @@ def import_image_dataset(
     Labels are class names (of ``family`` when given, else the set found in the CSV) or, with a family,
     integer indices. Images are stored at one common size: the family's input size, else the most
     common size in the set. Raises DatasetValidationError listing every problem; nothing is stored then."""
+    require(actor, "register")
+    prepared = _prepare_images(name, images, index, path_column=path_column, label_column=label_column,
+                               group_columns=group_columns, region_columns=region_columns, family=family,
+                               limits=limits)
+    return _store_prepared(name, prepared, description, actor, source=str(images))
+
+
+def _prepare_images(name: str, images: str | Path, index: str | Path, *, path_column: str,
+                    label_column: Optional[str], group_columns: Sequence[str],
+                    region_columns: Optional[Sequence[str]], family: Optional[str],
+                    limits: Optional[ImportLimits]) -> Any:
+    """Validate and convert an image import (the one path of the import and its preview)."""
     from audit.datasets import Target, prepare_images
 
-    require(actor, "register")
     family_labels, spec = _family_info(family, "image-classification")
     target = Target(spec.get("height"), spec.get("width"), spec.get("channels")) if spec else Target()
-    prepared = _validated(name, lambda: prepare_images(
+    return _validated(name, lambda: prepare_images(
         images, index, path_column=path_column, label_column=label_column, group_columns=list(group_columns),
         region_columns=list(region_columns) if region_columns else None, family_labels=family_labels,
         target=target, limits=limits or ImportLimits()))
-    return _store_prepared(name, prepared, description, actor, source=str(images))
 
 
 def import_concept_set(name: str, images: str | Path, *, description: str = "", family: Optional[str] = None,
@@ -389,14 +404,9 @@ def preview_image_import(
     [0, 1] with their labels, groups and boxes. Raises DatasetValidationError listing every problem."""
     from collections import Counter
 
-    from audit.datasets import Target, prepare_images
-
-    family_labels, spec = _family_info(family, "image-classification")
-    target = Target(spec.get("height"), spec.get("width"), spec.get("channels")) if spec else Target()
-    prepared = _validated(name, lambda: prepare_images(
-        images, index, path_column=path_column, label_column=label_column, group_columns=list(group_columns),
-        region_columns=list(region_columns) if region_columns else None, family_labels=family_labels,
-        target=target, limits=limits or ImportLimits()))
+    prepared = _prepare_images(name, images, index, path_column=path_column, label_column=label_column,
+                               group_columns=group_columns, region_columns=region_columns, family=family,
+                               limits=limits)
     shown = []
     for i, png in enumerate(prepared.pngs[:n]):
         img = decode_png(png)

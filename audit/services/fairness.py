@@ -23,7 +23,8 @@ from audit.results.fairness import (
     TextSwapProbe,
 )
 from audit.services.auth import SYSTEM, Principal, require
-from audit.services.core import analysis_key, find_analysis, store_analysis, tracked_run  # noqa: F401 - analysis_key re-exported
+from audit.services.core import analysis_key, find_analysis, store_analysis, tracked_run
+from audit.services.datasets import dataset_sha256
 from audit.services.handles import handle_for
 from audit.services.predict import predict_dataset, text_predict_proba
 
@@ -64,12 +65,6 @@ def bias_options(*, dataset: str, attributes: Sequence[str], n_boot: int = 200, 
             "explanation_method": explanation_method, "seed": int(seed)}
 
 
-def _dataset_sha256(dataset: str, handle: Any) -> str:
-    from audit.services.datasets import pick_reference_set
-
-    return pick_reference_set(dataset, handle.task, handle.labels)["sha256"]
-
-
 def _frame_from_csv(csv_bytes: bytes, keys: list[str], kind: str) -> tuple[pd.DataFrame, dict[str, list[str]], list[str]]:
     from audit.fairness import load_group_csv
 
@@ -98,7 +93,7 @@ def run_bias_audit(
     handle = handle_for(family, version)
     options = bias_options(dataset=dataset, attributes=attributes, n_boot=n_boot, positive_label=positive_label,
                            csv_bytes=csv_bytes, explanation_method=explanation_method, seed=seed)
-    key = analysis_key(BIAS_SPEC, model_sha256=handle.sha256, dataset_sha256=_dataset_sha256(dataset, handle),
+    key = analysis_key(BIAS_SPEC, model_sha256=handle.sha256, dataset_sha256=dataset_sha256(dataset, handle.task),
                        options=options)
     cached = find_analysis("bias", family, version, key)
     if cached is not None:
@@ -263,7 +258,7 @@ def run_text_probe(family: str, version: str, *, dataset: str, actor: Principal 
     if handle.task != "text-classification":
         raise BiasAuditError("the identity-swap probe applies to text models")
     options = {"dataset": dataset}
-    key = analysis_key(TEXT_PROBE_SPEC, model_sha256=handle.sha256, dataset_sha256=_dataset_sha256(dataset, handle),
+    key = analysis_key(TEXT_PROBE_SPEC, model_sha256=handle.sha256, dataset_sha256=dataset_sha256(dataset, handle.task),
                        options=options)
     cached = find_analysis("text_probe", family, version, key)
     if cached is not None:

@@ -266,19 +266,29 @@ def _concepts(plan: _Plan, opts: FullAuditOptions, actor: Principal, progress: P
     else:
         for c, t in default_targets(plan.concepts, plan.labels, plan.groups).items():
             by_target.setdefault(t, []).append(c)
-    ids, errors = [], []
-    for i, (target, names) in enumerate(sorted(by_target.items())):
-        def part(f: float, msg: str, i: int = i) -> None:
+    items = sorted(by_target.items())
+
+    def one(i: int, item: tuple[int, list[str]]) -> Any:
+        def part(f: float, msg: str) -> None:
             if progress:
-                progress((i + f) / len(by_target), msg)
+                progress((i + f) / len(items), msg)
+        return run_concept_test(plan.family, plan.version, concepts=item[1], target=item[0], dataset=plan.dataset,
+                                n_random=opts.tcav_n_random, set_size=opts.tcav_set_size,
+                                n_inputs=opts.tcav_n_inputs, seed=opts.seed, actor=actor, progress=part)
+
+    # e.g. too few samples of one class: the other classes still run
+    return _each(items, one, lambda item: f"class {item[0]}")
+
+
+def _each(items: Sequence[Any], run: Callable[[int, Any], Any], where: Callable[[Any], str]) -> list[int]:
+    """Run one stored analysis per item; an item the service refuses is noted, the others still run. The
+    step is skipped (with every reason) only when no item ran."""
+    ids, errors = [], []
+    for i, item in enumerate(items):
         try:
-            res = run_concept_test(plan.family, plan.version, concepts=names, target=target, dataset=plan.dataset,
-                                   n_random=opts.tcav_n_random, set_size=opts.tcav_set_size,
-                                   n_inputs=opts.tcav_n_inputs, seed=opts.seed, actor=actor, progress=part)
-        except ValueError as exc:  # e.g. too few samples of that class: the other classes still run
-            errors.append(f"class {target}: {exc}")
-            continue
-        ids.append(res.stored.id)  # typed results carry the row they were read from
+            ids.append(run(i, item).stored.id)  # typed results carry the row they were read from
+        except ValueError as exc:
+            errors.append(f"{where(item)}: {exc}")
     if errors and not ids:
         raise _Skip("; ".join(errors))
     return ids
@@ -293,20 +303,14 @@ def _bias(plan: _Plan, opts: FullAuditOptions, actor: Principal, progress: Progr
         raise _Skip(f"dataset {plan.dataset} has no group columns")
     if any(y is None for y in plan.labels):
         raise _Skip(f"dataset {plan.dataset} has samples without a label")
-    ids, errors = [], []
-    for i, col in enumerate(columns):
+    def one(i: int, col: str) -> Any:
         if progress:
             progress(i / len(columns), col)
-        try:
-            res = run_bias_audit(plan.family, plan.version, dataset=plan.dataset, attributes=[col],
-                                 n_boot=opts.bias_n_boot, seed=opts.seed, actor=actor)
-        except ValueError as exc:  # e.g. a column not recorded for every sample
-            errors.append(f"{col}: {exc}")
-            continue
-        ids.append(res.stored.id)  # typed results carry the row they were read from
-    if errors and not ids:
-        raise _Skip("; ".join(errors))
-    return ids
+        return run_bias_audit(plan.family, plan.version, dataset=plan.dataset, attributes=[col],
+                              n_boot=opts.bias_n_boot, seed=opts.seed, actor=actor)
+
+    # e.g. a column not recorded for every sample: the other columns still run
+    return _each(columns, one, str)
 
 
 def _counterfactuals(plan: _Plan, opts: FullAuditOptions, actor: Principal, progress: Progress,

@@ -55,7 +55,8 @@ def test_regions_round_trip_and_are_validated(registry):
 
 def test_bias_audit_matches_fairlearn_and_reads_back_the_same(registry):
     from audit.services.core import get_analysis
-    from audit.services.fairness import BIAS_SPEC, analysis_key, bias_options, run_bias_audit
+    from audit.services.core import analysis_key
+    from audit.services.fairness import BIAS_SPEC, bias_options, run_bias_audit
     from audit.services.handles import handle_for
     from audit.services.predict import predict_dataset
 

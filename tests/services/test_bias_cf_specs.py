@@ -16,10 +16,10 @@ from audit.services.counterfactuals import (
     counterfactual_options,
     run_reference_counterfactuals,
 )
+from audit.services.core import analysis_key
 from audit.services.fairness import (
     BIAS_SPEC,
     TEXT_PROBE_SPEC,
-    analysis_key,
     bias_options,
     run_bias_audit,
     run_text_probe,
