@@ -49,6 +49,7 @@ def test_concept_test_runs_in_the_browser(page, login):
     _open(page, "Concept tests")
     page.get_by_role("button", name="Run concept test").click()
     page.get_by_text("random runs", exact=False).first.wait_for(timeout=600_000)
+    page.get_by_text("watermark").first.wait_for()  # the examples render after the heading
     assert page.get_by_text("watermark").count() >= 1
     page.locator(".js-plotly-plot").first.wait_for()
 
