@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Feature areas that add commands (tcav, bias, drift, report, ...): modules under audit/cli_ext.
-EXTENSIONS: tuple[str, ...] = ("analyses", "drift_report", "datasets", "full_audit")
+EXTENSIONS: tuple[str, ...] = ("analyses", "drift_report", "datasets", "full_audit", "jobs", "governance", "sessions")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -6,7 +6,7 @@ import json
 
 import streamlit as st
 
-from audit.services.registry import MAX_MODEL_BYTES, list_models, register_upload, set_status
+from audit.services.registry import MAX_MODEL_BYTES, allowed_statuses, list_models, register_upload, set_status
 from pages.ui import current_principal, short_hash, show_error
 
 principal = current_principal()
@@ -35,11 +35,14 @@ for fam in models:
                 st.markdown(f"**Notes:** {v['notes'] or '—'}")
                 st.json({"labels": v["labels"], "input_spec": v["input_spec"], "metrics": v["metrics"]},
                         expanded=False)
-                if principal.can("run"):
-                    new_status = st.selectbox("Status", ["draft", "in-review", "approved", "rejected"],
-                                              index=["draft", "in-review", "approved", "rejected"].index(v["status"]),
-                                              key=f"status-{fam['family']}-{v['version']}")
-                    if new_status != v["status"] and st.button("Change status", key=f"set-{fam['family']}-{v['version']}"):
+                moves = allowed_statuses(v["status"])
+                if v["status"] in ("approved", "rejected"):
+                    st.caption(f"{v['status'].capitalize()} by a signed report: final. A correction is a new version.")
+                elif principal.can("run") and moves:
+                    st.caption("Approval or rejection comes only from signing a stored report of this version "
+                               "(Reports page), by someone other than its author.")
+                    new_status = moves[0]
+                    if st.button(f"Move to {new_status}", key=f"set-{fam['family']}-{v['version']}"):
                         try:
                             set_status(fam["family"], v["version"], new_status, actor=principal)
                             st.rerun()

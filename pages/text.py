@@ -9,6 +9,7 @@ from audit.services.text import (
     attention_maps,
     describe_parameters,
     explain_texts,
+    text_faithfulness,
     method_agreement,
     text_methods,
 )
@@ -89,6 +90,14 @@ if len(names) > 1:
     shown = [METHODS.get(n, n) for n in names]
     st.plotly_chart(matrix_heatmap(agreement, shown, shown, title="Method agreement (Spearman rank correlation)",
                                    zmin=-1, zmax=1, colorscale="RdBu"), use_container_width=True)
+
+with st.expander("Faithfulness (ERASER comprehensiveness and sufficiency)"):
+    st.caption("Comprehensiveness: drop in the class probability when a method's top 1-50% tokens are deleted "
+               "(higher is better). Sufficiency: drop when only they are kept (lower is better). DeYoung et al. 2020.")
+    faith = text_faithfulness(fam["family"], ver["version"], entry)
+    st.dataframe([{"method": METHODS.get(m, m), "comprehensiveness": round(v["comprehensiveness"], 4),
+                   "sufficiency": round(v["sufficiency"], 4)} for m, v in faith.items()],
+                 hide_index=True, use_container_width=True)
 
 with st.expander("Attention per layer and head, and rollout"):
     att = attention_maps(fam["family"], ver["version"], entry["text"])

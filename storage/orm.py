@@ -200,6 +200,9 @@ class Report(Base):
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     signed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The audit-log head at generation: the report.generate event (its hash covers the report's SHA-256).
+    log_seq: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    log_hash: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
 
 
 class SignOff(Base):
@@ -211,6 +214,10 @@ class SignOff(Base):
     reason: Mapped[str] = mapped_column(Text)
     signed_by: Mapped[str] = mapped_column(String(80))
     signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # What was signed (the stored file's SHA-256) and the audit-log head at signing (the report.sign event).
+    report_sha256: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    log_seq: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    log_hash: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
 
 
 class AuditLogEntry(Base):
@@ -227,3 +234,30 @@ class AuditLogEntry(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
+
+class AuditCheckpoint(Base):
+    """A signed statement "row ``seq`` of the audit log has hash ``hash``", keyed outside the database:
+    rewriting the chain or cutting its tail no longer matches a checkpoint an attacker cannot re-sign."""
+
+    __tablename__ = "audit_checkpoints"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[str] = mapped_column(String(40))  # ISO timestamp, signed verbatim
+    key_id: Mapped[str] = mapped_column(String(16))  # which key signed it (a digest, never the key)
+    signature: Mapped[str] = mapped_column(String(128))
+
+
+class Setting(Base):
+    """An installation setting changed by administrators (key -> JSON value); every change is audit-logged."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_by: Mapped[str] = mapped_column(String(80), default="system")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+
+# Tables of other areas live in their own modules on the same Base; importing them here registers them.
+from storage import orm_jobs, orm_sessions  # noqa: E402,F401

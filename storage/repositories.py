@@ -16,6 +16,7 @@ from storage.orm import (
     Report,
     Run,
     Sample,
+    Setting,
     SignOff,
     User,
 )
@@ -225,6 +226,24 @@ class UserRepository:
         if role:
             q = q.where(User.role == role)
         return int(self.s.scalar(q) or 0)
+
+
+class SettingsRepository:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def get(self, key: str) -> Optional[Setting]:
+        return self.s.get(Setting, key)
+
+    def put(self, key: str, value: Any, *, updated_by: str, updated_at: Any) -> Setting:
+        row = self.s.get(Setting, key)
+        if row is None:
+            row = Setting(key=key, value=value, updated_by=updated_by, updated_at=updated_at)
+            self.s.add(row)
+        else:
+            row.value, row.updated_by, row.updated_at = value, updated_by, updated_at
+        self.s.flush()
+        return row
 
 
 def as_dict(row: Any, fields: Iterable[str]) -> dict[str, Any]:

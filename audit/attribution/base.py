@@ -74,6 +74,7 @@ class AttributionMethod:
 
     name: ClassVar[str]
     label: ClassVar[str]
+    paper: ClassVar[str] = ""  # the publication that defines the method, cited once in reports
     family: ClassVar[str]
     options: ClassVar[tuple[Option, ...]] = ()
     result_options: ClassVar[tuple[str, ...]] = ()  # derived from ``options`` on subclassing

@@ -14,6 +14,7 @@ from torch import nn
 
 from .hooks import HookBundle, capture_layer
 from .layers import ResolvedLayer, is_vision_transformer, resolve_layer, to_spatial
+from .memory import cpu_budget_bytes
 from .options import ENGINE_OPTIONS, AttributionOptions, OptionsView
 
 if TYPE_CHECKING:
@@ -23,7 +24,6 @@ log = logging.getLogger(__name__)
 
 MakeBatch = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
 
-CPU_BUDGET_BYTES = 1 << 30
 CPU_MAX_CHUNK = 64
 CUDA_MAX_CHUNK = 1024
 
@@ -190,7 +190,7 @@ class ExplainContext:
         if self.device.type == "cuda":
             free, _total = torch.cuda.mem_get_info(self.device)
             return free // 2
-        return CPU_BUDGET_BYTES
+        return cpu_budget_bytes()
 
     def chunk(self, *, with_grad: bool) -> int:
         """Samples per evaluation: the user's batch_size, else what the memory budget allows."""

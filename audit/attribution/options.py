@@ -141,7 +141,8 @@ INFERENCE_PATH: tuple[Option, ...] = (FAST, FAST_MIN_RANK_CORR)
 BATCH_SIZE = Option("batch_size", None, "samples per model evaluation (None: sized from the memory budget)",
                     result=False, check=optional_positive_int)
 MEMORY_BUDGET_BYTES = Option("memory_budget_bytes", None, "activation memory per evaluation (None: half the "
-                             "free CUDA memory, or 1 GiB on CPU)", result=False, check=optional_positive_int)
+                             "free CUDA memory; on CPU AUDIT_MEMORY_MB, else a quarter of free RAM up to 1 GiB)",
+                             result=False, check=optional_positive_int)
 OPTIMIZE = Option("optimize", None, "evaluate the many-evaluation methods on a BatchNorm-folded, channels-last "
                   "copy (None: when at least 64 evaluations are planned on a conv model); the copy is checked "
                   "to compute the same logits, so maps change at float rounding only",

@@ -46,7 +46,7 @@ def _upscale(img: np.ndarray, size: int) -> np.ndarray:
 
 def explanation_grid(images: Sequence[np.ndarray], maps: Sequence[Mapping[str, np.ndarray]],
                      row_titles: Sequence[str], methods: Sequence[str], *, opacity: float = 0.6,
-                     cell: int = 96, gap: int = 4) -> bytes:
+                     cell: int = 96, gap: int = 4, column_titles: Sequence[str] | None = None) -> bytes:
     """Rows are samples, columns the input then each method's heat map over it (one shared [0, 1] scale).
 
     The grid is composed as one image, so its cost does not grow with one plot per cell."""
@@ -72,7 +72,7 @@ def explanation_grid(images: Sequence[np.ndarray], maps: Sequence[Mapping[str, n
     ax = fig.add_axes((0.14, 0.0, 0.86, 1.0 - 0.3 / (1.25 * rows + 0.35)))
     ax.imshow(mosaic, interpolation="nearest")
     ax.set_axis_off()
-    for c, title in enumerate(["input", *methods]):
+    for c, title in enumerate(["input", *(column_titles or methods)]):
         ax.text(c * (tw + gap) + tw / 2, -6, title.replace("_", " "), ha="center", va="bottom", fontsize=7)
     for r, title in enumerate(row_titles):
         ax.text(-8, r * (th + gap) + th / 2, title, ha="right", va="center", fontsize=6)

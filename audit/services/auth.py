@@ -148,7 +148,13 @@ def set_active(username: str, active: bool, *, actor: Principal) -> None:
         if user is None:
             raise ValueError(f"user {username!r} does not exist")
         user.active = active
-        auditlog.append(s, actor=actor.username, action="user.enable" if active else "user.disable", subject=username)
+        details = {}
+        if not active:
+            from audit.services.sessions import revoke_user_sessions  # sessions imports this module
+
+            details["sessions_revoked"] = revoke_user_sessions(s, user.id, reason="user disabled")
+        auditlog.append(s, actor=actor.username, action="user.enable" if active else "user.disable", subject=username,
+                        details=details)
 
 
 def reset_password(username: str, password: str, *, actor: Principal) -> None:
@@ -162,4 +168,8 @@ def reset_password(username: str, password: str, *, actor: Principal) -> None:
         user.password_hash = _hasher.hash(password)
         user.failed_logins = 0
         user.locked_until = None
-        auditlog.append(s, actor=actor.username, action="user.reset_password", subject=username)
+        from audit.services.sessions import revoke_user_sessions  # sessions imports this module
+
+        revoked = revoke_user_sessions(s, user.id, reason="password reset")
+        auditlog.append(s, actor=actor.username, action="user.reset_password", subject=username,
+                        details={"sessions_revoked": revoked})

@@ -170,16 +170,36 @@ def get_version(family: str, version: str) -> dict[str, Any]:
         return version_summary(row, family_name=family, task=row.family.task)
 
 
+# A decision (approved/rejected) is made only by signing a stored report of the version
+# (report_records.sign_report); here a version only moves between the two undecided states.
+UNDECIDED = ("draft", "in-review")
+DECIDED = ("approved", "rejected")
+
+
+def allowed_statuses(status: str) -> list[str]:
+    """The statuses set_status can move a version in ``status`` to (what a page may offer)."""
+    return [s for s in UNDECIDED if s != status] if status in UNDECIDED else []
+
+
 def set_status(family: str, version: str, status: str, *, reason: str = "", actor: Principal = SYSTEM) -> dict[str, Any]:
-    """Move a version through draft -> in-review -> approved/rejected (the only mutable field)."""
-    require(actor, "sign" if status in ("approved", "rejected") else "run")
+    """Move a version between draft and in-review. Approved and rejected come only from a sign-off on a
+    stored report of the version, and are final: corrections are new versions."""
+    require(actor, "run")
     if status not in VERSION_STATUSES:
         raise RegistryError(f"status must be one of {', '.join(VERSION_STATUSES)}")
+    if status in DECIDED:
+        raise RegistryError(f"a version becomes {status} only by signing a stored report of it (Reports page, or "
+                            "python -m audit report-sign), by someone other than the report's author")
     with transaction() as s:
         row = ModelRepository(s).version(family, version)
         if row is None:
             raise RegistryError(f"{family} {version} is not registered")
         old = row.status
+        if old in DECIDED:
+            raise RegistryError(f"{family} {version} is {old}; a decided version never changes status, "
+                                "register a new version for a correction")
+        if old == status:
+            raise RegistryError(f"{family} {version} is already {status}")
         row.status = status
         auditlog.append(s, actor=actor.username, action="model.status", subject=f"{family}/{version}",
                         details={"from": old, "to": status, "reason": reason})
@@ -240,6 +260,12 @@ def _extract_hf_zip(archive: Path, dest: Path) -> Path:
     return configs[0].parent
 
 
+def _torchscript_uploads_enabled() -> bool:
+    from audit.services.settings import TORCHSCRIPT_UPLOADS, setting_value
+
+    return bool(setting_value(TORCHSCRIPT_UPLOADS))
+
+
 def register_upload(
     *, filename: str, data: bytes, fmt: str, actor: Principal, **kwargs: Any,
 ) -> dict[str, Any]:
@@ -247,6 +273,10 @@ def register_upload(
 
     A Hugging Face model (``fmt="hf"``) is uploaded as a zip of its directory."""
     require(actor, "register")
+    if fmt == "torchscript" and not _torchscript_uploads_enabled():
+        raise RegistryError("TorchScript uploads are disabled: a TorchScript archive is code that runs when it is "
+                            "loaded; an administrator can enable them on the Admin page, or register it with "
+                            "python -m audit register --torchscript")
     if not data:
         raise RegistryError("the uploaded file is empty")
     if len(data) > MAX_MODEL_BYTES:
@@ -268,4 +298,4 @@ def register_upload(
 
 
 __all__ = ["ModelSource", "RegistryError", "ModelLoadError", "register_version", "register_upload", "list_models",
-           "get_version", "set_status", "load_handle"]
+           "get_version", "set_status", "allowed_statuses", "load_handle"]

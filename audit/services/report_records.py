@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from audit.services.auth import SYSTEM, Principal, require
-from audit.services.registry import RegistryError
+from audit.services.auth import SYSTEM, PermissionDenied, Principal, require
+from audit.services.registry import UNDECIDED, RegistryError
 from storage import auditlog
 from storage.artifacts import ArtifactStore, sha256_bytes
 from storage.db import transaction
@@ -25,10 +25,11 @@ def _report_dict(row: Report, family: str, version: str, signoff: Optional[SignO
     return {"id": row.id, "family": family, "version": version, "sha256": row.sha256, "filename": row.filename,
             "created_by": row.created_by, "created_at": row.created_at.isoformat() if row.created_at else "",
             "pages": man.get("pages"), "author": man.get("author"), "findings": man.get("findings", []),
-            "signed": bool(row.signed),
+            "signed": bool(row.signed), "log_seq": row.log_seq, "log_hash": row.log_hash,
             "signoff": None if signoff is None else {
                 "decision": signoff.decision, "reason": signoff.reason, "signed_by": signoff.signed_by,
-                "signed_at": signoff.signed_at.isoformat() if signoff.signed_at else ""}}
+                "signed_at": signoff.signed_at.isoformat() if signoff.signed_at else "",
+                "report_sha256": signoff.report_sha256, "log_seq": signoff.log_seq, "log_hash": signoff.log_hash}}
 
 
 def list_reports(*, family: Optional[str] = None, version: Optional[str] = None) -> list[dict[str, Any]]:
@@ -75,8 +76,9 @@ def report_bytes(report_id: int, *, actor: Principal = SYSTEM) -> tuple[str, byt
 
 
 def sign_report(report_id: int, *, decision: str, reason: str, actor: Principal = SYSTEM) -> dict[str, Any]:
-    """Approve or reject the report's model version, once: records who, when and why, sets the version's
-    status, marks the report signed (a second sign-off is refused) and writes the audit log."""
+    """Approve or reject the report's model version, once (four-eyes: never by the principal that generated the
+    report). Records who, when, why, the SHA-256 of the stored file that was signed and the audit-log head at
+    signing (a signed checkpoint); the version's status is then final."""
     require(actor, "sign")
     if decision not in DECISIONS:
         raise ReportError(f"decision must be 'approved' or 'rejected', got {decision!r}")
@@ -88,6 +90,9 @@ def sign_report(report_id: int, *, decision: str, reason: str, actor: Principal 
         row = reports.get(report_id)
         if row is None:
             raise ReportError(f"no report with id {report_id}")
+        if row.created_by == actor.username:
+            raise PermissionDenied(f"user {actor.username!r} generated report {report_id} and may not sign it; "
+                                   "another user with the sign permission signs it (four-eyes)")
         existing = reports.signoff_for_report(report_id)
         if row.signed or existing is not None:
             who = f" by {existing.signed_by} ({existing.decision})" if existing else ""
@@ -97,17 +102,23 @@ def sign_report(report_id: int, *, decision: str, reason: str, actor: Principal 
         if prior is not None:
             raise ReportError(f"{mv.family.name} {mv.version} was already {prior.decision} on report {prior.report_id}; "
                               "versions are immutable, register a new version for a new decision")
+        if mv.status not in UNDECIDED:
+            raise ReportError(f"{mv.family.name} {mv.version} is {mv.status}; a decided version never changes status")
         # The signature covers the bytes on file: refuse to sign a report whose stored file was altered.
         ArtifactStore().get_bytes(row.sha256)
         old_status = mv.status
         so = reports.add_signoff(SignOff(report_id=row.id, model_version_id=mv.id, decision=decision, reason=reason,
-                                         signed_by=actor.username))
+                                         signed_by=actor.username, report_sha256=row.sha256))
         row.signed = True
         mv.status = decision
-        auditlog.append(s, actor=actor.username, action="report.sign", subject=f"{mv.family.name}/{mv.version}",
-                        details={"report_id": row.id, "sha256": row.sha256, "decision": decision, "reason": reason,
-                                 "status_from": old_status, "status_to": decision})
+        entry = auditlog.append(s, actor=actor.username, action="report.sign",
+                                subject=f"{mv.family.name}/{mv.version}",
+                                details={"report_id": row.id, "sha256": row.sha256, "decision": decision,
+                                         "reason": reason, "status_from": old_status, "status_to": decision,
+                                         "report_author": row.created_by, "report_log_seq": row.log_seq},
+                                checkpoint=True)
+        so.log_seq, so.log_hash = entry.seq, entry.hash
         return {"report_id": row.id, "family": mv.family.name, "version": mv.version, "decision": decision,
                 "reason": reason, "signed_by": actor.username,
                 "signed_at": so.signed_at.isoformat() if so.signed_at else "", "status": mv.status,
-                "sha256": row.sha256}
+                "sha256": row.sha256, "log_seq": entry.seq, "log_hash": entry.hash}

@@ -52,6 +52,7 @@ SANITY_IG_STEPS = 16
 DRIFT_LIMIT = {"image": 24, "text": 16}
 DRIFT_OPTIONS: dict[str, Any] = {"ig_steps": 16, "seed": 0}
 TEXT_IG_STEPS = 16
+TEXT_METHODS: tuple[str, ...] = ("integrated_gradients", "grad_x_input")
 FINDING_ORDER = ("performance", "bias", "concepts", "quality", "counterfactuals", "drift")
 
 
@@ -71,6 +72,7 @@ class _Gathering:
     x: Optional[torch.Tensor] = None  # model inputs of the explained images
     n_explained: int = 0
     computed: list[str] = field(default_factory=list)
+    cited: list[str] = field(default_factory=list)  # methods and analyses used, for the references
 
     @property
     def dataset(self) -> Optional[str]:
@@ -180,7 +182,7 @@ def _explain_texts(g: _Gathering) -> tuple[Optional[S.TextExplanations], Optiona
     try:
         with h.lock:
             res = attribute_text(h.module, h.tokenizer, texts, g.choice.targets,
-                                 ["integrated_gradients", "grad_x_input"], ig_steps=TEXT_IG_STEPS)
+                                 list(TEXT_METHODS), ig_steps=TEXT_IG_STEPS)
     except (ValueError, TypeError, RuntimeError) as exc:
         log.warning("report %s %s: token attributions failed: %s", g.model.family, g.model.version, exc)
         return None, S.Gap(f"Computing token attributions failed: {exc}.", "check the model on the Text page.")
@@ -222,6 +224,33 @@ def _quality(g: _Gathering, ev: S.ImageExplanations) -> tuple[Optional[Explanati
                                      "computation failed")
         g.computed.append("explanation quality")
     return ExplanationQuality.from_summary(stored.summary), stored, None
+
+
+def _text_eraser(g: _Gathering, ev: S.TextExplanations) -> Optional[dict[str, Any]]:
+    from audit.text.eraser import eraser_scores
+
+    try:
+        with g.handle.lock:
+            return eraser_scores(g.handle.module, ev.results, list(TEXT_METHODS),
+                                 pad_id=int(g.handle.tokenizer.pad_token_id or 0))
+    except (ValueError, RuntimeError) as exc:
+        log.warning("report %s %s: ERASER scores failed: %s", g.model.family, g.model.version, exc)
+        return None
+
+
+def _localisation(g: _Gathering, ev: S.ImageExplanations) -> Any:
+    """Localisation on the reference samples that declare a region (their maps stored like the figures')."""
+    from audit.services.report_localisation import gather_localisation
+
+    if not g.compute:
+        return None
+    try:
+        return gather_localisation(g.handle, g.model.family, g.model.version, g.dataset, g.preds.keys,
+                                   [int(p) for p in g.preds.predicted], ev.methods, dict(FIGURE_OPTIONS),
+                                   actor=g.actor)
+    except (ValueError, RuntimeError) as exc:
+        log.warning("report %s %s: localisation failed: %s", g.model.family, g.model.version, exc)
+        return None
 
 
 def _result_id(res: Any) -> Optional[int]:
@@ -287,15 +316,24 @@ def build_document(family: str, version: str, *, author: Optional[str] = None, d
     sections.append(S.explanations_section(model, explained, gap))
     g.n_explained = len(explained.choice.keys) if explained is not None else 0
     tick(0.45, "explanation quality")
+    if explained is not None:
+        g.cited += list(explained.methods) if isinstance(explained, S.ImageExplanations) else list(TEXT_METHODS)
     if isinstance(explained, S.TextExplanations):
-        sections.append(S.quality_section(model, text_gaps=[r.delta for r in explained.results]))
+        eraser = _text_eraser(g, explained)
+        g.cited += ["eraser"] if eraser else []
+        sections.append(S.quality_section(model, text_gaps=[r.delta for r in explained.results], text_eraser=eraser))
     elif isinstance(explained, S.ImageExplanations):
         quality, stored, qgap = _quality(g, explained)
-        sections.append(S.quality_section(model, quality=quality, stored=stored, gap=qgap, curve_steps=CURVE_STEPS))
+        g.cited += ["deletion_insertion", "sanity"] if quality is not None else []
+        loc = _localisation(g, explained) if quality is not None else None
+        g.cited += ["relevance_mass", "pointing_game"] if loc is not None else []
+        sections.append(S.quality_section(model, quality=quality, stored=stored, gap=qgap, curve_steps=CURVE_STEPS,
+                                          localisation=loc))
     else:
         sections.append(S.quality_section(model, curve_steps=CURVE_STEPS))
     tick(0.6, "concepts, bias, counterfactuals")
     tests = [ConceptTest.from_stored(r) for r in stored_analyses(family, version, "tcav")]
+    g.cited += ["tcav"] if tests else []
     sections += [S.concepts_section(model, tests),
                  S.bias_section(model, stored_analyses(family, version, "bias"),
                                 max_gap=thresholds.max_group_accuracy_gap, dataset=g.dataset),
@@ -304,6 +342,7 @@ def build_document(family: str, version: str, *, author: Optional[str] = None, d
                                            max_flip_rate=thresholds.max_text_flip_rate, dataset=g.dataset)]
     tick(0.7, "drift against the previous version")
     assessment, note = _drift(g)
+    g.cited += list(assessment.methods) if assessment is not None else []
     sections.append(S.drift_section(model, assessment, note=note, dataset=g.dataset))
     return _document(g, sections, author, thresholds)
 
@@ -320,7 +359,7 @@ def _document(g: _Gathering, sections: list[Section], author: Optional[str],
               "thresholds": thresholds.to_dict()}
     manifest = [m for s in sections for m in s.sources]
     libraries = S.report_libraries()
-    sections.append(S.appendix_section(manifest, libraries, params))
+    sections.append(S.appendix_section(manifest, libraries, params, cited=g.cited))
     findings = sorted((f for s in sections for f in s.findings),
                       key=lambda f: FINDING_ORDER.index(f.section) if f.section in FINDING_ORDER else len(FINDING_ORDER))
     return ReportDocument(
@@ -363,9 +402,11 @@ def generate_report(family: str, version: str, *, author: Optional[str] = None, 
             mv = ModelRepository(s).version(family, version)
             row = ReportRepository(s).add(Report(model_version_id=mv.id, sha256=sha, filename=filename,
                                                  manifest=manifest, created_by=actor.username, signed=False))
-            auditlog.append(s, actor=actor.username, action="report.generate", subject=f"{family}/{version}",
-                            details={"report_id": row.id, "sha256": sha, "pages": rendered.pages, "author": doc.author,
-                                     "run_id": run.run_id})
+            entry = auditlog.append(s, actor=actor.username, action="report.generate", subject=f"{family}/{version}",
+                                    details={"report_id": row.id, "sha256": sha, "pages": rendered.pages,
+                                             "author": doc.author, "run_id": run.run_id}, checkpoint=True)
+            # The log head at generation is the report's own event (its hash covers the report's SHA-256).
+            row.log_seq, row.log_hash = entry.seq, entry.hash
             report_id = row.id
     if progress:
         progress(1.0, f"report {report_id} stored")

@@ -165,10 +165,13 @@ def attribute_text(
     log.debug("attributing %d texts with %s on %s", len(encoded), method_list, cfg.device)
     total_units = ((len(encoded) + batch_size - 1) // batch_size) * len(method_list)
     done = 0
-    results: list[TokenAttribution] = []
+    # Texts are batched in order of length, so a batch pads to about its own texts' length.
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    results: list[TokenAttribution | None] = [None] * len(encoded)
     with inference_mode(model, eager_attention=need_attention):
         for start in range(0, len(encoded), batch_size):
-            chunk = encoded[start : start + batch_size]
+            picked = order[start : start + batch_size]
+            chunk = [encoded[i] for i in picked]
             batch = pad_encoded(chunk, pad_id=cfg.pad_id, device=cfg.device)
             with torch.no_grad():
                 logits, attentions = forward_logits(
@@ -180,7 +183,7 @@ def attribute_text(
                 )
             probs = logits.float().softmax(-1)
             predicted = probs.argmax(-1)
-            tgt = _resolve_targets(target_list, predicted, start, n_labels=logits.shape[1])
+            tgt = _resolve_targets(target_list, predicted, picked, n_labels=logits.shape[1])
             chunk_results = [
                 TokenAttribution(
                     text=e.text,
@@ -203,9 +206,10 @@ def attribute_text(
                 _run_method(method, model, tokenizer, embedding, chunk, batch, tgt, logits, chunk_results, cfg)
                 done += 1
                 if progress is not None:
-                    progress(done / total_units, f"{method}: texts {start + 1}-{start + len(chunk)} of {len(encoded)}")
-            results.extend(chunk_results)
-    return results
+                    progress(done / total_units, f"{method}: {start + len(chunk)} of {len(encoded)} texts")
+            for i, r in zip(picked, chunk_results):
+                results[i] = r
+    return [r for r in results if r is not None]
 
 
 @dataclass(frozen=True)
@@ -351,12 +355,13 @@ def _check_targets(targets: Any, n_texts: int) -> list[int] | None:
 
 
 def _resolve_targets(
-    target_list: list[int] | None, predicted: torch.Tensor, start: int, *, n_labels: int
+    target_list: list[int] | None, predicted: torch.Tensor, picked: list[int], *, n_labels: int
 ) -> torch.Tensor:
+    """Targets of the texts at indices `picked` (the asked ones, else the predicted classes)."""
     if target_list is None:
         return predicted
-    chosen = target_list[start : start + len(predicted)]
-    for k, t in enumerate(chosen):
+    chosen = [target_list[i] for i in picked]
+    for index, t in zip(picked, chosen):
         if not 0 <= t < n_labels:
-            raise ValueError(ERR_TARGET_RANGE.format(target=t, index=start + k, n=n_labels, last=n_labels - 1))
+            raise ValueError(ERR_TARGET_RANGE.format(target=t, index=index, n=n_labels, last=n_labels - 1))
     return torch.tensor(chosen, dtype=torch.long, device=predicted.device)

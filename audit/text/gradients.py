@@ -103,49 +103,172 @@ def integrated_gradients(
     mask_id: int | None,
     internal_batch_size: int,
     output: Output,
+    tolerance: float | None = None,
+    max_steps: int = 512,
 ) -> EmbeddingAttribution:
     """IG over the word-embedding output, summed over the embedding dimension.
 
     The path is interpolated in embedding space and fed through `inputs_embeds`, so no hook is
     needed; position and token-type embeddings are added by the model on top, as for the input.
+    Each text's path points are packed with those of texts of similar length (see `_packed_paths`),
+    so no forward pass works on more padding than the longest text of its own pack needs.
+    With `tolerance`, texts whose completeness gap exceeds it are integrated again with twice the
+    steps (up to `max_steps`).
     """
-    alphas, weights = path_nodes(steps, method)
+    device = batch.input_ids.device
     with torch.no_grad():
         x_emb = embedding(batch.input_ids)
     b_emb = baseline_embeddings(embedding, batch, encoded, baseline=baseline, pad_id=pad_id, mask_id=mask_id)
-    diff = x_emb - b_emb
-    bsz = x_emb.shape[0]
-    per_pass = max(1, internal_batch_size // bsz)  # path points evaluated in one forward
-    grad_sum = torch.zeros_like(x_emb)
-    alphas = alphas.to(x_emb.device, x_emb.dtype)
-    weights = weights.to(x_emb.device, x_emb.dtype)
-    for start in range(0, len(alphas), per_pass):
-        a = alphas[start : start + per_pass]
-        w = weights[start : start + per_pass]
-        k = len(a)
-        path = (b_emb.unsqueeze(0) + a.view(k, 1, 1, 1) * diff.unsqueeze(0)).reshape(k * bsz, *x_emb.shape[1:])
-        path.requires_grad_(True)
-        logits, _ = forward_logits(
-            model,
-            inputs_embeds=path,
-            attention_mask=batch.attention_mask.repeat(k, 1),
-            token_type_ids=None if batch.token_type_ids is None else batch.token_type_ids.repeat(k, 1),
+    texts = [
+        _PathText(
+            x=x_emb[i, : len(e)], base=b_emb[i, : len(e)],
+            types=None if batch.token_type_ids is None else batch.token_type_ids[i, : len(e)],
+            target=int(targets[i]),
         )
-        value = target_output(logits, targets.repeat(k), output)
-        (grad,) = torch.autograd.grad(value.sum(), path)
-        grad_sum += (grad.view(k, *x_emb.shape) * w.view(k, 1, 1, 1)).sum(0)
-    scores = (diff * grad_sum).sum(-1).detach()
+        for i, e in enumerate(encoded)
+    ]
+    ends = _end_values(model, texts, internal_batch_size=internal_batch_size, output=output)
+    scores = torch.zeros(batch.input_ids.shape, dtype=x_emb.dtype, device=device)
+    delta = torch.zeros(len(texts), dtype=x_emb.dtype, device=device)
+    todo = list(range(len(texts)))
+    current = steps
+    while todo:
+        sums = _packed_paths(
+            model, [texts[i] for i in todo], steps=current, method=method,
+            internal_batch_size=internal_batch_size, output=output,
+        )
+        for i, s in zip(todo, sums):
+            scores[i, : s.shape[0]] = s
+            delta[i] = s.sum() - (ends[i, 0] - ends[i, 1])
+        if tolerance is None or current >= max_steps:
+            break
+        todo = [i for i in todo if float(delta[i].abs()) > tolerance]
+        current = min(current * 2, max_steps)
+    return EmbeddingAttribution(scores=scores.detach(), delta=delta.detach())
+
+
+@dataclass
+class _PathText:
+    """One text's ends of the straight path (word embeddings [T, D], no padding) and what it explains."""
+
+    x: torch.Tensor
+    base: torch.Tensor
+    types: torch.Tensor | None
+    target: int
+
+
+def _forward_rows(
+    model: nn.Module, blocks: list[tuple[torch.Tensor, torch.Tensor | None, int]], output: Output
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward blocks of rows of one text each, (embeddings [n, T, D], token types [T] or None, target),
+    right-padded to the longest block. Returns (explained value per row [R], the padded embeddings)."""
+    width = max(e.shape[1] for e, _, _ in blocks)
+    device = blocks[0][0].device
+    emb = torch.cat([nn.functional.pad(e, (0, 0, 0, width - e.shape[1])) for e, _, _ in blocks])
+    mask = torch.cat([
+        (torch.arange(width, device=device) < e.shape[1]).long().expand(e.shape[0], width) for e, _, _ in blocks
+    ])
+    tt = None
+    if all(t is not None for _, t, _ in blocks):
+        tt = torch.cat([
+            nn.functional.pad(t, (0, width - t.shape[0])).expand(e.shape[0], width)  # type: ignore[arg-type]
+            for e, t, _ in blocks
+        ])
+    targets = torch.cat([torch.full((e.shape[0],), target, dtype=torch.long, device=device) for e, _, target in blocks])
+    emb.requires_grad_(torch.is_grad_enabled())
+    logits, _ = forward_logits(model, inputs_embeds=emb, attention_mask=mask, token_type_ids=tt)
+    return target_output(logits, targets, output), emb
+
+
+def _end_values(
+    model: nn.Module, texts: list[_PathText], *, internal_batch_size: int, output: Output
+) -> torch.Tensor:
+    """f(input) and f(baseline) per text [N, 2], packed by length like the path points."""
+    order = sorted(range(len(texts)), key=lambda i: texts[i].x.shape[0])
+    rows = [(i, end) for i in order for end in (0, 1)]
+    out = torch.zeros(len(texts), 2, device=texts[0].x.device)
     with torch.no_grad():
-        ends = torch.cat([x_emb, b_emb])
-        logits, _ = forward_logits(
-            model,
-            inputs_embeds=ends,
-            attention_mask=batch.attention_mask.repeat(2, 1),
-            token_type_ids=None if batch.token_type_ids is None else batch.token_type_ids.repeat(2, 1),
-        )
-        f = target_output(logits, targets.repeat(2), output)
-    delta = scores.sum(-1) - (f[:bsz] - f[bsz:])
-    return EmbeddingAttribution(scores=scores, delta=delta)
+        for start in range(0, len(rows), internal_batch_size):
+            pack = rows[start : start + internal_batch_size]
+            blocks = [
+                ((texts[i].x if end == 0 else texts[i].base).unsqueeze(0), texts[i].types, texts[i].target)
+                for i, end in pack
+            ]
+            values, _ = _forward_rows(model, blocks, output)
+            for (i, end), v in zip(pack, values):
+                out[i, end] = v
+    return out
+
+
+def _packed_paths(
+    model: nn.Module, texts: list[_PathText], *, steps: int, method: str, internal_batch_size: int, output: Output
+) -> list[torch.Tensor]:
+    """Per text, the IG token scores [T]: (x - x') . sum_k w_k grad f(x' + a_k (x - x')).
+
+    Work items (text, step) are laid out text by text in order of length and cut into packs of at
+    most `internal_batch_size` rows of texts of similar length (`_packs`); each pack is padded only
+    to its own longest text. Padding is masked
+    out of attention, so a text's gradients do not depend on what it is packed with.
+    """
+    alphas, weights = path_nodes(steps, method)
+    device = texts[0].x.device
+    dtype = texts[0].x.dtype
+    alphas = alphas.to(device, dtype)
+    weights = weights.to(device, dtype)
+    order = sorted(range(len(texts)), key=lambda i: texts[i].x.shape[0])
+    grad_sum = [torch.zeros_like(t.x) for t in texts]
+    for runs in _packs(order, [t.x.shape[0] for t in texts], steps, internal_batch_size):
+        blocks = []
+        for i, k0, k1 in runs:
+            t = texts[i]
+            a = alphas[k0:k1].view(-1, 1, 1)
+            blocks.append((t.base.unsqueeze(0) + a * (t.x - t.base).unsqueeze(0), t.types, t.target))
+        with torch.enable_grad():
+            values, emb = _forward_rows(model, blocks, output)
+            (grad,) = torch.autograd.grad(values.sum(), emb)
+        r = 0
+        for i, k0, k1 in runs:
+            n = k1 - k0
+            length = texts[i].x.shape[0]
+            w = weights[k0:k1].view(-1, 1, 1)
+            grad_sum[i] += (grad[r : r + n, :length] * w).sum(0)
+            r += n
+    return [((t.x - t.base) * g).sum(-1) for t, g in zip(texts, grad_sum)]
+
+
+# A text joins a pack only while it is at most this much longer than the pack's shortest text, so
+# at most a fifth of a forward pass is padding.
+PACK_LENGTH_RATIO = 1.25
+
+
+def _packs(
+    order: list[int], lengths: list[int], steps: int, rows: int
+) -> list[list[tuple[int, int, int]]]:
+    """Cut the (text, step) items, texts in `order` (by length), into packs of at most `rows` rows of
+    texts of similar length. Each pack is a list of runs (text, first step, last step + 1)."""
+    packs: list[list[tuple[int, int, int]]] = []
+    current: list[tuple[int, int, int]] = []
+    used = 0
+    shortest = 0
+    for i in order:
+        if current and lengths[i] > PACK_LENGTH_RATIO * shortest:
+            packs.append(current)
+            current, used = [], 0
+        if not current:
+            shortest = lengths[i]
+        k = 0
+        while k < steps:
+            n = min(steps - k, rows - used)
+            current.append((i, k, k + n))
+            used += n
+            k += n
+            if used == rows:
+                packs.append(current)
+                current, used = [], 0
+                shortest = lengths[i]
+    if current:
+        packs.append(current)
+    return packs
 
 
 def grad_x_input(

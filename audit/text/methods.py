@@ -47,6 +47,7 @@ class TextMethodSpec:
     options: tuple[str, ...]
     summary: str
     stochastic: bool = False  # True when a seed would change the scores (none of today's methods)
+    paper: str = ""  # the publication that defines the method, cited once in reports
 
     @property
     def result_options(self) -> tuple[str, ...]:
@@ -60,21 +61,27 @@ class TextMethodSpec:
 
 _SPECS = (
     TextMethodSpec("integrated_gradients", "Integrated Gradients", ("ig_baseline", "ig_steps", "ig_method", "output"),
-                   "path integral of gradients from a baseline text to the input, over the word embeddings"),
+                   "path integral of gradients from a baseline text to the input, over the word embeddings",
+                   paper='Sundararajan, Taly & Yan (2017). Axiomatic Attribution for Deep Networks. ICML.'),
     TextMethodSpec("grad_x_input", "Gradient × Input", ("output",),
-                   "gradient of the output times the word embedding"),
+                   "gradient of the output times the word embedding",
+                   paper='Shrikumar, Greenside, Shcherbina & Kundaje (2016). Not Just a Black Box: Learning Important Features Through Propagating Activation Differences. arXiv:1605.01713.'),
     TextMethodSpec("attention", "Attention ([CLS], last layer)", (),
                    "attention paid by [CLS] to each token in the last layer, heads averaged"),
     TextMethodSpec("attention_rollout", "Attention rollout", (),
-                   "attention multiplied through the layers with the residual path (Abnar & Zuidema 2020)"),
+                   "attention multiplied through the layers with the residual path (Abnar & Zuidema 2020)",
+                   paper='Abnar & Zuidema (2020). Quantifying Attention Flow in Transformers. ACL.'),
     TextMethodSpec("attention_flow", "Attention flow", (),
-                   "max-flow from each token to [CLS] through the attention graph (short texts only)"),
+                   "max-flow from each token to [CLS] through the attention graph (short texts only)",
+                   paper='Abnar & Zuidema (2020). Quantifying Attention Flow in Transformers. ACL.'),
     TextMethodSpec("occlusion", "Occlusion (leave one out)", ("occlusion_replacement", "output"),
-                   "change of the output when a token or word is removed or replaced"),
+                   "change of the output when a token or word is removed or replaced",
+                   paper='Zeiler & Fergus (2014). Visualizing and Understanding Convolutional Networks. ECCV.'),
     # The Partition explainer walks a fixed token hierarchy: no sampling, so no seed. It expands that
     # hierarchy shap_batch_size nodes at a time until max_evals is spent, so the batch size is a result option.
     TextMethodSpec("shap", "SHAP (Partition)", ("shap_max_evals", "shap_batch_size", "output"),
-                   "Owen values over the text masker's token hierarchy, from the shap library"),
+                   "Owen values over the text masker's token hierarchy, from the shap library",
+                   paper='Lundberg & Lee (2017). A Unified Approach to Interpreting Model Predictions. NeurIPS.'),
 )
 TEXT_METHOD_SPECS: dict[str, TextMethodSpec] = {s.name: s for s in _SPECS}
 

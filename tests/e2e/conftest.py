@@ -82,7 +82,22 @@ def page(browser, request):
     yield pg
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        # CI keeps only the console: show what the page said when the test gave up.
+        try:
+            print("--- page text at failure ---\n" + pg.inner_text("body", timeout=5000)[-4000:])
+        except Exception as exc:  # noqa: BLE001 - diagnostics only, the test has already failed
+            print(f"(page text unavailable: {exc})")
     ctx.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # noqa: ANN001 - pytest hook
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call":
+        item.rep_call = rep
 
 
 @pytest.fixture()

@@ -39,9 +39,19 @@ def test_admin_previews_and_imports_a_reference_set(page, login, tmp_path):
     inputs = page.locator('input[type="file"]')
     inputs.nth(0).set_input_files(str(zpath))
     inputs.nth(1).set_input_files(str(cpath))
+    # An uploader lists its file once the upload has reached the server; a form submitted before both
+    # uploads finished sees one of them missing, so wait for both names.
+    page.get_by_text("shapes.zip").wait_for()
     page.get_by_text("index.csv").wait_for()
-    page.get_by_role("button", name="Check and preview").click()
-    page.get_by_text("6 samples pass validation", exact=False).wait_for()
+    passed = page.get_by_text("6 samples pass validation", exact=False)
+    missing = page.get_by_text("upload the zip of images and its CSV index")
+    for _ in range(3):
+        page.get_by_role("button", name="Check and preview").click()
+        passed.or_(missing).first.wait_for()
+        if passed.count():
+            break
+        page.wait_for_timeout(2000)
+    passed.wait_for()
     page.get_by_text("Nothing is stored until you import", exact=False).wait_for()
     page.get_by_role("button", name="Import").click()
     page.get_by_text("stored 6 samples as 'browser-shapes'", exact=False).wait_for()

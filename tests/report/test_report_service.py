@@ -26,6 +26,7 @@ SECTION_TITLES = ["Executive summary", "Intended use and model description", "Da
                   "Drift against the previous version", "Limitations", "Sign-off",
                   "Appendix: manifest and library versions"]
 AUDITOR = Principal("alice", "auditor")
+SIGNER = Principal("bob", "auditor")  # four-eyes: never the principal that generated the report
 VIEWER = Principal("victor", "viewer")
 
 
@@ -126,6 +127,10 @@ def test_report_numbers_match_the_stored_results(tiny_reports, tmp_path, pdf, mo
         assert (run.kind, run.status, run.error) == ("report", "succeeded", None)
         assert {"gather", "render", "total_s"} <= set(run.timings)
     assert "Version 2 compared with 1" in flat
+    # Methods are named as people say them; each paper behind them is cited once, in the appendix.
+    assert "Integrated Gradients" in flat and "Grad-CAM++" in flat and "gradcam_pp" not in flat.split("Report parameters")[0]
+    for author in ("Sundararajan", "Selvaraju", "Adebayo", "Kim, Wattenberg"):
+        assert flat.count(author) == 1, author
     # The appendix pins the stored results by hash.
     assert drift[0].artifact_sha256 in flat and tiny_reports["tcav"].pin in flat
     kinds_first = [e["kind"] for e in get_report(info["id"])["manifest"]["entries"]]
@@ -173,24 +178,26 @@ def test_signoff_is_recorded_once_and_the_file_is_verified(tiny_reports, tmp_pat
     with pytest.raises(PermissionDenied):
         sign_report(info["id"], decision="approved", reason="ok", actor=VIEWER)
     with pytest.raises(ReportError, match="reason"):
-        sign_report(info["id"], decision="approved", reason="  ", actor=AUDITOR)
+        sign_report(info["id"], decision="approved", reason="  ", actor=SIGNER)
     with pytest.raises(ReportError, match="decision"):
-        sign_report(info["id"], decision="maybe", reason="x", actor=AUDITOR)
-    out = sign_report(info["id"], decision="approved", reason="meets the thresholds", actor=AUDITOR)
+        sign_report(info["id"], decision="maybe", reason="x", actor=SIGNER)
+    with pytest.raises(PermissionDenied, match="may not sign"):
+        sign_report(info["id"], decision="approved", reason="my own report", actor=AUDITOR)
+    out = sign_report(info["id"], decision="approved", reason="meets the thresholds", actor=SIGNER)
     assert out["status"] == "approved" and get_version("tiny", "2")["status"] == "approved"
     with transaction() as s:
         so = s.scalars(select(SignOff)).one()
-        assert (so.report_id, so.decision, so.signed_by, so.reason) == (info["id"], "approved", "alice",
+        assert (so.report_id, so.decision, so.signed_by, so.reason) == (info["id"], "approved", "bob",
                                                                        "meets the thresholds")
         assert s.get(Report, info["id"]).signed
     entry = _log("report.sign")[0]
     details = json.loads(entry.details)
-    assert entry.actor == "alice" and details["sha256"] == info["sha256"] and details["status_to"] == "approved"
+    assert entry.actor == "bob" and details["sha256"] == info["sha256"] and details["status_to"] == "approved"
     with pytest.raises(ReportError, match="already signed"):
-        sign_report(info["id"], decision="rejected", reason="changed my mind", actor=AUDITOR)
+        sign_report(info["id"], decision="rejected", reason="changed my mind", actor=SIGNER)
     second = generate_report("tiny", "2", compute_missing=False, actor=AUDITOR)
     with pytest.raises(ReportError, match="already approved"):
-        sign_report(second["id"], decision="rejected", reason="second opinion", actor=AUDITOR)
+        sign_report(second["id"], decision="rejected", reason="second opinion", actor=SIGNER)
     listed = list_reports(family="tiny", version="2")
     assert [r["id"] for r in listed] == [second["id"], info["id"]]
     assert listed[1]["signoff"]["decision"] == "approved" and listed[0]["signoff"] is None
@@ -217,7 +224,8 @@ def test_cli_report_prints_the_hash_of_the_file(tiny_reports, tmp_path, capsys):
     assert printed[0] == hashlib.sha256(out.read_bytes()).hexdigest() == list_reports()[0]["sha256"]
     assert main(["report", "--family", "tiny", "--version", "1", "--out", str(tmp_path / "no" / "x.pdf")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    rid = list_reports()[0]["id"]
+    # The shell operator generated the CLI report; four-eyes: the operator signs one that an auditor generated.
+    rid = generate_report("tiny", "1", compute_missing=False, actor=AUDITOR)["id"]
     assert main(["report-sign", "--report-id", str(rid), "--decision", "rejected", "--reason", "toy"]) == 0
     assert "is now rejected" in capsys.readouterr().out
     assert main(["report-sign", "--report-id", str(rid), "--decision", "approved", "--reason", "again"]) == 2

@@ -22,5 +22,11 @@ def test_text_model_report(tiny_text_reports, tmp_path, pdf):
     statuses = {f["check"]: f["status"] for f in info["findings"]}
     assert statuses["text probe flip rate <= 0.05"] == ("pass" if probe["flip_rate"] <= 0.05 else "fail")
     assert statuses["IG completeness gap"] == "info"
+    # ERASER faithfulness of the report's token attributions, by method label, its paper cited once.
+    assert statuses["ERASER comprehensiveness / sufficiency"] == "info"
+    assert "ERASER faithfulness on the" in flat and "Comprehensiveness Sufficiency" in flat
+    refs = flat.split("References: the publication")[0]
+    assert refs.count("DeYoung") == 1 and "ERASER: A Benchmark" in refs, refs[-800:]
+    assert "Gradient × Input" in flat or "Gradient x Input" in flat
     pages = pdf.page_images(path, tmp_path)
     assert len(pages) == info["pages"] and all(p.std() > 8 for p in pages)

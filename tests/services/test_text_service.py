@@ -162,3 +162,20 @@ def test_method_labels_come_from_the_specs():
     assert labels["integrated_gradients"] == "Integrated Gradients"
     assert describe_parameters("occlusion", {"occlusion_replacement": "mask", "output": "logit", "max_length": None}) \
         == "replacement mask · explains logit"
+
+
+def test_text_faithfulness_of_a_stored_entry_matches_the_engine(tiny_text):
+    from audit.services.text import text_faithfulness
+    from audit.text.eraser import eraser_scores
+
+    entry = explain_texts("tiny-text", "1", [TEXT], methods=["integrated_gradients", "grad_x_input"], target=1,
+                          options={"ig_steps": 8})[0]
+    got = text_faithfulness("tiny-text", "1", entry)
+    handle = handle_for("tiny-text", "1")
+    direct = attribute_text(handle.module, handle.tokenizer, [TEXT], targets=[1],
+                            methods=["integrated_gradients", "grad_x_input"], ig_steps=8)
+    want = eraser_scores(handle.module, direct, ["integrated_gradients", "grad_x_input"],
+                         pad_id=handle.tokenizer.pad_token_id)
+    for m in ("integrated_gradients", "grad_x_input"):
+        assert abs(got[m]["comprehensiveness"] - want[m].comprehensiveness) < 1e-5
+        assert abs(got[m]["sufficiency"] - want[m].sufficiency) < 1e-5

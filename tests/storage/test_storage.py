@@ -14,7 +14,8 @@ from storage.orm import AuditLogEntry, Explanation, ModelFamily, ModelVersion
 from storage.repositories import ExplanationRepository, ModelRepository
 
 EXPECTED_TABLES = {"users", "model_families", "model_versions", "datasets", "samples", "runs", "explanations",
-                   "analysis_results", "reports", "signoffs", "audit_log", "alembic_version"}
+                   "analysis_results", "reports", "signoffs", "audit_log", "alembic_version", "jobs",
+                   "audit_checkpoints", "settings", "sessions", "identities"}
 
 
 def _version(fam: ModelFamily, v: str) -> ModelVersion:
@@ -26,7 +27,7 @@ def test_migration_from_empty_creates_every_table(db):
     tables = set(inspect(get_engine()).get_table_names())
     assert EXPECTED_TABLES <= tables
     with get_engine().connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0005"
 
 
 def test_sqlite_runs_with_wal_and_foreign_keys(audit_home):
@@ -113,7 +114,7 @@ def test_audit_log_chain_verifies(db):
     _log_three()
     with transaction() as s:
         report = auditlog.verify(s)
-    assert report.ok and report.checked == 3
+    assert report.ok and report.checked == 4  # the genesis event written by the migration, then three
 
 
 @pytest.mark.parametrize("tamper", ["edit", "delete", "insert"])

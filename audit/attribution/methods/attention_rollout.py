@@ -154,6 +154,7 @@ class AttentionRollout(AttributionMethod):
     name = "attention_rollout"
     listing = 150
     label = "Attention rollout"
+    paper = 'Abnar & Zuidema (2020). Quantifying Attention Flow in Transformers. ACL.'
     family = "attention"
 
     @classmethod

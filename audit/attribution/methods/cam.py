@@ -19,6 +19,7 @@ class CAM(CamMethod):
     name = "cam"
     listing = 70
     label = "CAM"
+    paper = 'Zhou, Khosla, Lapedriza, Oliva & Torralba (2016). Learning Deep Features for Discriminative Localization. CVPR.'
     needs_layer = False
     needs_cam_features = True
 

@@ -14,6 +14,7 @@ class GradXInput(GradientMethod):
     name = "grad_x_input"
     listing = 20
     label = "Gradient × Input"
+    paper = 'Shrikumar, Greenside, Shcherbina & Kundaje (2016). Not Just a Black Box: Learning Important Features Through Propagating Activation Differences. arXiv:1605.01713.'
     fused = True
     needs_input_grad = True
 

@@ -12,6 +12,7 @@ class GradCAM(CamMethod):
     name = "gradcam"
     listing = 80
     label = "Grad-CAM"
+    paper = 'Selvaraju, Cogswell, Das, Vedantam, Parikh & Batra (2017). Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization. ICCV.'
     needs_layer_grad = True
 
     def channel_weights(self, ctx: ExplainContext, acts: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ class GradCAMPlusPlus(CamMethod):
     name = "gradcam_pp"
     listing = 90
     label = "Grad-CAM++"
+    paper = 'Chattopadhyay, Sarkar, Howlader & Balasubramanian (2018). Grad-CAM++: Generalized Gradient-Based Visual Explanations for Deep Convolutional Networks. WACV.'
     options = (GRADCAM_PP_EXP_SCORE,)
     needs_layer_grad = True
 

@@ -91,6 +91,7 @@ class IntegratedGradients(GradientMethod):
     name = "integrated_gradients"
     listing = 60
     label = "Integrated Gradients"
+    paper = 'Sundararajan, Taly & Yan (2017). Axiomatic Attribution for Deep Networks. ICML.'
     # seed and blur_sigma: the 'uniform' and 'blur' baselines use them
     options = (IG_STEPS, IG_METHOD, BASELINE, IG_TOLERANCE, IG_MAX_STEPS, BLUR_SIGMA, SEED, *INFERENCE_PATH)
     diagnostics = ("completeness_delta", "ig_steps_used")

@@ -78,6 +78,7 @@ class LIME(PerturbationMethod):
     name = "lime"
     listing = 130
     label = "LIME"
+    paper = 'Ribeiro, Singh & Guestrin (2016). "Why Should I Trust You?": Explaining the Predictions of Any Classifier. KDD.'
     # seed and blur_sigma also reach 'uniform' and 'blur' fills
     options = (LIME_SAMPLES, LIME_SEGMENTS, LIME_COMPACTNESS, LIME_KERNEL_WIDTH, LIME_ALPHA, LIME_HIDE,
                BLUR_SIGMA, SEED, *INFERENCE_PATH)

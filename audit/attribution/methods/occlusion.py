@@ -53,6 +53,7 @@ class Occlusion(PerturbationMethod):
     name = "occlusion"
     listing = 110
     label = "Occlusion"
+    paper = 'Zeiler & Fergus (2014). Visualizing and Understanding Convolutional Networks. ECCV.'
     # seed and blur_sigma: the 'uniform' and 'blur' fills use them
     options = (OCCLUSION_WINDOW, OCCLUSION_STRIDE, OCCLUSION_BASELINE, BLUR_SIGMA, SEED, *INFERENCE_PATH)
 

@@ -55,6 +55,7 @@ class RISE(PerturbationMethod):
     name = "rise"
     listing = 120
     label = "RISE"
+    paper = 'Petsiuk, Das & Saenko (2018). RISE: Randomized Input Sampling for Explanation of Black-box Models. BMVC.'
     options = (RISE_MASKS, RISE_CELLS, RISE_P, SEED, *INFERENCE_PATH)
     stochastic = True
 

@@ -17,6 +17,7 @@ class Saliency(GradientMethod):
     name = "saliency"
     listing = 10
     label = "Saliency"
+    paper = 'Simonyan, Vedaldi & Zisserman (2014). Deep Inside Convolutional Networks: Visualising Image Classification Models and Saliency Maps. ICLR Workshop.'
     options = (SALIENCY_ABS,)
     fused = True
     needs_input_grad = True

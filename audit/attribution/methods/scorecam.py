@@ -32,6 +32,7 @@ class ScoreCAM(CamMethod):
     name = "scorecam"
     listing = 100
     label = "Score-CAM"
+    paper = 'Wang, Wang, Du, Yang, Zhang, Ding, Mardziel & Hu (2020). Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks. CVPR Workshops.'
     options = (SCORECAM_WEIGHTS, SCORECAM_MAX_CHANNELS, *INFERENCE_PATH)
 
     @classmethod

@@ -54,6 +54,7 @@ class SHAP(GradientMethod):
     name = "shap"
     listing = 140
     label = "SHAP"
+    paper = 'Lundberg & Lee (2017). A Unified Approach to Interpreting Model Predictions. NeurIPS.'
     # blur_sigma: the default references include the blurred input
     options = (SHAP_SAMPLES, SHAP_BACKGROUND, BLUR_SIGMA, SEED, *INFERENCE_PATH)
     stochastic = True

@@ -60,6 +60,7 @@ class SmoothGrad(GradientMethod):
     name = "smoothgrad"
     listing = 30
     label = "SmoothGrad"
+    paper = 'Smilkov, Thorat, Kim, Viegas & Wattenberg (2017). SmoothGrad: removing noise by adding noise. arXiv:1706.03825.'
     options = (SG_SAMPLES, SG_STDEV, SEED, *INFERENCE_PATH)
     stochastic = True
     aggregate: ClassVar[str] = "mean"
@@ -95,6 +96,7 @@ class SmoothGradSquared(SmoothGrad):
     name = "smoothgrad_sq"
     listing = 40
     label = "SmoothGrad²"
+    paper = 'Hooker, Erhan, Kindermans & Kim (2019). A Benchmark for Interpretability Methods in Deep Neural Networks. NeurIPS.'
     aggregate = "square"
 
 
@@ -102,4 +104,5 @@ class VarGrad(SmoothGrad):
     name = "vargrad"
     listing = 50
     label = "VarGrad"
+    paper = 'Adebayo, Gilmer, Goodfellow & Kim (2018). Local Explanation Methods for Deep Neural Networks Lack Sensitivity to Parameter Values. ICLR Workshop.'
     aggregate = "variance"

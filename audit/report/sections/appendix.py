@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from audit.env import library_versions
 from audit.report.content import ManifestEntry, Section, Table
+from audit.report.naming import references
 from audit.report.sections.base import new_section
 
 RENDERING_LIBRARIES = ("reportlab", "matplotlib")
@@ -27,8 +28,13 @@ def report_libraries() -> dict[str, str]:
 
 
 def appendix_section(manifest: Sequence[ManifestEntry], libraries: Mapping[str, str],
-                     parameters: Mapping[str, Any]) -> Section:
+                     parameters: Mapping[str, Any], *, cited: Sequence[str] = ()) -> Section:
+    """``cited``: identifiers of the methods and analyses the report used; each paper is listed once."""
     sec = new_section("appendix")
+    refs = references(cited)
+    if refs:
+        sec.add(Table(["Method or analysis", "Reference"], [[what, paper] for what, paper in refs],
+                      widths=[0.28, 0.72], caption="References: the publication behind each method and analysis."))
     sec.text("Every stored result this report used, with the hash that pins it: artifact SHA-256 for models, "
              "explanation maps and stored arrays; content hash for reference sets; parameter hash for analyses "
              "without an artifact; SHA-256 of the values for results computed at report time.", "note")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from audit.report.naming import method_label, method_labels
 from audit.report import figures as figs
 from audit.report.content import Figure, Section, Table
 from audit.report.sections.base import ModelFacts, fmt, new_section
@@ -42,12 +43,12 @@ def drift_section(model: ModelFacts, assessment: Optional[DriftAssessment], *, n
     if a.flags:
         sec.text("Flags: " + "; ".join(a.flags))
     return sec.find(AREA, f"explanations stable against version {parent}", "fail" if a.flagged else "pass",
-                    f"{len(a.flags)} flag(s); methods: {', '.join(a.flagged_methods) or 'none'}" if a.flagged
+                    f"{len(a.flags)} flag(s); methods: {', '.join(method_labels(a.flagged_methods)) or 'none'}" if a.flagged
                     else "no drift flagged")
 
 
 def _methods(sec: Section, a: DriftAssessment, parent: str, version: str) -> None:
-    rows = [[m, fmt(d.rank_correlation.get("mean")), fmt(d.rank_correlation.get("median")),
+    rows = [[method_label(m), fmt(d.rank_correlation.get("mean")), fmt(d.rank_correlation.get("median")),
              fmt(d.rank_correlation.get("p10")), fmt(d.topk_iou.get("mean")), fmt(d.ssim.get("mean")),
              "FLAG" if d.flagged else "ok"] for m, d in a.methods.items()]
     sec.add(Table(["Method", "Rank corr. mean", "Rank corr. median", "Rank corr. p10", "Top-k IoU mean",

@@ -9,6 +9,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from audit.report.naming import method_label, method_labels
 from audit.report import figures as figs
 from audit.report.content import Figure, Section, Table
 from audit.report.sections.base import Gap, ModelFacts, SampleChoice, digest, fmt, new_section
@@ -69,10 +70,11 @@ def _images(sec: Section, ev: ImageExplanations) -> Section:
 
     for ref in ev.references:
         sec.cite("explanation", ref.id, ref.sha256,
-                 f"{ref.method} map, target {ref.target}, sample {ref.sample_sha256[:12]}")
+                 f"{method_label(ref.method)} map, target {ref.target}, sample {ref.sample_sha256[:12]}")
     methods = ev.methods
     display = {m: normalize_for_display(torch.as_tensor(a), mode="abs").numpy() for m, a in ev.maps.items()}
-    sec.text(f"Maps explain each sample's predicted class with {', '.join(methods)} (Integrated Gradients with "
+    sec.text(f"Maps explain each sample's predicted class with {', '.join(method_labels(methods))} "
+             f"(Integrated Gradients with "
              f"{ev.ig_steps} steps, zero baseline). Heat maps share one display scale: magnitude, "
              "divided by each map's 99th percentile and clipped.")
     for kind, label in (("representative", "Representative samples: correctly classified with high confidence."),
@@ -82,7 +84,8 @@ def _images(sec: Section, ev: ImageExplanations) -> Section:
             sec.text(f"No {kind} samples in the reference set.", "note")
             continue
         png = figs.explanation_grid([ev.images[i] for i in idx], [{m: display[m][i] for m in methods} for i in idx],
-                                    [ev.choice.titles[i] for i in idx], methods)
+                                    [ev.choice.titles[i] for i in idx], methods,
+                                    column_titles=method_labels(methods))
         sec.add(Figure(png, label, 16.0))
     if not ev.cam_layer:
         sec.text("Grad-CAM and Grad-CAM++ are left out: the model has no convolutional layer to explain.", "note")

@@ -1,16 +1,19 @@
 """Section "Explanation quality": deletion/insertion faithfulness against a random map and the
-model-randomisation sanity check (images); Integrated Gradients completeness (texts)."""
+model-randomisation sanity check and localisation on declared regions (images); Integrated Gradients
+completeness and ERASER comprehensiveness/sufficiency (texts)."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from audit.report.naming import method_label
 from audit.report import figures as figs
 from audit.report.checks import KIND, RANDOM_MAP, ExplanationQuality
 from audit.report.content import Figure, Section, Table
-from audit.report.sections.base import Gap, ModelFacts, fmt, new_section
+from audit.report.sections.base import Gap, ModelFacts, digest, fmt, new_section
+from audit.report.sections.localisation import LocalisationEvidence, add_localisation
 from audit.results.base import StoredResult
 
 AREA = "Explanation quality"
@@ -18,7 +21,9 @@ AREA = "Explanation quality"
 
 def quality_section(model: ModelFacts, *, quality: Optional[ExplanationQuality] = None,
                     stored: Optional[StoredResult] = None, text_gaps: Optional[Sequence[float]] = None,
-                    gap: Optional[Gap] = None, curve_steps: int = 20) -> Section:
+                    gap: Optional[Gap] = None, curve_steps: int = 20,
+                    localisation: Optional[LocalisationEvidence] = None,
+                    text_eraser: Optional[Mapping[str, Any]] = None) -> Section:
     """``quality`` with the ``stored`` result it was read from (images); ``text_gaps``: |IG completeness
     gap| of each explained text; ``gap``: why the image checks are missing."""
     sec = new_section("quality")
@@ -31,6 +36,8 @@ def quality_section(model: ModelFacts, *, quality: Optional[ExplanationQuality] 
                      f"{np.mean(gaps):.4f}, largest {np.max(gaps):.4f} (logit units; 0 means the attributions add "
                      "up exactly to the change in the model's output).")
             sec.find(AREA, "IG completeness gap", "info", f"mean |gap| {np.mean(gaps):.4f}")
+            if text_eraser:
+                _eraser(sec, text_eraser)
             return sec
         sec.lack("No token attributions were computed.", "regenerate the report without --no-compute.")
         return sec.find(AREA, "faithfulness", "missing", "no token attributions")
@@ -44,6 +51,10 @@ def quality_section(model: ModelFacts, *, quality: Optional[ExplanationQuality] 
         sec.cite(KIND, stored.id, stored.pin, "deletion/insertion curves and sanity check")
     _faithfulness(sec, quality, curve_steps)
     _sanity(sec, quality)
+    if localisation is not None:
+        add_localisation(sec, localisation)
+        sec.cite("localisation", None, digest({m: list(v) for m, v in localisation.scores.items()}),
+                 f"relevance mass and pointing game on {len(localisation.samples)} samples with regions")
     return sec
 
 
@@ -53,8 +64,8 @@ def _faithfulness(sec: Section, q: ExplanationQuality, curve_steps: int) -> None
     for m in methods:
         beats = q.beats_random(m)
         if not beats:
-            worse.append(m)
-        rows.append([m, fmt(q.deletion_auc.get(m)), fmt(q.insertion_auc.get(m)), "yes" if beats else "no"])
+            worse.append(method_label(m))
+        rows.append([method_label(m), fmt(q.deletion_auc.get(m)), fmt(q.insertion_auc.get(m)), "yes" if beats else "no"])
     rows.append(["random map (reference)", fmt(q.deletion_auc.get(RANDOM_MAP)), fmt(q.insertion_auc.get(RANDOM_MAP)),
                  "-"])
     sec.text(f"Faithfulness on the {q.samples} explained samples: the most relevant pixels are removed "
@@ -82,13 +93,13 @@ def _sanity(sec: Section, q: ExplanationQuality) -> None:
                    "trained model's maps as layers are randomised from the output down. A method whose maps "
                    "stay similar does not depend on what the model learned.", 12.0))
     sec.add(Table(["Method", "Correlation after full randomisation", "Verdict"],
-                  [[m, fmt(v[-1] if v else None), _verdict(san, m)] for m, v in san.correlations.items()],
+                  [[method_label(m), fmt(v[-1] if v else None), _verdict(san, m)] for m, v in san.correlations.items()],
                   widths=[0.3, 0.3, 0.4],
                   caption=f"changed: correlation below {san.threshold} (passes); unchanged: at or above it; "
                           "undefined: a trained or randomised map is constant, so no rank correlation exists "
                           "(a failure, never read as changed)."))
-    unchanged = [m for m in flagged if san.status.get(m, "unchanged") == "unchanged"]
-    undefined = [m for m in flagged if san.status.get(m) == "undefined"]
+    unchanged = [method_label(m) for m in flagged if san.status.get(m, "unchanged") == "unchanged"]
+    undefined = [method_label(m) for m in flagged if san.status.get(m) == "undefined"]
     parts = ([f"insensitive to the model: {', '.join(unchanged)}"] if unchanged else []) + \
             ([f"undefined (constant maps): {', '.join(undefined)}"] if undefined else [])
     sec.find(AREA, "sanity check (model randomisation)", "fail" if flagged else "pass",
@@ -100,3 +111,20 @@ def _verdict(san, method: str) -> str:  # noqa: ANN001 - a SanityOutcome
     if status is None:  # stored before statuses were recorded
         return "flagged" if san.flagged.get(method) else "changed"
     return status
+
+
+def _eraser(sec: Section, scores: Mapping[str, Any]) -> None:
+    """ERASER comprehensiveness (higher is better) and sufficiency (lower is better), AOPC over top-k% bins."""
+    first = next(iter(scores.values()))
+    bins = ", ".join(f"{float(b) * 100:g}%" for b in first.per_bin)
+    sec.text(f"ERASER faithfulness on the {first.texts} explained texts (AOPC over the top {bins} of tokens): "
+             "comprehensiveness is the drop in the explained class's probability when those tokens are deleted "
+             "(higher: the map found what the model uses); sufficiency the drop when only they are kept (lower: "
+             "they suffice).")
+    sec.add(Table(["Method", "Comprehensiveness", "Sufficiency"],
+                  [[method_label(m), fmt(e.comprehensiveness), fmt(e.sufficiency)] for m, e in scores.items()],
+                  widths=[0.4, 0.3, 0.3]))
+    best = max(scores.values(), key=lambda e: e.comprehensiveness)
+    sec.find(AREA, "ERASER comprehensiveness / sufficiency", "info",
+             f"{method_label(best.method)}: comprehensiveness {best.comprehensiveness:.3f}, "
+             f"sufficiency {best.sufficiency:.3f}")

@@ -1,0 +1,180 @@
+"""Server-side sign-in sessions: a random token in the browser's cookie, only its SHA-256 in the database.
+
+A session expires after ``AUDIT_SESSION_HOURS`` (default 12) and is revoked by sign-out, a password reset,
+disabling the user or unmapping the single sign-on identity it came from. The cookie value is the token and
+an HMAC of it under a key kept outside the database, so a tampered cookie is refused before any lookup.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from audit.services.auth import Principal, require
+from storage import auditlog
+from storage.db import audit_home, transaction
+from storage.orm import User, utcnow
+from storage.orm_sessions import SignInSession
+from storage.repositories import UserRepository
+
+COOKIE_NAME = "audit_session"
+SESSION_HOURS_ENV = "AUDIT_SESSION_HOURS"
+SESSION_KEY_ENV = "AUDIT_SESSION_KEY"
+DEFAULT_SESSION_HOURS = 12.0
+KEY_FILE = "session.key"
+
+ERR_HOURS = "AUDIT_SESSION_HOURS must be a number of hours between 0.01 and 720, got {!r}"
+ERR_INACTIVE = "user {!r} does not exist or is disabled; no session was created"
+
+
+def session_hours() -> float:
+    """How long a new session stays valid, from ``AUDIT_SESSION_HOURS``."""
+    raw = os.environ.get(SESSION_HOURS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SESSION_HOURS
+    try:
+        hours = float(raw)
+    except ValueError:
+        raise ValueError(ERR_HOURS.format(raw)) from None
+    if not 0.01 <= hours <= 720:
+        raise ValueError(ERR_HOURS.format(raw))
+    return hours
+
+
+def _key_path() -> Path:
+    return audit_home() / "keys" / KEY_FILE
+
+
+@lru_cache(maxsize=8)
+def _file_key(path: str) -> bytes:
+    p = Path(path)
+    if not p.exists():
+        p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # O_EXCL: two processes starting at once must not each write a different key.
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+    key = p.read_text().strip()
+    if len(key) < 32:
+        raise ValueError(f"{p}: the session key is too short (delete the file to generate a new one)")
+    return key.encode()
+
+
+def _signing_key() -> bytes:
+    env = os.environ.get(SESSION_KEY_ENV, "").strip()
+    if env:
+        if len(env) < 32:
+            raise ValueError(f"{SESSION_KEY_ENV} must be at least 32 characters")
+        return env.encode()
+    return _file_key(str(_key_path()))
+
+
+def _signature(token: str) -> str:
+    mac = hmac.new(_signing_key(), token.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _token_of(cookie: str | None) -> str | None:
+    """The token inside a cookie value whose signature checks out, else None."""
+    if not cookie or not isinstance(cookie, str) or cookie.count(".") != 1 or len(cookie) > 200:
+        return None
+    token, sig = cookie.split(".")
+    if not token or not hmac.compare_digest(sig, _signature(token)):
+        return None
+    return token
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes although they were written in UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def create_session(principal: Principal, *, via: str = "password", identity_id: int | None = None) -> str:
+    """Open a session for a user who has just proven who they are; returns the cookie value (shown once)."""
+    hours = session_hours()
+    token = secrets.token_urlsafe(32)
+    with transaction() as s:
+        user = UserRepository(s).get(principal.username)
+        if user is None or not user.active:
+            raise ValueError(ERR_INACTIVE.format(principal.username))
+        now = utcnow()
+        s.add(SignInSession(token_sha256=token_hash(token), user_id=user.id, via=via, identity_id=identity_id,
+                            created_at=now, expires_at=now + timedelta(hours=hours)))
+    return f"{token}.{_signature(token)}"
+
+
+def resolve_session(cookie: str | None) -> Principal | None:
+    """The user a cookie signs in, with the role they hold now; None when the cookie is missing, tampered,
+    unknown, expired or revoked, or the user was disabled."""
+    token = _token_of(cookie)
+    if token is None:
+        return None
+    with transaction() as s:
+        row = s.scalars(select(SignInSession).where(SignInSession.token_sha256 == token_hash(token))).first()
+        if row is None or row.revoked_at is not None or _aware(row.expires_at) <= utcnow():
+            return None
+        user = s.get(User, row.user_id)
+        if user is None or not user.active:
+            return None
+        return Principal(user.username, user.role)
+
+
+def revoke(cookie: str | None, *, reason: str = "sign-out") -> bool:
+    """End the session a cookie carries (sign-out); True when a live session was ended."""
+    token = _token_of(cookie)
+    if token is None:
+        return False
+    with transaction() as s:
+        row = s.scalars(select(SignInSession).where(SignInSession.token_sha256 == token_hash(token))).first()
+        if row is None or row.revoked_at is not None:
+            return False
+        row.revoked_at = utcnow()
+        row.revoked_reason = reason
+        user = s.get(User, row.user_id)
+        name = user.username if user is not None else "?"
+        auditlog.append(s, actor=name, action="logout", subject=name, details={"session": row.id, "via": row.via})
+    return True
+
+
+def revoke_user_sessions(s: Session, user_id: int, *, reason: str, identity_id: int | None = None) -> int:
+    """Revoke every live session of a user (or only those opened through one identity) inside the caller's
+    transaction; returns how many were revoked."""
+    stmt = (update(SignInSession)
+            .where(SignInSession.user_id == user_id, SignInSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow(), revoked_reason=reason))
+    if identity_id is not None:
+        stmt = stmt.where(SignInSession.identity_id == identity_id)
+    return s.execute(stmt).rowcount or 0
+
+
+def list_sessions(*, actor: Principal, username: str | None = None) -> list[dict[str, object]]:
+    """Live (unexpired, unrevoked) sessions, newest first; administrators only."""
+    require(actor, "manage_users")
+    now = utcnow()
+    with transaction() as s:
+        stmt = (select(SignInSession, User.username).join(User, User.id == SignInSession.user_id)
+                .where(SignInSession.revoked_at.is_(None)).order_by(SignInSession.id.desc()))
+        if username is not None:
+            stmt = stmt.where(User.username == username)
+        return [{"id": row.id, "username": name, "via": row.via, "created_at": _aware(row.created_at),
+                 "expires_at": _aware(row.expires_at)}
+                for row, name in s.execute(stmt) if _aware(row.expires_at) > now]

@@ -1,0 +1,98 @@
+"""ERASER faithfulness of token attributions (DeYoung et al. 2020): comprehensiveness and sufficiency,
+each averaged over top-k% bins (AOPC), computed by deleting tokens from the input ids.
+
+Comprehensiveness: p(target | text) - p(target | text without its top-k% tokens); higher is better.
+Sufficiency: p(target | text) - p(target | only its top-k% tokens); lower is better. Special tokens
+([CLS], [SEP]) always stay; the rest keep their order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .core import TokenAttribution
+
+ERASER_BINS: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20, 0.50)
+BAD_BINS = "bins must be fractions in (0, 1], e.g. (0.01, 0.05, 0.1, 0.2, 0.5)"
+NO_SCORES = "the attribution of text {i} has no scores for {method!r}; compute that method first"
+
+
+@dataclass
+class EraserScores:
+    """AOPC comprehensiveness and sufficiency of one method, averaged over texts, with the per-bin means."""
+
+    method: str
+    comprehensiveness: float
+    sufficiency: float
+    texts: int
+    per_bin: dict[float, tuple[float, float]] = field(default_factory=dict)  # bin -> (comp, suff)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "comprehensiveness": self.comprehensiveness, "sufficiency": self.sufficiency,
+                "texts": self.texts, "per_bin": {str(k): list(v) for k, v in self.per_bin.items()}}
+
+
+def _variants(a: TokenAttribution, scores: torch.Tensor, bins: Sequence[float]) -> list[list[int]]:
+    """For each bin: the ids without the top tokens, then the ids with only them (and the special tokens)."""
+    content = [i for i, s in enumerate(a.special) if not s]
+    order = sorted(content, key=lambda i: (-float(scores[i]), i))
+    out = []
+    for k in bins:
+        top = set(order[:max(1, math.ceil(k * len(content)))]) if content else set()
+        out.append([t for i, t in enumerate(a.token_ids) if i not in top])
+        out.append([t for i, t in enumerate(a.token_ids) if i in top or a.special[i]])
+    return out
+
+
+@torch.no_grad()
+def _probabilities(model: nn.Module, seqs: list[list[int]], target: int, pad_id: int, device: torch.device) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[r, :len(s)] = 1
+    out = model(input_ids=ids.to(device), attention_mask=mask.to(device))
+    logits = out.logits if hasattr(out, "logits") else out
+    return torch.softmax(logits.float(), dim=-1)[:, target].cpu()
+
+
+def eraser_scores(model: nn.Module, attributions: Sequence[TokenAttribution], methods: Sequence[str], *,
+                  pad_id: int = 0, bins: Sequence[float] = ERASER_BINS) -> dict[str, EraserScores]:
+    """Comprehensiveness and sufficiency (AOPC over ``bins``) of each method's token scores.
+
+    Tokens are ranked by their signed score (evidence for the explained target first). Each text's target is
+    the one its attribution explains; probabilities come from one batched forward per text and method.
+    """
+    if not bins or any(not (0 < float(b) <= 1) for b in bins):
+        raise ValueError(f"{BAD_BINS}, got {bins!r}")
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        out: dict[str, EraserScores] = {}
+        for m in methods:
+            comp = torch.zeros(len(bins))
+            suff = torch.zeros(len(bins))
+            for i, a in enumerate(attributions):
+                if m not in a.scores:
+                    raise ValueError(NO_SCORES.format(i=i, method=m))
+                seqs = [list(a.token_ids)] + _variants(a, a.scores[m], bins)
+                p = _probabilities(model, seqs, int(a.target), pad_id, device)
+                comp += p[0] - p[1::2]
+                suff += p[0] - p[2::2]
+            n = max(1, len(attributions))
+            comp, suff = comp / n, suff / n
+            out[m] = EraserScores(m, float(comp.mean()), float(suff.mean()), len(attributions),
+                                  {float(b): (float(c), float(s)) for b, c, s in zip(bins, comp, suff)})
+        return out
+    finally:
+        model.train(was_training)
