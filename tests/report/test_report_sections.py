@@ -26,6 +26,15 @@ from audit.results.concepts import ConceptTest
 LABELS = [str(i) for i in range(10)]
 
 
+
+def _label_to_id() -> dict[str, str]:
+    from audit.attribution.registry import registered
+
+    return {cls.label: name for name, cls in registered().items()}
+
+
+_IDS = _label_to_id()
+
 def _model(family: str = "digits-cnn", version: str = "2", **info) -> ModelFacts:
     return ModelFacts(family, version, "", {"id": 1, "sha256": "ab" * 32, "task": "image-classification",
                                             "labels": LABELS, "status": "draft", **info})
@@ -95,7 +104,8 @@ def test_quality_section_reads_the_checks_the_engine_computed():
     assert back == q and back.methods == ("saliency", "edge") and back.sanity.samples == 2
     sec = quality_section(_model(), quality=back, curve_steps=5)
     table = _tables(sec)[0]
-    by_method = {r[0]: r for r in table.rows}
+    # Rows name methods by label; key them back by identifier.
+    by_method = {_IDS.get(r[0], r[0]): r for r in table.rows}
     for m in ("saliency", "edge"):
         assert by_method[m][1] == _cell_text(q.deletion_auc[m]) and by_method[m][2] == _cell_text(q.insertion_auc[m])
         assert by_method[m][3] == ("yes" if q.deletion_auc[m] < q.deletion_auc["random"] else "no")
@@ -177,7 +187,7 @@ def test_sanity_verdicts_tell_undefined_from_unchanged():
     back = ExplanationQuality.from_summary(json.loads(json.dumps(q.to_summary())))
     assert back.sanity.status == q.sanity.status and back.sanity.status["gradcam"] == "undefined"
     sec = quality_section(_model(), quality=back, curve_steps=5)
-    verdicts = {r[0]: r[2] for r in _tables(sec)[1].rows}
+    verdicts = {_IDS.get(r[0], r[0]): r[2] for r in _tables(sec)[1].rows}
     assert verdicts["gradcam"] == "undefined" and verdicts["saliency"] == back.sanity.status["saliency"]
     detail = {f.check: f for f in sec.findings}["sanity check (model randomisation)"].detail
-    assert "undefined (constant maps): gradcam" in detail and "insensitive to the model: gradcam" not in detail
+    assert "undefined (constant maps): Grad-CAM" in detail and "insensitive to the model: Grad-CAM" not in detail
