@@ -184,6 +184,17 @@ def region_masks(
     return out
 
 
+def region_boxes(regions: Sequence[Sequence[int]], *, image_size: tuple[int, int],
+                 map_size: tuple[int, int]) -> list[list[int]]:
+    """Declared boxes in the map's pixels [x0, y0, x1, y1] (x1, y1 exclusive), scaled as `region_masks`
+    scales them, so localisation and explanation disparity score the same pixels."""
+    out = []
+    for m in region_masks(list(regions), image_size=image_size, map_size=map_size):
+        rows, cols = m.nonzero(as_tuple=True)
+        out.append([int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1])
+    return out
+
+
 def text_explanation_disparity(
     token_scores: Sequence[Any],
     identity_masks: Sequence[Any],

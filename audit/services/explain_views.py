@@ -136,7 +136,7 @@ def localisation(exp: ImageExplanation, region: Optional[list[int]]) -> dict[str
     size with the fairness engine's rule (edges rounded outwards), so both audits score the same pixels.
     An empty dict when there is no region or no map.
     """
-    from audit.fairness.disparity import region_masks
+    from audit.fairness.disparity import region_boxes
     from audit.quality import localisation as score
     from audit.services.datasets import load_image_samples
 
@@ -151,10 +151,7 @@ def localisation(exp: ImageExplanation, region: Optional[list[int]]) -> dict[str
     for method, sm in exp.maps.items():
         attr = torch.from_numpy(np.asarray(sm.attribution))
         map_size = (int(attr.shape[-2]), int(attr.shape[-1]))
-        mask = region_masks([region], image_size=image_size, map_size=map_size)[0]
-        rows, cols = mask.nonzero(as_tuple=True)
-        box = [int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1]
-        res = score(attr.unsqueeze(0), [box])
+        res = score(attr.unsqueeze(0), region_boxes([region], image_size=image_size, map_size=map_size))
         out[method] = {"relevance_mass": res.relevance_mass_mean, "pointing_game": res.pointing_game_mean}
     return out
 

@@ -17,24 +17,12 @@ log = logging.getLogger(__name__)
 N_LOCALISATION = 8
 
 
-def map_boxes(regions: Sequence[Sequence[int]], *, image_size: tuple[int, int],
-              map_size: tuple[int, int]) -> list[list[int]]:
-    """Declared boxes (stored-image pixels) as boxes in map pixels, scaled as the fairness audit scales them."""
-    from audit.fairness.disparity import region_masks
-
-    masks = region_masks(list(regions), image_size=image_size, map_size=map_size)
-    out = []
-    for m in masks:
-        rows, cols = m.nonzero(as_tuple=True)
-        out.append([int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1])
-    return out
-
-
 def gather_localisation(handle: Any, family: str, version: str, dataset: str, keys: Sequence[str],
                         predicted: Sequence[int], methods: Sequence[str], options: dict[str, Any], *,
                         actor: Principal) -> Optional[LocalisationEvidence]:
     """Up to N_LOCALISATION samples with a region (in reference-set order), their maps of the predicted
     class, scored per method. None when no sample of ``dataset`` declares a region."""
+    from audit.fairness.disparity import region_boxes
     from audit.quality import localisation
     from audit.services.datasets import load_image_samples
     from audit.services.explain import explain_batch
@@ -49,17 +37,23 @@ def gather_localisation(handle: Any, family: str, version: str, dataset: str, ke
     targets = [int(pred_of[samples.keys[i]]) for i in picks]
     maps, _ = explain_batch(handle, family, version, x, [samples.hashes[i] for i in picks], targets, list(methods),
                             dict(options), sample_ids=[None] * len(picks), actor=actor, progress=None)
+    regions = [samples.regions[i] for i in picks]
     image_size = (int(samples.images.shape[-2]), int(samples.images.shape[-1]))
+    boxes: dict[tuple[int, int], list[list[int]]] = {}  # per map size (maps are at the input size as a rule)
+
+    def boxes_for(size: tuple[int, int]) -> list[list[int]]:
+        if size not in boxes:
+            boxes[size] = region_boxes(regions, image_size=image_size, map_size=size)
+        return boxes[size]
+
+    size_in = (int(x.shape[-2]), int(x.shape[-1]))
+    chance = float(np.mean([(b[2] - b[0]) * (b[3] - b[1]) / (size_in[0] * size_in[1]) for b in boxes_for(size_in)]))
     scores: dict[str, tuple[float, float]] = {}
-    chance = float("nan")
     ids: list[int] = []
     for m in methods:
         attr = torch.from_numpy(np.stack([np.asarray(d[m].attribution) for d in maps]))
-        size = (int(attr.shape[-2]), int(attr.shape[-1]))
-        boxes = map_boxes([samples.regions[i] for i in picks], image_size=image_size, map_size=size)
-        res = localisation(attr, boxes)
+        res = localisation(attr, boxes_for((int(attr.shape[-2]), int(attr.shape[-1]))))
         scores[m] = (res.relevance_mass_mean, res.pointing_game_mean)
-        chance = float(np.mean([(b[2] - b[0]) * (b[3] - b[1]) / (size[0] * size[1]) for b in boxes]))
         ids += [int(d[m].explanation_id) for d in maps if d[m].explanation_id is not None]
     return LocalisationEvidence(dataset=dataset, samples=[samples.keys[i] for i in picks], targets=targets,
                                 scores=scores, chance=chance, explanation_ids=ids)

@@ -67,7 +67,7 @@ def eraser_scores(model: nn.Module, attributions: Sequence[TokenAttribution], me
     """Comprehensiveness and sufficiency (AOPC over ``bins``) of each method's token scores.
 
     Tokens are ranked by their signed score (evidence for the explained target first). Each text's target is
-    the one its attribution explains; probabilities come from one batched forward per text and method.
+    the one its attribution explains; probabilities come from one batched forward per text.
     """
     if not bins or any(not (0 < float(b) <= 1) for b in bins):
         raise ValueError(f"{BAD_BINS}, got {bins!r}")
@@ -78,21 +78,25 @@ def eraser_scores(model: nn.Module, attributions: Sequence[TokenAttribution], me
     was_training = model.training
     model.eval()
     try:
+        comp = {m: torch.zeros(len(bins)) for m in methods}
+        suff = {m: torch.zeros(len(bins)) for m in methods}
+        for i, a in enumerate(attributions):
+            missing = [m for m in methods if m not in a.scores]
+            if missing:
+                raise ValueError(NO_SCORES.format(i=i, method=missing[0]))
+            # One forward per text: the text itself, then each method's 2 x len(bins) variants.
+            seqs = [list(a.token_ids)] + [v for m in methods for v in _variants(a, a.scores[m], bins)]
+            p = _probabilities(model, seqs, int(a.target), pad_id, device)
+            for j, m in enumerate(methods):
+                own = p[1 + 2 * len(bins) * j: 1 + 2 * len(bins) * (j + 1)]
+                comp[m] += p[0] - own[0::2]
+                suff[m] += p[0] - own[1::2]
+        n = max(1, len(attributions))
         out: dict[str, EraserScores] = {}
         for m in methods:
-            comp = torch.zeros(len(bins))
-            suff = torch.zeros(len(bins))
-            for i, a in enumerate(attributions):
-                if m not in a.scores:
-                    raise ValueError(NO_SCORES.format(i=i, method=m))
-                seqs = [list(a.token_ids)] + _variants(a, a.scores[m], bins)
-                p = _probabilities(model, seqs, int(a.target), pad_id, device)
-                comp += p[0] - p[1::2]
-                suff += p[0] - p[2::2]
-            n = max(1, len(attributions))
-            comp, suff = comp / n, suff / n
-            out[m] = EraserScores(m, float(comp.mean()), float(suff.mean()), len(attributions),
-                                  {float(b): (float(c), float(s)) for b, c, s in zip(bins, comp, suff)})
+            c, s_ = comp[m] / n, suff[m] / n
+            out[m] = EraserScores(m, float(c.mean()), float(s_.mean()), len(attributions),
+                                  {float(b): (float(cb), float(sb)) for b, cb, sb in zip(bins, c, s_)})
         return out
     finally:
         model.train(was_training)

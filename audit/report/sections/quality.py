@@ -124,6 +124,8 @@ def _eraser(sec: Section, scores: Mapping[str, Any]) -> None:
     sec.add(Table(["Method", "Comprehensiveness", "Sufficiency"],
                   [[method_label(m), fmt(e.comprehensiveness), fmt(e.sufficiency)] for m, e in scores.items()],
                   widths=[0.4, 0.3, 0.3]))
+    sec.cite("eraser", None, digest({m: [e.comprehensiveness, e.sufficiency] for m, e in scores.items()}),
+             f"ERASER comprehensiveness and sufficiency on {first.texts} texts, computed at report time")
     best = max(scores.values(), key=lambda e: e.comprehensiveness)
     sec.find(AREA, "ERASER comprehensiveness / sufficiency", "info",
              f"{method_label(best.method)}: comprehensiveness {best.comprehensiveness:.3f}, "
