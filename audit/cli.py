@@ -163,13 +163,18 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_verify_log(args: argparse.Namespace) -> int:
     from audit.services.audit_trail import verify_log
 
-    report = verify_log()
+    report = verify_log(anchor_file=args.anchor)
     if report.ok:
-        print(f"audit log intact: {report.checked} entries, hash chain verified")
+        anchored = f"; it holds the exported head {args.anchor} unchanged" if report.anchored else ""
+        print(f"audit log intact: {report.checked} entries, hash chain and {report.checkpoints} signed "
+              f"checkpoint(s) verified{anchored}")
         return 0
-    for problem in report.problems:
-        print(problem, file=sys.stderr)
-    print(f"audit log TAMPERED: {len(report.problems)} problem(s) in {report.checked} entries", file=sys.stderr)
+    if args.verbose:
+        for problem in report.problems:
+            print(problem, file=sys.stderr)
+    more = len(report.problems) - 1
+    rest = f" (and {more} more problem(s); -v lists them)" if more and not args.verbose else ""
+    print(f"audit log TAMPERED: {report.problems[0]}{rest}", file=sys.stderr)
     return 1
 
 
@@ -206,6 +211,18 @@ def _prompt_password() -> str:
     return first
 
 
+def read_password(username: str) -> str:
+    """A registered user's password, to act as them: asked without echo in a terminal, else the first line of
+    standard input (for scripts: `printf '%s\\n' "$PW" | python -m audit ...`)."""
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password of {username}: ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise CliError(f"no password given for {username} (type it at the prompt or pipe it on standard input)")
+    return password
+
+
 def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
@@ -237,7 +254,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
     summary = backup(args.dest)
     print(f"backup written to {summary.path}: database {summary.database_bytes} bytes, "
-          f"{summary.artifacts} artifacts, {summary.seconds:.1f} s")
+          f"{summary.artifacts} artifacts, {summary.keys} key file(s), {summary.seconds:.1f} s")
     return 0
 
 
@@ -295,7 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dest", help="an empty or new folder")
     sp.set_defaults(fn=cmd_backup)
 
-    sub.add_parser("verify-log", help="check the audit log's hash chain").set_defaults(fn=cmd_verify_log)
+    sp = sub.add_parser("verify-log", help="check the audit log's hash chain and signed checkpoints")
+    sp.add_argument("--anchor", metavar="FILE", help="a head exported earlier with `log-head`: also check that the "
+                                                     "log still holds it unchanged (no cut tail, no rewrite)")
+    sp.set_defaults(fn=cmd_verify_log)
 
     sp = sub.add_parser("users", help="manage users")
     us = sp.add_subparsers(dest="users_cmd", required=True)

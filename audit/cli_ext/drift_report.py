@@ -134,8 +134,14 @@ def cmd_report_sign(args: argparse.Namespace) -> int:
     from audit.services.reports import sign_report
     from storage.db import migrate
 
+    from audit.cli import read_password
+    from audit.services.auth import authenticate
+
     migrate()
-    res = sign_report(args.report_id, decision=args.decision, reason=args.reason, actor=_operator())
+    # A sign-off is a personal attestation: it is made by a registered user who proves who they are, never by
+    # the shell operator (four-eyes compares the signer with the report's generator).
+    signer = authenticate(args.as_user, read_password(args.as_user))
+    res = sign_report(args.report_id, decision=args.decision, reason=args.reason, actor=signer)
     emit(f"report {res['report_id']} {res['decision']} by {res['signed_by']} at {res['signed_at']}; "
           f"{res['family']} {res['version']} is now {res['status']}")
     return 0
@@ -214,10 +220,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--quiet", action="store_true", help="no progress on stderr")
     sp.set_defaults(fn=cmd_report)
 
-    sp = sub.add_parser("report-sign", help="approve or reject a version on a stored report (once)")
+    sp = sub.add_parser("report-sign", help="approve or reject a version on a stored report (once, as a registered user)")
     sp.add_argument("--report-id", type=int, required=True)
     sp.add_argument("--decision", required=True, choices=["approved", "rejected"])
     sp.add_argument("--reason", required=True)
+    sp.add_argument("--as", dest="as_user", required=True, metavar="USERNAME",
+                    help="the registered user who signs (needs the sign permission and must not have generated the "
+                         "report); the password is asked for, or read from standard input when it is not a terminal")
     sp.set_defaults(fn=cmd_report_sign)
 
     sp = sub.add_parser("reports", help="list stored reports and their sign-offs")

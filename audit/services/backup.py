@@ -1,8 +1,11 @@
-"""Consistent backups of the database and the artifact store while the app keeps running."""
+"""Consistent backups of the database (with the audit log's signed checkpoints), the artifact store and the
+keys folder while the app keeps running. The backup folder has AUDIT_HOME's layout: point AUDIT_HOME at it to
+restore."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import time
@@ -11,7 +14,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from storage.artifacts import ArtifactStore, sha256_file
-from storage.db import database_url
+from storage import auditlog
+from storage.db import audit_home, database_url
 
 
 @dataclass
@@ -20,6 +24,7 @@ class BackupSummary:
     database_bytes: int
     artifacts: int
     seconds: float
+    keys: int = 0
 
 
 def backup(dest: str | Path) -> BackupSummary:
@@ -58,7 +63,30 @@ def backup(dest: str | Path) -> BackupSummary:
         if sha256_file(target) != digest:
             raise RuntimeError(f"artifact {digest} changed while it was copied; run the backup again")
         copied += 1
-    summary = BackupSummary(dest, (dest / "audit.db").stat().st_size, copied, time.perf_counter() - start)
-    (dest / "BACKUP.json").write_text(json.dumps({"database_url": "sqlite", "artifacts": copied,
-                                                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+    keys = _copy_keys(audit_home() / "keys", dest / "keys")
+    from_env = [name for name in (auditlog.KEY_ENV, "AUDIT_SESSION_KEY") if os.environ.get(name)]
+    summary = BackupSummary(dest, (dest / "audit.db").stat().st_size, copied, time.perf_counter() - start, len(keys))
+    (dest / "BACKUP.json").write_text(json.dumps({
+        "database_url": "sqlite", "artifacts": copied, "keys": keys,
+        # A key given in the environment is not in any file: keep it with the backup yourself.
+        "keys_from_environment_not_copied": from_env,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
     return summary
+
+
+def _copy_keys(src: Path, dst: Path) -> list[str]:
+    """Copy the keys (audit-log checkpoint key, session key) owner-only: the folder 0700, each file 0600, also
+    while it is written (created with that mode, never copied with wider permissions first)."""
+    if not src.is_dir():
+        return []
+    dst.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(dst, 0o700)
+    names = []
+    for path in sorted(src.iterdir()):
+        if not path.is_file() or path.name.startswith(".tmp-"):
+            continue
+        fd = os.open(dst / path.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(path.read_bytes())
+        names.append(path.name)
+    return names

@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -178,3 +180,79 @@ def list_sessions(*, actor: Principal, username: str | None = None) -> list[dict
         return [{"id": row.id, "username": name, "via": row.via, "created_at": _aware(row.created_at),
                  "expires_at": _aware(row.expires_at)}
                 for row, name in s.execute(stmt) if _aware(row.expires_at) > now]
+
+
+def revoke_session_by_id(session_id: int, *, actor: Principal) -> bool:
+    """End one live session (an administrator signing someone out); True when it was live."""
+    require(actor, "manage_users")
+    with transaction() as s:
+        row = s.get(SignInSession, session_id)
+        if row is None:
+            raise ValueError(f"no session with id {session_id}")
+        if row.revoked_at is not None or _aware(row.expires_at) <= utcnow():
+            return False
+        row.revoked_at = utcnow()
+        row.revoked_reason = f"revoked by {actor.username}"
+        user = s.get(User, row.user_id)
+        auditlog.append(s, actor=actor.username, action="session.revoke", subject=user.username if user else "?",
+                        details={"session": row.id, "via": row.via})
+    return True
+
+
+def revoke_all_sessions(username: str, *, actor: Principal) -> int:
+    """End every live session of a user; returns how many."""
+    require(actor, "manage_users")
+    with transaction() as s:
+        user = UserRepository(s).get(username)
+        if user is None:
+            raise ValueError(f"user {username!r} does not exist")
+        n = revoke_user_sessions(s, user.id, reason=f"revoked by {actor.username}")
+        auditlog.append(s, actor=actor.username, action="session.revoke", subject=username,
+                        details={"sessions_revoked": n})
+    return n
+
+
+# ------------------------------------------------------------------ handing the cookie to the browser
+
+HANDOFF_SECONDS = 120.0
+_handoffs: dict[str, tuple[str, float]] = {}
+_handoffs_lock = threading.Lock()
+
+
+def issue_handoff(cookie: str) -> str:
+    """A one-time code (valid ``HANDOFF_SECONDS``) that the browser exchanges for the session cookie at the web
+    server, which sets it HttpOnly: the cookie value itself never reaches the page's scripts."""
+    if _token_of(cookie) is None:
+        raise ValueError("not a session cookie of this installation")
+    code = secrets.token_urlsafe(32)
+    now = time.monotonic()
+    with _handoffs_lock:
+        for key in [k for k, (_, exp) in _handoffs.items() if exp <= now]:
+            del _handoffs[key]
+        _handoffs[code] = (cookie, now + HANDOFF_SECONDS)
+    return code
+
+
+def handoff_pending(code: str | None) -> bool:
+    with _handoffs_lock:
+        item = _handoffs.get(code or "")
+    return item is not None and item[1] > time.monotonic()
+
+
+def redeem_handoff(code: str | None) -> tuple[str, float] | None:
+    """The cookie a code stands for and its remaining lifetime in seconds, once; None for an unknown, used or
+    expired code, or when the session ended in the meantime."""
+    with _handoffs_lock:
+        item = _handoffs.pop(code or "", None)
+    if item is None or item[1] <= time.monotonic():
+        return None
+    cookie = item[0]
+    token = _token_of(cookie)
+    if token is None:
+        return None
+    with transaction() as s:
+        row = s.scalars(select(SignInSession).where(SignInSession.token_sha256 == token_hash(token))).first()
+        if row is None or row.revoked_at is not None:
+            return None
+        remaining = (_aware(row.expires_at) - utcnow()).total_seconds()
+    return (cookie, remaining) if remaining > 0 else None

@@ -214,7 +214,7 @@ def test_signoff_is_recorded_once_and_the_file_is_verified(tiny_reports, tmp_pat
     assert verify_log().ok
 
 
-def test_cli_report_prints_the_hash_of_the_file(tiny_reports, tmp_path, capsys):
+def test_cli_report_prints_the_hash_of_the_file(tiny_reports, tmp_path, capsys, monkeypatch):
     from audit.cli import main
 
     out = tmp_path / "tiny-1.pdf"
@@ -225,12 +225,20 @@ def test_cli_report_prints_the_hash_of_the_file(tiny_reports, tmp_path, capsys):
     assert printed[0] == hashlib.sha256(out.read_bytes()).hexdigest() == list_reports()[0]["sha256"]
     assert main(["report", "--family", "tiny", "--version", "1", "--out", str(tmp_path / "no" / "x.pdf")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    # The shell operator generated the CLI report; four-eyes: the operator signs one that an auditor generated.
+    # Four-eyes: a registered user other than the report's generator signs (`--as`, password on stdin).
+    import io
+
+    from audit.services.auth import create_user
+
+    create_user(SIGNER.username, "signer-pass-123", SIGNER.role)
     rid = generate_report("tiny", "1", compute_missing=False, actor=AUDITOR)["id"]
-    assert main(["report-sign", "--report-id", str(rid), "--decision", "rejected", "--reason", "toy"]) == 0
+    sign = ["report-sign", "--report-id", str(rid), "--reason", "toy", "--as", SIGNER.username]
+    monkeypatch.setattr("sys.stdin", io.StringIO("signer-pass-123\n"))
+    assert main([*sign, "--decision", "rejected"]) == 0
     assert "is now rejected" in capsys.readouterr().out
-    assert main(["report-sign", "--report-id", str(rid), "--decision", "approved", "--reason", "again"]) == 2
+    monkeypatch.setattr("sys.stdin", io.StringIO("signer-pass-123\n"))
+    assert main([*sign, "--decision", "approved"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "already signed" in err[0]
     assert main(["reports", "--family", "tiny"]) == 0
-    assert "rejected by cli:" in capsys.readouterr().out
+    assert f"rejected by {SIGNER.username}" in capsys.readouterr().out
