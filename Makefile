@@ -23,7 +23,7 @@ setup: $(VENV)/.req-stamp
 	$(BIN)/python -m audit setup
 
 run: setup
-	$(BIN)/python -m streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT) \
+	$(BIN)/python -m streamlit run serve.py --server.address $(HOST) --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false
 
 test: $(VENV)/.dev-stamp

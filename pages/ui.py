@@ -5,22 +5,17 @@ Pages import streamlit and service functions only; nothing here touches torch or
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import streamlit as st
 
 from audit.services.auth import Principal
 
-SESSION_TTL_S = 8 * 3600
-
-
 def current_principal() -> Principal:
-    """The signed-in user; stops the page when nobody is signed in or the session expired."""
+    """The signed-in user; stops the page when nobody is signed in. The router (streamlit_app.py) resolves the
+    server-side session on every script run, so an expired or revoked session never reaches a page."""
     principal = st.session_state.get("principal")
-    started = st.session_state.get("login_at", time.time())
-    if principal is None or time.time() - started > SESSION_TTL_S:
-        st.session_state.pop("principal", None)
+    if principal is None:
         st.warning("Please sign in.")
         st.stop()
     return principal
