@@ -180,3 +180,45 @@ def test_mapping_rules(ann):
         identities.unmap_identity(ISSUER, subject="other", actor=ADMIN)
     assert identities.list_identities(actor=ADMIN) == [
         {"issuer": ISSUER, "claim": "sub", "value": "s", "username": "ann", "created_by": "root"}]
+
+
+def test_a_handoff_code_gives_the_cookie_once(ann):
+    cookie = sessions.create_session(ann)
+    code = sessions.issue_handoff(cookie)
+    assert code != cookie and sessions.handoff_pending(code)
+    got, seconds = sessions.redeem_handoff(code)
+    assert got == cookie and 0 < seconds <= sessions.session_hours() * 3600
+    assert sessions.redeem_handoff(code) is None and not sessions.handoff_pending(code)
+    assert sessions.redeem_handoff("made-up") is None and sessions.redeem_handoff(None) is None
+
+
+def test_a_handoff_code_expires_and_dies_with_its_session(ann, monkeypatch):
+    cookie = sessions.create_session(ann)
+    late = sessions.issue_handoff(cookie)
+    revoked = sessions.issue_handoff(cookie)
+    now = sessions.time.monotonic()
+    monkeypatch.setattr(sessions.time, "monotonic", lambda: now + sessions.HANDOFF_SECONDS + 1)
+    assert sessions.redeem_handoff(late) is None
+    monkeypatch.undo()
+    sessions.revoke(cookie)
+    assert sessions.redeem_handoff(revoked) is None
+
+
+def test_a_handoff_is_only_issued_for_a_signed_cookie(ann):
+    with pytest.raises(ValueError, match="not a session cookie"):
+        sessions.issue_handoff("forged.value")
+
+
+def test_admins_revoke_a_session_by_id_or_all_of_a_user(ann):
+    first, second = sessions.create_session(ann), sessions.create_session(ann)
+    sid = sessions.list_sessions(actor=ADMIN, username="ann")[-1]["id"]  # newest first: the last is the first
+    with pytest.raises(auth.PermissionDenied):
+        sessions.revoke_session_by_id(sid, actor=ann)
+    assert sessions.revoke_session_by_id(sid, actor=ADMIN) is True
+    assert sessions.resolve_session(first) is None and sessions.resolve_session(second) == ann
+    assert sessions.revoke_session_by_id(sid, actor=ADMIN) is False
+    with pytest.raises(ValueError, match="no session with id"):
+        sessions.revoke_session_by_id(10_000, actor=ADMIN)
+    assert sessions.revoke_all_sessions("ann", actor=ADMIN) == 1
+    assert sessions.resolve_session(second) is None
+    assert [e["action"] for e in recent_entries(2)] == ["session.revoke", "session.revoke"]
