@@ -107,7 +107,11 @@ for r in reports:
                     "A signed report is immutable.")
         elif version_signed:
             st.caption("This version already has a recorded decision; a new decision needs a new version.")
-        elif principal.can("sign"):
+        elif not principal.can("sign"):
+            st.caption("Signing off needs the sign permission (auditors and admins).")
+        elif r["created_by"] == principal.username:
+            st.caption("You generated this report, so another user with the sign permission signs it (four-eyes).")
+        else:
             with st.form(f"sign-{r['id']}"):
                 decision = st.radio("Decision", ["approved", "rejected"], horizontal=True)
                 reason = st.text_area("Reason (recorded with your name and the time)")

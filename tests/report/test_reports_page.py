@@ -41,3 +41,15 @@ def test_auditor_signs_off_on_the_page(tiny_reports):
     assert get_version("tiny", "2")["status"] == "rejected"
     assert list_reports(family="tiny", version="2")[0]["signoff"]["reason"] == "the bias gap is too large"
     assert any("Signed (rejected)" in i.value for i in at.info)
+
+
+def test_the_author_gets_no_sign_form_and_another_auditor_does(tiny_reports):
+    generate_report("tiny", "2", compute_missing=False, actor=Principal("tester", "auditor"))
+    at = _page("auditor").run()  # the page's principal is "tester": the report's generator
+    assert not at.exception, at.exception
+    assert not [b for b in at.button if b.label == "Sign off"]
+    assert any("You generated this report" in c.value for c in at.caption)
+    other = AppTest.from_file(str(ROOT / "pages/reports.py"), default_timeout=180)
+    other.session_state["principal"] = Principal("someone-else", "auditor")
+    other.run()
+    assert [b for b in other.button if b.label == "Sign off"]

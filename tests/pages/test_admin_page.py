@@ -1,0 +1,77 @@
+"""AppTest of the admin page: the TorchScript-upload switch (logged), single sign-on identity mapping and
+sign-in sessions, each through its service; other roles see none of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from audit.services import auth, identities, sessions, settings
+from audit.services.audit_trail import recent_entries
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN = auth.Principal("ada", "admin")
+
+
+def _page(principal: auth.Principal) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages/admin.py"), default_timeout=60)
+    at.session_state["principal"] = principal
+    return at
+
+
+def _by_label(widgets, start: str):
+    return next(w for w in widgets if w.label.startswith(start))
+
+
+@pytest.fixture()
+def users(audit_home):
+    auth.create_user("ada", "admin-pass-123", "admin")
+    return auth.create_user("ann", "auditor-pass-123", "auditor")
+
+
+def test_the_torchscript_switch_is_changed_and_logged(users):
+    at = _page(ADMIN).run()
+    assert not at.exception, at.exception
+    switch = _by_label(at.toggle, "Accept TorchScript uploads")
+    assert switch.value is False
+    switch.set_value(True).run()
+    assert not at.exception
+    assert settings.setting_value(settings.TORCHSCRIPT_UPLOADS) is True
+    entry = next(e for e in recent_entries(5) if e["action"] == "setting.change")
+    assert entry["actor"] == "ada" and entry["subject"] == settings.TORCHSCRIPT_UPLOADS
+    assert _by_label(at.toggle, "Accept TorchScript uploads").value is True
+
+
+def test_an_identity_is_mapped_and_unmapped_on_the_page(users):
+    at = _page(ADMIN).run()
+    _by_label(at.text_input, "Issuer").input("https://id.example.org")
+    _by_label(at.text_input, "Subject or e-mail").input("sub-7")
+    _by_label(at.selectbox, "Local user").set_value("ann")
+    _by_label(at.button, "Map identity").click().run()
+    assert not at.exception, at.exception
+    assert [(r["value"], r["username"]) for r in identities.list_identities(actor=ADMIN)] == [("sub-7", "ann")]
+    _by_label(at.button, "Unmap").click().run()
+    assert not at.exception
+    assert identities.list_identities(actor=ADMIN) == []
+
+
+def test_an_admin_ends_a_session_on_the_page(users):
+    cookie = sessions.create_session(users)
+    at = _page(ADMIN).run()
+    assert "ann" in at.dataframe[1].value["username"].tolist()
+    _by_label(at.button, "End session").click().run()
+    assert not at.exception, at.exception
+    assert sessions.resolve_session(cookie) is None
+
+
+@pytest.mark.parametrize("role", ["viewer", "auditor"])
+def test_other_roles_see_no_admin_controls(users, role):
+    at = _page(auth.Principal("someone", role)).run()
+    assert not at.exception, at.exception
+    infos = " ".join(i.value for i in at.info)
+    for what in ("manage users", "sign-in sessions", "single sign-on", "installation settings"):
+        assert what in infos
+    assert not at.toggle and not [b for b in at.button if b.label in ("End session", "Map identity", "Unmap")]
+    assert not [b for b in at.get("download_button")]
