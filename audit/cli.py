@@ -241,6 +241,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
         options["ig_steps"] = args.ig_steps
     if args.sg_samples:
         options["sg_samples"] = args.sg_samples
+    if args.background:
+        from audit.cli_ext.jobs import submit_background
+
+        return submit_background("explain", {"family": args.family, "version": args.version, "dataset": args.dataset,
+                                             "methods": methods, "batch_size": args.batch_size, "limit": args.limit,
+                                             "options": options})
     summary = explain_reference_set(args.family, args.version, args.dataset, methods=methods,
                                     batch_size=args.batch_size, options=options, limit=args.limit,
                                     actor=_operator(), progress=_progress_printer("explain"))
@@ -306,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--ig-steps", type=int)
     sp.add_argument("--sg-samples", type=int)
+    sp.add_argument("--background", action="store_true", help='queue as a job for the worker; prints {"job": ID}')
     sp.set_defaults(fn=cmd_explain)
 
     sp = sub.add_parser("backup", help="consistent copy of the database and artifacts (safe while the app runs)")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from storage.db import audit_home
@@ -32,6 +32,8 @@ CHECKPOINT_EVERY = 50
 MAX_CHECKPOINT_EVERY = 1000
 # The first event of a checkpointed log: written by the migration that introduced checkpoints.
 START_ACTIONS = ("log.genesis", "log.checkpoints.start")
+# PostgreSQL advisory lock id that serialises appends (any constant unique to this application).
+APPEND_LOCK_KEY = 0x61756469746C6F67
 
 
 class LogKeyError(RuntimeError):
@@ -132,6 +134,10 @@ def append(session: Session, *, actor: str, action: str, subject: str = "", deta
            checkpoint: bool = False) -> AuditLogEntry:
     """Add one entry chained to the newest; the caller's transaction commits it. A signed checkpoint is
     written with it every ``audit_log.checkpoint_every`` events and whenever ``checkpoint`` is asked."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Several job workers append at once: without a lock two transactions read the same head and the
+        # second fails on its seq. SQLite needs none (transactions begin IMMEDIATE, one writer at a time).
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
     last = session.scalars(select(AuditLogEntry).order_by(AuditLogEntry.seq.desc()).limit(1)).first()
     seq = (last.seq + 1) if last else 1
     prev = last.hash if last else GENESIS

@@ -22,6 +22,13 @@ def cmd_tcav(args: argparse.Namespace) -> int:
     labels = get_version(args.family, args.version)["labels"]
     if args.target not in labels:
         raise CliError(f"--target must be one of the class labels {labels}")
+    if args.background:
+        from audit.cli_ext.jobs import submit_background
+
+        return submit_background("tcav", {
+            "family": args.family, "version": args.version, "dataset": args.dataset, "concepts": _split(args.concepts),
+            "target": labels.index(args.target), "layers": _split(args.layers) or None, "n_random": args.n_random,
+            "alpha": args.alpha, "correction": args.correction, "test": args.test, "seed": args.seed})
     res = run_concept_test(args.family, args.version, concepts=_split(args.concepts), target=labels.index(args.target),
                            layers=_split(args.layers) or None, dataset=args.dataset, n_random=args.n_random,
                            alpha=args.alpha, correction=args.correction, test=args.test, seed=args.seed,
@@ -44,6 +51,15 @@ def cmd_bias(args: argparse.Namespace) -> int:
 
     migrate()
     csv_bytes = open(args.csv, "rb").read() if args.csv else None
+    if args.background:
+        from audit.cli_ext.jobs import submit_background
+        from storage.artifacts import ArtifactStore
+
+        return submit_background("bias", {
+            "family": args.family, "version": args.version, "dataset": args.dataset,
+            "attributes": _split(args.attributes), "n_boot": args.n_boot, "positive_label": args.positive_label,
+            "csv_sha256": ArtifactStore().put_bytes(csv_bytes) if csv_bytes is not None else None,
+            "explanation_method": args.explanation_method, "seed": args.seed})
     audit = run_bias_audit(args.family, args.version, dataset=args.dataset, attributes=_split(args.attributes),
                            n_boot=args.n_boot, positive_label=args.positive_label, csv_bytes=csv_bytes,
                            explanation_method=args.explanation_method, seed=args.seed, actor=_operator())
@@ -79,6 +95,7 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("--test", choices=["ttest", "pseudo_concept"], default="ttest")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--json", action="store_true")
+    sp.add_argument("--background", action="store_true", help='queue as a job for the worker; prints {"job": ID}')
     sp.set_defaults(fn=cmd_tcav)
 
     sp = sub.add_parser("bias", help="group metrics with bootstrap confidence intervals")
@@ -92,4 +109,5 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("--explanation-method", help="also measure explanation disparity with this method, e.g. gradcam")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--json", action="store_true")
+    sp.add_argument("--background", action="store_true", help='queue as a job for the worker; prints {"job": ID}')
     sp.set_defaults(fn=cmd_bias)

@@ -76,6 +76,16 @@ def cmd_drift(args: argparse.Namespace) -> int:
     from storage.db import migrate
 
     migrate()
+    if args.background:
+        from dataclasses import asdict
+
+        from audit.cli_ext.jobs import submit_background
+
+        return submit_background("drift", {
+            "family": args.family, "base": args.base, "new": args.new, "dataset": args.dataset,
+            "methods": _methods(args.methods), "limit": args.limit, "target": args.target, "options": _options(args),
+            "thresholds": asdict(_thresholds(args)), "top_k": args.top_k, "batch_size": args.batch_size,
+            "recompute": args.recompute})
     res = compute_drift(args.family, args.base, args.new, dataset=args.dataset, methods=_methods(args.methods),
                         limit=args.limit, target=args.target, options=_options(args), thresholds=_thresholds(args),
                         top_k=args.top_k, batch_size=args.batch_size, recompute=args.recompute, actor=_operator(),
@@ -111,6 +121,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     from storage.db import migrate
 
     migrate()
+    if args.background:
+        from audit.cli_ext.jobs import submit_background
+
+        if args.out:
+            raise ValueError("--out cannot be used with --background: the worker stores the report; write it "
+                             "with `python -m audit jobs download ID --out FILE.pdf` once the job is done")
+        return submit_background("report", {"family": args.family, "version": args.version,
+                                            "author": args.author or _operator().username, "dataset": args.dataset,
+                                            "compute_missing": not args.no_compute})
+    if not args.out:
+        raise ValueError("--out FILE.pdf is required (or --background to queue the report as a job)")
     out = Path(args.out)
     if out.suffix.lower() != ".pdf":
         raise ValueError(f"--out must name a .pdf file, got {out}")
@@ -203,6 +224,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--batch-size", type=int, default=16)
     sp.add_argument("--recompute", action="store_true", help="ignore a stored identical drift result")
     sp.add_argument("--fail-on-drift", action="store_true", help="exit 1 when drift is flagged (for CI gates)")
+    sp.add_argument("--background", action="store_true", help='queue as a job for the worker; prints {"job": ID}')
     sp.set_defaults(fn=cmd_drift)
 
     sp = sub.add_parser("drift-trend", help="drift between each consecutive pair of a family's versions")
@@ -212,7 +234,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("report", help="write a PDF compliance report for a version; prints its SHA-256")
     sp.add_argument("--family", required=True)
     sp.add_argument("--version", required=True)
-    sp.add_argument("--out", required=True, help="the PDF file to write")
+    sp.add_argument("--out", help="the PDF file to write (required unless --background)")
+    sp.add_argument("--background", action="store_true",
+                    help='queue as a job for the worker; prints {"job": ID} (then: jobs download ID --out FILE.pdf)')
     sp.add_argument("--author", help="name printed on the cover (default: the operator)")
     sp.add_argument("--dataset", help="reference set (default: the stored set whose labels match the model)")
     sp.add_argument("--no-compute", action="store_true",

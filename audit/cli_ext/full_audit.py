@@ -36,6 +36,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
                             tcav_set_size=args.tcav_set_size, tcav_n_inputs=args.tcav_set_size,
                             bias_n_boot=args.n_boot, seed=args.seed,
                             cf_search={**FullAuditOptions().cf_search, "max_iter": args.cf_steps})
+    if args.background:
+        from audit.cli_ext.jobs import submit_background
+
+        if out is not None:
+            raise CliError("--out cannot be used with --background: the worker stores the report; write it with "
+                           "`python -m audit jobs download ID --out FILE.pdf` once the job is done")
+        return submit_background("full_audit", {
+            "family": args.family, "version": args.version, "dataset": args.dataset, "concepts": _split(args.concepts),
+            "targets": _split(args.targets) or None, "options": opts.to_dict(),
+            "author": args.author or actor.username})
     res = run_full_audit(args.family, args.version, dataset=args.dataset, concepts=_split(args.concepts),
                          targets=_split(args.targets) or None, options=opts, author=args.author or actor.username,
                          actor=actor, progress=None if (args.json or args.quiet) else _progress_printer("audit"))
@@ -76,4 +86,6 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("--json", action="store_true",
                     help="print {report_id, report_sha256, sections, findings} as JSON")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.add_argument("--background", action="store_true",
+                    help='queue as a job for the worker; prints {"job": ID} (then: jobs download ID --out FILE.pdf)')
     sp.set_defaults(fn=cmd_audit)

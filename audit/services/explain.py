@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -167,11 +167,69 @@ def explain_methods(handle: ModelHandle, family: str, version: str, x: torch.Ten
                     run_id: Optional[int] = None) -> BatchExplanation:
     """:func:`explain_batch`, except that methods which do not apply to the model (the engine's
     ``skipped``) are left out of the maps, stored nowhere, and returned with their reasons."""
-    from audit.attribution import explain
-
-    store = ArtifactStore()
     layer = options.pop("layer", None) or handle.target_layer
     keys = {m: params_key(m, layer, options) for m in methods}
+    out = _stored_maps(family, version, sample_shas, targets, methods, keys)
+    work = _work_for(out, methods, x, targets, layer, options)
+    if work is None:
+        return BatchExplanation(out, {})
+    require(actor, "run")  # reading stored maps is open to every role; computing new ones is not
+    if progress is not None:
+        work.options["progress"] = progress
+    result = compute_batch(handle, work)
+    return _store_batch(family, version, out, work, result, keys, sample_shas, targets, sample_ids,
+                        seed=int(options.get("seed", 0)), actor=actor, run_id=run_id)
+
+
+@dataclass
+class BatchWork:
+    """One batch of engine work: the rows of the batch that miss a map, their inputs and targets, and the
+    methods to compute for them (with the engine options)."""
+
+    rows: list[int]
+    methods: list[str]
+    x: torch.Tensor
+    targets: torch.Tensor
+    layer: Optional[str]
+    options: dict[str, Any]
+
+
+class BatchExecutor(Protocol):
+    """Computes batches of engine work and yields ``(tag, result)`` in the order given; ``None`` work
+    yields ``None``. A result has the engine's ``maps``, ``info``, ``probabilities``, ``device`` and
+    ``skipped``. :class:`LocalExecutor` runs here; the job worker's Ray executor shards over a cluster."""
+
+    name: str
+
+    def map(self, handle: ModelHandle, items: Iterable[tuple[Any, Optional[BatchWork]]]
+            ) -> Iterator[tuple[Any, Any]]: ...
+
+
+def compute_batch(handle: ModelHandle, work: BatchWork) -> Any:
+    """Run the engine on one batch of work in this process."""
+    from audit.attribution import explain
+
+    try:
+        with handle.lock:  # the cached module is shared by every session; the engine hooks it for the call
+            return explain(handle.module, work.x, work.targets, work.methods, work.layer, **work.options)
+    except (ValueError, TypeError) as exc:
+        raise ExplainError(str(exc)) from exc
+
+
+class LocalExecutor:
+    """Each batch in turn, in this process."""
+
+    name = "local"
+
+    def map(self, handle: ModelHandle, items: Iterable[tuple[Any, Optional[BatchWork]]]
+            ) -> Iterator[tuple[Any, Any]]:
+        for tag, work in items:
+            yield tag, None if work is None else compute_batch(handle, work)
+
+
+def _stored_maps(family: str, version: str, sample_shas: Sequence[str], targets: Sequence[int],
+                 methods: Sequence[str], keys: dict[str, tuple[dict[str, Any], str]]) -> list[dict[str, StoredMap]]:
+    store = ArtifactStore()
     out: list[dict[str, StoredMap]] = [{} for _ in sample_shas]
     with transaction() as s:
         mv = ModelRepository(s).version(family, version)
@@ -184,30 +242,37 @@ def explain_methods(handle: ModelHandle, family: str, version: str, x: torch.Ten
                 if row is not None:
                     out[i][m] = StoredMap(m, tgt, store.get_array(row.attribution_sha256), row.id, True,
                                           row.duration_s, dict(row.parameters), dict(row.metrics or {}))
+    return out
+
+
+def _work_for(out: list[dict[str, StoredMap]], methods: Sequence[str], x: torch.Tensor, targets: Sequence[int],
+              layer: Optional[str], options: dict[str, Any]) -> Optional[BatchWork]:
+    """What is left to compute of a batch after the stored maps were found; None when nothing is."""
     todo_methods = [m for m in methods if any(m not in o for o in out)]
-    costs: dict[str, dict[str, Any]] = {}
     if not todo_methods:
-        return BatchExplanation(out, costs)
-    require(actor, "run")  # reading stored maps is open to every role; computing new ones is not
+        return None
     todo_rows = [i for i, o in enumerate(out) if any(m not in o for m in todo_methods)]
-    xb = x[todo_rows]
     tb = torch.tensor([targets[i] for i in todo_rows], dtype=torch.long, device=x.device)
-    engine_opts = {k: v for k, v in options.items() if k != "layer"}
-    if progress is not None:
-        engine_opts["progress"] = progress
-    try:
-        with handle.lock:  # the cached module is shared by every session; the engine hooks it for the call
-            result = explain(handle.module, xb, tb, todo_methods, layer, **engine_opts)
-    except (ValueError, TypeError) as exc:
-        raise ExplainError(str(exc)) from exc
+    return BatchWork(todo_rows, todo_methods, x[todo_rows], tb, layer,
+                     {k: v for k, v in options.items() if k != "layer"})
+
+
+def _store_batch(family: str, version: str, out: list[dict[str, StoredMap]], work: BatchWork, result: Any,
+                 keys: dict[str, tuple[dict[str, Any], str]], sample_shas: Sequence[str], targets: Sequence[int],
+                 sample_ids: Sequence[Optional[int]], *, seed: int, actor: Principal,
+                 run_id: Optional[int]) -> BatchExplanation:
+    """Store the computed maps of one batch (one transaction, one audit-log event) into ``out``."""
+    store = ArtifactStore()
+    todo_rows = work.rows
     skipped = dict(result.skipped)
-    todo_methods = [m for m in todo_methods if m not in skipped]
+    todo_methods = [m for m in work.methods if m not in skipped]
     for m in todo_methods:
         if not torch.isfinite(result.maps[m]).all():
             raise ExplainError(f"{m} produced NaN or infinite attributions; nothing was stored")
     probs = result.probabilities.detach().cpu().numpy()
     device = str(result.device)
     libs = library_versions()
+    costs: dict[str, dict[str, Any]] = {}
     for m, info in result.info.items():
         costs[m] = {"time_s": info.time_s, "forward_samples": info.forward_samples,
                     "backward_samples": info.backward_samples, "peak_mem_bytes": info.peak_mem_bytes,
@@ -236,7 +301,7 @@ def explain_methods(handle: ModelHandle, family: str, version: str, x: torch.Ten
                     model_version_id=mv.id, sample_id=sample_ids[i], sample_sha256=sample_shas[i], method=m,
                     target=targets[i], params_sha256=phash, parameters=params,
                     attribution_sha256=store.put_array(arr), attribution_shape=list(arr.shape),
-                    model_output=[float(v) for v in probs[j]], metrics=metrics, seed=int(options.get("seed", 0)),
+                    model_output=[float(v) for v in probs[j]], metrics=metrics, seed=seed,
                     device=device, library_versions=libs, duration_s=float(info.time_s) / max(1, len(todo_rows)),
                     run_id=run_id,
                 ))
@@ -255,19 +320,24 @@ class ReferenceRunSummary:
     computed: int
     reused: int
     seconds: float
+    executor: str = "local"
 
 
 def explain_reference_set(
     family: str, version: str, dataset: str, *, methods: Sequence[str], batch_size: int = 16,
     options: Optional[dict[str, Any]] = None, limit: Optional[int] = None, actor: Principal = SYSTEM,
-    progress: Progress = None,
+    progress: Progress = None, executor: Optional[BatchExecutor] = None,
 ) -> ReferenceRunSummary:
     """Explain every sample of a reference set (predicted class), batch by batch.
 
     Each batch is stored in its own transaction, so an interrupted run keeps whole batches only and a
-    rerun computes just what is missing (the unique key prevents duplicate rows).
+    rerun computes just what is missing (the unique key prevents duplicate rows). ``progress`` is called
+    after each stored batch (a job worker stops there when it raises); ``executor`` computes the batches
+    (default: here, one after the other).
     """
     require(actor, "run")
+    if batch_size < 1:
+        raise ExplainError(f"batch size must be at least 1, got {batch_size}")
     options = dict(options or {})
     handle = handle_for(family, version)
     samples = load_image_samples(dataset)
@@ -275,24 +345,39 @@ def explain_reference_set(
     if n == 0:
         raise ExplainError(f"dataset {dataset} has no samples")
     parameters = {"dataset": dataset, "methods": list(methods), "limit": limit, "options": options}
+    executor = executor or LocalExecutor()
+    layer = options.pop("layer", None) or handle.target_layer
+    keys = {m: params_key(m, layer, options) for m in methods}
+    seed = int(options.get("seed", 0))
     computed = reused = 0
     with tracked_run("explain", family=family, version=version, parameters=parameters, actor=actor,
-                     seed=int(options.get("seed", 0)), device=str(handle.device)) as run:
-        for b0 in range(0, n, batch_size):
-            b1 = min(n, b0 + batch_size)
-            raw = image_to_tensor(samples.images[b0:b1], handle.input_spec)
-            x = handle.input_spec.normalize(raw).to(handle.device)
-            targets = handle.predict_proba(x).argmax(1).tolist()
-            maps, _ = explain_batch(handle, family, version, x, samples.hashes[b0:b1], targets, methods,
-                                     dict(options), sample_ids=[None] * (b1 - b0), actor=actor, progress=None,
-                                     run_id=run.run_id)
-            for o in maps:
+                     seed=seed, device=str(handle.device)) as run:
+        def batches() -> Iterator[tuple[Any, Optional[BatchWork]]]:
+            for b0 in range(0, n, batch_size):
+                b1 = min(n, b0 + batch_size)
+                raw = image_to_tensor(samples.images[b0:b1], handle.input_spec)
+                x = handle.input_spec.normalize(raw).to(handle.device)
+                targets = handle.predict_proba(x).argmax(1).tolist()
+                hashes = samples.hashes[b0:b1]
+                out = _stored_maps(family, version, hashes, targets, methods, keys)
+                work = _work_for(out, methods, x, targets, layer, options)
+                yield (b1, hashes, targets, out, work), work
+
+        for (b1, hashes, targets, out, work), result in executor.map(handle, batches()):
+            if result is not None:
+                batch = _store_batch(family, version, out, work, result, keys, hashes, targets,
+                                     [None] * len(hashes), seed=seed, actor=actor, run_id=run.run_id)
+                if batch.skipped:
+                    method, reason = next(iter(batch.skipped.items()))
+                    raise ExplainError(f"{method}: {reason}")
+                out = batch.maps
+            for o in out:
                 for sm in o.values():
                     computed += not sm.cached
                     reused += sm.cached
             if progress:
                 progress(b1 / n, f"{b1}/{n} samples")
-    return ReferenceRunSummary(run.run_id, n, computed, reused, run.elapsed)
+    return ReferenceRunSummary(run.run_id, n, computed, reused, run.elapsed, executor.name)
 
 
 @dataclass

@@ -155,6 +155,13 @@ def _plan(family: str, version: str, dataset: str, concepts: Sequence[str], targ
                  list(dict.fromkeys(concepts)), chosen)
 
 
+def check_request(family: str, version: str, *, dataset: str, concepts: Sequence[str] = (),
+                  targets: Optional[Sequence[str]] = None) -> None:
+    """Raise FullAuditError for anything the caller named wrongly, running nothing (a job checks its
+    parameters when it is submitted)."""
+    _plan(family, version, dataset, concepts, targets)
+
+
 def boolean_groups(groups: Sequence[dict[str, Any]]) -> list[str]:
     """Group columns recorded for every sample with boolean values only."""
     names = list(dict.fromkeys(k for g in groups for k in g))

@@ -208,13 +208,28 @@ def set_status(family: str, version: str, status: str, *, reason: str = "", acto
 
 def load_handle(family: str, version: str, *, device: Optional[str] = None) -> ModelHandle:
     """Load a registered version from the artifact store (hashes verified) into a ModelHandle."""
+    return handle_from_record(model_record(family, version), store=ArtifactStore(), device=device)
+
+
+def model_record(family: str, version: str) -> dict[str, Any]:
+    """Everything needed to load a version without the database (what a job worker ships to a Ray task)."""
     info = get_version(family, version)
-    store = ArtifactStore()
+    with transaction() as s:
+        row = ModelRepository(s).version(family, version)
+        info["arch_kwargs"] = dict(row.arch_kwargs or {})
+    return info
+
+
+def handle_from_record(info: dict[str, Any], *, store: ArtifactStore, device: Optional[str] = None,
+                       cache_root: Optional[Path] = None) -> ModelHandle:
+    """Load the version that ``info`` (a :func:`model_record`) describes from ``store``; every read is
+    checked against its SHA-256, so a worker on another machine loads exactly the registered bytes."""
+    family, version = info["family"], info["version"]
     if info["format"] == "hf":
         manifest = json.loads(store.get_bytes(info["sha256"]))
         if manifest_sha256(manifest) != info["sha256"]:
             raise RegistryError(f"{family} {version}: stored manifest does not match its hash")
-        cache = audit_home() / "cache" / "hf"
+        cache = cache_root or audit_home() / "cache" / "hf"
         cache.mkdir(parents=True, exist_ok=True)
         path = materialize_hf_dir(manifest, store.get_bytes, cache)
         image = info["task"] == "image-classification"
@@ -225,13 +240,11 @@ def load_handle(family: str, version: str, *, device: Optional[str] = None) -> M
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ("model.pt" if info["format"] == "torchscript" else "weights")
         path.write_bytes(store.get_bytes(info["sha256"]))
-        with transaction() as s:
-            row = ModelRepository(s).version(family, version)
-            arch_kwargs = dict(row.arch_kwargs or {})
         return build_handle(
             task=info["task"], fmt=info["format"], labels=info["labels"], sha256=info["sha256"], path=path,
-            architecture=info["architecture"], arch_kwargs=arch_kwargs, input_spec=info["input_spec"],
-            target_layer=info["target_layer"], device=device, family=family, version=version,
+            architecture=info["architecture"], arch_kwargs=dict(info.get("arch_kwargs") or {}),
+            input_spec=info["input_spec"], target_layer=info["target_layer"], device=device, family=family,
+            version=version,
         )
 
 
