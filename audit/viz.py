@@ -151,3 +151,27 @@ def lines_figure(x: Sequence[Any], series: Mapping[str, Sequence[float]], *, tit
         fig.add_trace(go.Scatter(x=list(x), y=list(ys), mode="lines+markers", name=name))
     fig.update_layout(title=title, yaxis_title=ytitle, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
+
+
+def outlined(image: np.ndarray, region: Any, *, color: Sequence[float] = (1.0, 0.0, 0.0)) -> np.ndarray:
+    """An RGB [H, W, 3] float copy of an image ([C, H, W], [H, W, C] or [H, W] in [0, 1]) with its declared
+    region (a box [x0, y0, x1, y1] or a boolean mask [H, W], see audit.regions) outlined in ``color``."""
+    from audit.regions import as_mask, outline
+
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
+        img = np.transpose(img, (1, 2, 0))
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    rgb = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3].copy()
+    rgb = np.clip(rgb, 0.0, 1.0)
+    if region is not None:
+        rgb[outline(as_mask(region, rgb.shape[0], rgb.shape[1]))] = np.asarray(color, dtype=np.float64)
+    return rgb
+
+
+def describe_region(region: Any) -> str:
+    """A caption for a declared region: the box's coordinates or the mask's pixel count."""
+    from audit.regions import describe
+
+    return describe(region)

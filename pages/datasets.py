@@ -16,6 +16,7 @@ from audit.services.datasets import (DatasetError, DatasetValidationError, datas
                                      import_image_dataset, import_text_dataset, list_datasets, load_image_samples,
                                      preview_image_import)
 from audit.services.registry import list_models
+from audit.viz import outlined
 from pages.ui import current_principal, show_error
 
 principal = current_principal()
@@ -24,15 +25,9 @@ st.caption("Reference sets feed explanations, concept tests, the bias audit, dri
            "are the examples a concept test measures. Stored sets are immutable and content-hashed.")
 
 
-def _with_box(img: np.ndarray, box: list[int] | None) -> np.ndarray:
-    """An RGB copy of an image in [0, 1] with its declared region outlined in red."""
-    rgb = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img.copy()
-    if box:
-        x0, y0, x1, y1 = (int(v) for v in box)
-        red = np.array([1.0, 0.0, 0.0])
-        rgb[y0:y1, [x0, max(x0, x1 - 1)]] = red
-        rgb[[y0, max(y0, y1 - 1)], x0:x1] = red
-    return rgb
+def _with_box(img: np.ndarray, region) -> np.ndarray:  # noqa: ANN001
+    """An RGB copy of an image in [0, 1] with its declared region (box or mask) outlined in red."""
+    return outlined(img, region)
 
 
 def _problems(exc: DatasetValidationError) -> None:
@@ -104,6 +99,8 @@ with tab_img:
         label_col = c2.text_input("Label column (empty: unlabelled)", "label")
         group_cols = c3.text_input("Group columns (comma-separated)", "")
         region_cols = c4.text_input("Region columns x0,y0,x1,y1 (optional)", "")
+        mask_col = st.text_input("Mask column (optional): mask image paths in the zip, nonzero pixels are the "
+                                 "region", "", key="img-mask")
         family = st.selectbox("Labels and input size of family (optional)", ["(from the CSV)"] + families)
         description = st.text_input("Description", "")
         check, do_import = st.columns(2)
@@ -116,6 +113,7 @@ with tab_img:
         opts = dict(path_column=path_col.strip(), label_column=label_col.strip() or None,
                     group_columns=[c.strip() for c in group_cols.split(",") if c.strip()],
                     region_columns=[c.strip() for c in region_cols.split(",") if c.strip()] or None,
+                    mask_column=mask_col.strip() or None,
                     family=None if family == "(from the CSV)" else family)
         with _importing("file and row") as tmp:
             zpath, cpath = _save(archive, tmp), _save(index, tmp)

@@ -9,7 +9,7 @@ from audit.services.datasets import list_datasets, load_image_samples
 from audit.services.explain import ExplainError, explain_image, reverify
 from audit.services.explain_views import (cost_estimate, faithfulness_curves, feature_maps, localisation,
                                           method_labels, sample_region, sanity, true_class_view)
-from audit.viz import curves_figure, feature_maps_figure, heatmap_grid, sanity_figure, topk_bar
+from audit.viz import curves_figure, describe_region, feature_maps_figure, heatmap_grid, outlined, sanity_figure, topk_bar
 from pages.ui import current_principal, pick_version, show_error
 
 METHODS = ["saliency", "grad_x_input", "smoothgrad", "integrated_gradients", "cam", "gradcam", "gradcam_pp",
@@ -17,16 +17,9 @@ METHODS = ["saliency", "grad_x_input", "smoothgrad", "integrated_gradients", "ca
 DEFAULT = ["saliency", "grad_x_input", "integrated_gradients", "gradcam", "gradcam_pp", "occlusion"]
 
 
-def outlined(image: np.ndarray, region: list[int] | None) -> np.ndarray:
-    """[C, H, W] in [0, 1] -> [H, W, 3] uint8, with the declared box [x0, y0, x1, y1] drawn in red."""
-    rgb = np.repeat(image, 3, axis=0) if image.shape[0] == 1 else image[:3]
-    out = (np.clip(rgb.transpose(1, 2, 0), 0.0, 1.0) * 255).astype(np.uint8)
-    if region is not None:
-        x0, y0, x1, y1 = (int(v) for v in region)
-        red = np.array([255, 0, 0], dtype=np.uint8)
-        out[y0, x0:x1] = out[y1 - 1, x0:x1] = red
-        out[y0:y1, x0] = out[y0:y1, x1 - 1] = red
-    return out
+def outlined_uint8(image: np.ndarray, region) -> np.ndarray:  # noqa: ANN001
+    """[C, H, W] in [0, 1] -> [H, W, 3] uint8, with the declared region (box or mask) outlined in red."""
+    return (outlined(image, region) * 255).astype(np.uint8)
 
 principal = current_principal()
 st.title("Explain a prediction")
@@ -48,9 +41,9 @@ if source == "Reference sample":
     sample_key = samples.keys[idx]
     region = samples.regions[idx]
     label = labels[samples.labels[idx]] if samples.labels[idx] is not None else "—"
-    st.image(outlined(samples.images[idx].numpy(), region), width=160,
+    st.image(outlined_uint8(samples.images[idx].numpy(), region), width=160,
              caption=f"{sample_key} · label {label} · groups {samples.groups[idx] or '—'}"
-                     + (f" · declared region {region} (red)" if region is not None else ""))
+                     + (f" · declared region {describe_region(region)} (red)" if region is not None else ""))
 else:
     up = st.file_uploader("Image (PNG, JPEG, BMP, GIF, TIFF or WebP; at most 10 MB)")
     if up is not None:

@@ -117,6 +117,9 @@ class Sample(Base):
     # A pixel box [x0, y0, x1, y1] in the stored image's coordinates (x1, y1 exclusive) that the data
     # declares for this sample, e.g. where a watermark sits; None when it declares none.
     region: Mapped[Optional[list[int]]] = mapped_column(JSON, nullable=True)
+    # Or a binary mask of the stored image's size: the SHA-256 of its PNG artifact (nonzero = the region).
+    # A sample declares at most one of the two.
+    region_mask: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
     dataset: Mapped[Dataset] = relationship(back_populates="samples")
 
 

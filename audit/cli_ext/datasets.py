@@ -46,13 +46,14 @@ def _dataset_add(args: argparse.Namespace) -> int:
             raise CliError(f"--region-columns needs four column names x0,y0,x1,y1, got {args.region_columns!r}")
         out = _checked(import_image_dataset, args.name, args.images, args.index, path_column=args.path_column,
                        label_column=args.label_column, group_columns=groups, region_columns=regions,
+                       mask_column=(args.mask_column or "").strip() or None,
                        description=args.description or "", family=args.family, actor=_operator())
         emit(f"dataset {out['name']}: {out['samples']} images stored at {out['size'][2]}x{out['size'][1]} "
              f"({out['size'][0]} channel(s), {out['resized']} resized), regions {'yes' if out['regions'] else 'no'}, "
              f"sha256={out['sha256']}")
         return 0
-    if args.index or args.region_columns:
-        raise CliError("--index and --region-columns apply to --images only")
+    if args.index or args.region_columns or args.mask_column:
+        raise CliError("--index, --region-columns and --mask-column apply to --images only")
     out = _checked(import_text_dataset, args.name, args.texts, text_column=args.text_column,
                    label_column=args.label_column, group_columns=groups, description=args.description or "",
                    family=args.family, actor=_operator())
@@ -90,7 +91,8 @@ def _dataset_show(args: argparse.Namespace) -> int:
         emit("  groups: -")
     for g, values in info["groups"].items():
         emit(f"  group {g}: " + ", ".join(f"{v} ({n})" for v, n in values.items()))
-    emit(f"  regions: {'yes' if info['regions'] else 'no'}")
+    masks = f" ({info['region_masks']} as masks)" if info.get("region_masks") else ""
+    emit(f"  regions: {'yes' if info['regions'] else 'no'}{masks}")
     return 0
 
 
@@ -120,6 +122,8 @@ def add_commands(sub: Any) -> None:
                    help="class names (or integer indices with --family); an empty name stores no labels")
     a.add_argument("--group-columns", help="comma-separated columns stored as sample groups, e.g. site,sex")
     a.add_argument("--region-columns", help="four columns x0,y0,x1,y1: one pixel box per image (its own pixels)")
+    a.add_argument("--mask-column", help="column of mask image paths (same folder/zip, the image's size): nonzero "
+                                         "pixels are the sample's region; an empty cell declares none")
     a.add_argument("--description")
     a.add_argument("--family", help="match labels against this family's class names; images take its input size")
     lst = ds.add_parser("list", help="stored datasets")

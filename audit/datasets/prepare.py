@@ -3,7 +3,8 @@
 Everything is checked before anything is returned, and every problem is reported with the row or file
 it comes from (``InvalidDataset``). Images of different sizes are resized to one common size (the
 family's input size, else the most common size) because a reference set is one [N, C, H, W] tensor;
-regions are given in each file's own pixels and scaled with it."""
+regions (a box from four columns, or a mask image from one) are given in each file's own pixels and scaled
+with it."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 from audit.datasets.problems import ImportLimits, InvalidDataset, Problems
 from audit.datasets.sources import ImageSource, normalise_member
 from audit.datasets.tables import Row, read_csv, read_table
+from audit.regions import Region, scale_mask
 
 _GREY_MODES = ("L", "LA", "1", "I", "I;16", "F")
 
@@ -37,7 +39,7 @@ class PreparedImages:
     pngs: list[bytes]
     labels: list[Optional[int]]
     groups: list[dict[str, Any]]
-    regions: Optional[list[Optional[list[int]]]]
+    regions: Optional[list[Optional[Region]]]  # a box [x0, y0, x1, y1] or a boolean mask [H, W] per sample
     label_names: list[str]
     sources: list[str]
     height: int
@@ -142,6 +144,43 @@ def scale_box(box: list[int], src: tuple[int, int], dst: tuple[int, int]) -> lis
             min(W, math.ceil(x1 * W / w)), min(H, math.ceil(y1 * H / h))]
 
 
+# ------------------------------------------------------------------ masks
+
+def _mask(source: ImageSource, row: Row, column: str, image: tuple[int, int], limits: ImportLimits,
+          problems: Problems) -> Optional[np.ndarray]:
+    """The boolean mask a row names in ``column`` (nonzero pixels are the region), or None when the cell is
+    empty. The file must be in the images folder/zip, readable, of its image's size, and not all zero."""
+    raw = str(row.values.get(column, "") or "").strip()
+    if not raw:
+        return None
+    if normalise_member(raw) is None:
+        problems.add(row.where, f"mask path {raw!r} escapes the image folder")
+        return None
+    rel = source.resolve(raw)
+    if rel is None:
+        problems.add(row.where, f"mask file {raw!r} is missing from {source.label}")
+        return None
+    try:
+        img = _decode(source.read(rel), limits)
+    except (OSError, ValueError) as exc:
+        problems.add(row.where, f"mask {rel} {exc}")
+        return None
+    if img.size != image:
+        problems.add(row.where, f"mask {rel} is {img.size[0]}x{img.size[1]} pixels but its image is "
+                                f"{image[0]}x{image[1]}; a mask must have its image's size")
+        return None
+    if img.mode.startswith("P"):  # palette indices are not pixel values
+        img = img.convert("RGBA")
+    if img.mode in ("LA", "La", "RGBA", "RGBa"):  # transparency is not the region
+        img = img.convert("L" if img.mode.startswith("L") else "RGB")
+    arr = np.asarray(img)
+    mask = (arr != 0).any(axis=2) if arr.ndim == 3 else arr != 0
+    if not mask.any():
+        problems.add(row.where, f"mask {rel} has no nonzero pixel; leave the cell empty for a sample without a region")
+        return None
+    return mask
+
+
 # ------------------------------------------------------------------ images
 
 def _decode(data: bytes, limits: ImportLimits):  # noqa: ANN202
@@ -211,10 +250,13 @@ def _common_shape(found: list[tuple[int, int, str]], target: Target) -> tuple[in
 
 def prepare_images(images: str | Path, index: Optional[str | Path], *, path_column: str = "path",
                    label_column: Optional[str] = "label", group_columns: Sequence[str] = (),
-                   region_columns: Optional[Sequence[str]] = None, family_labels: Optional[Sequence[str]] = None,
-                   target: Optional[Target] = None, limits: Optional[ImportLimits] = None) -> PreparedImages:
+                   region_columns: Optional[Sequence[str]] = None, mask_column: Optional[str] = None,
+                   family_labels: Optional[Sequence[str]] = None, target: Optional[Target] = None,
+                   limits: Optional[ImportLimits] = None) -> PreparedImages:
     """Validate and convert. Without ``index`` every image in the folder/zip is a sample, unlabelled
-    (a concept set). Raises InvalidDataset listing every problem found."""
+    (a concept set). ``mask_column`` names a column of mask image paths (in the same folder/zip; nonzero
+    pixels are the region; empty cell: no region); a row may declare a box or a mask, not both.
+    Raises InvalidDataset listing every problem found."""
     target, limits = target or Target(), limits or ImportLimits()
     problems = Problems()
     if region_columns is not None and len(region_columns) != 4:
@@ -223,12 +265,12 @@ def prepare_images(images: str | Path, index: Optional[str | Path], *, path_colu
     with ImageSource(images, limits, problems) as source:
         if index is None:
             rows = [Row(f"file {n}", {"path": n}) for n in source.names()]
-            path_column, label_column, group_columns, region_columns = "path", None, (), None
+            path_column, label_column, group_columns, region_columns, mask_column = "path", None, (), None, None
             if not rows and not problems:
                 problems.add(source.label, "holds no image files")
         else:
             required = [path_column, *([label_column] if label_column else []), *group_columns,
-                        *(region_columns or [])]
+                        *(region_columns or []), *([mask_column] if mask_column else [])]
             rows = read_csv(Path(index), required, limits, problems)
         problems.raise_if_any()  # without a readable source and index the per-row checks mean nothing
 
@@ -258,6 +300,15 @@ def prepare_images(images: str | Path, index: Optional[str | Path], *, path_colu
         regions = None
         if region_columns:
             regions = [_box(r, region_columns, f[0], f[1], problems) if f else None for r, f in zip(rows, found)]
+        if mask_column:
+            masks = [_mask(source, r, mask_column, (f[0], f[1]), limits, problems) if f else None
+                     for r, f in zip(rows, found)]
+            regions = regions or [None] * len(rows)
+            for i, (r, m) in enumerate(zip(rows, masks)):
+                if m is not None and regions[i] is not None:
+                    problems.add(r.where, f"declares both a region box and a mask ({mask_column}); give one of them")
+                elif m is not None:
+                    regions[i] = m
         problems.raise_if_any()
 
         shapes = [f for f in found if f is not None]
@@ -267,8 +318,8 @@ def prepare_images(images: str | Path, index: Optional[str | Path], *, path_colu
             pngs.append(_encode(source, rel, (width, height), channels))
             resized += (w, h) != (width, height)
         if regions is not None:
-            regions = [scale_box(b, (w, h), (width, height)) if b is not None else None
-                       for b, (w, h, _) in zip(regions, shapes)]
+            regions = [None if b is None else scale_mask(b, (height, width)) if isinstance(b, np.ndarray)
+                       else scale_box(b, (w, h), (width, height)) for b, (w, h, _) in zip(regions, shapes)]
     return PreparedImages(pngs, labels, [_groups(r, group_columns) for r in rows], regions, label_names,
                           [rel for rel in resolved if rel], height, width, channels, resized)
 

@@ -1,7 +1,7 @@
 """Explanation disparity: how much of each explanation falls on a region or on identity words, by group.
 
 A model that leans on a watermark or on gendered words shows a larger share there for the affected group.
-Regions are declared by the data (one pixel box per sample, see `region_masks`); without any, use the
+Regions are declared by the data (one pixel box or mask per sample, see `region_masks`); without any, use the
 region-free comparison in `audit.fairness.maps`.
 """
 
@@ -22,6 +22,7 @@ from audit.fairness._validate import check_groups, group_codes, label_text, to_g
 from audit.fairness.metrics import DEFAULT_MIN_GROUP_SIZE
 from audit.fairness.terms import identity_terms
 from audit.jsonsafe import finite_or_none as _finite
+from audit.regions import masks_of
 
 logger = logging.getLogger(__name__)
 
@@ -149,50 +150,25 @@ def explanation_disparity(
 
 
 def region_masks(
-    regions: Sequence[Sequence[int] | None],
+    regions: Sequence[Any],
     *,
     image_size: tuple[int, int],
     map_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """Boolean masks [N, H, W] of declared pixel boxes, scaled from the stored image to the map size.
+    """Boolean masks [N, H, W] of declared regions, scaled from the stored image to the map size.
 
     Args:
-        regions: one box [x0, y0, x1, y1] per sample in the stored image's pixel coordinates (x1, y1
-            exclusive), or None where the sample declares no region (its mask row is all False).
-        image_size: (height, width) of the stored images the boxes refer to.
+        regions: one region per sample in the stored image's pixels: a box [x0, y0, x1, y1] (x1, y1
+            exclusive), a boolean mask [height, width], or None where the sample declares no region (its
+            mask row is all False).
+        image_size: (height, width) of the stored images the regions refer to.
         map_size: (height, width) of the attribution maps (the model's input size); default image_size.
 
-    The model sees the image resized to its input size, so a box scales with it: edges are rounded
-    outwards, so a box always covers at least the pixels its scaled area touches.
+    The model sees the image resized to its input size, so a region scales with it: a map pixel belongs
+    to the region when the region touches it (`audit.regions.scale_mask`; for a box, edges rounded
+    outwards). Explanation disparity and localisation both score these masks.
     """
-    ih, iw = (int(v) for v in image_size)
-    mh, mw = (int(v) for v in (map_size or image_size))
-    out = torch.zeros(len(regions), mh, mw, dtype=torch.bool)
-    sy, sx = mh / ih, mw / iw
-    for i, box in enumerate(regions):
-        if box is None:
-            continue
-        if len(box) != 4:
-            raise ValueError(f"{errors.BAD_REGION}: sample {i} has {box!r}")
-        x0, y0, x1, y1 = (float(v) for v in box)
-        if not (0 <= x0 < x1 <= iw and 0 <= y0 < y1 <= ih):
-            raise ValueError(f"{errors.BAD_REGION}: sample {i} has {list(box)} on a {iw}x{ih} image")
-        # a tiny epsilon keeps exact multiples (a box edge on a pixel edge) from growing by a pixel
-        top, left = math.floor(y0 * sy + 1e-9), math.floor(x0 * sx + 1e-9)
-        bottom, right = math.ceil(y1 * sy - 1e-9), math.ceil(x1 * sx - 1e-9)
-        out[i, top:bottom, left:right] = True
-    return out
-
-
-def region_boxes(regions: Sequence[Sequence[int]], *, image_size: tuple[int, int],
-                 map_size: tuple[int, int]) -> list[list[int]]:
-    """Declared boxes in the map's pixels [x0, y0, x1, y1] (x1, y1 exclusive), scaled as `region_masks`
-    scales them, so localisation and explanation disparity score the same pixels."""
-    out = []
-    for m in region_masks(list(regions), image_size=image_size, map_size=map_size):
-        rows, cols = m.nonzero(as_tuple=True)
-        out.append([int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1])
-    return out
+    return torch.from_numpy(masks_of(list(regions), image_size=image_size, map_size=map_size))
 
 
 def text_explanation_disparity(

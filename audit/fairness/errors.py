@@ -37,7 +37,7 @@ CSV_BAD_INPUT = "expected CSV content as bytes, a file path or a binary file obj
 # Explanation disparity.
 ATTR_SHAPE = "attributions must have shape [N, H, W] or [N, C, H, W]"
 MASK_SHAPE = "the region mask must be a boolean [H, W] or [N, H, W] array matching the attributions"
-BAD_REGION = "a region must be a pixel box [x0, y0, x1, y1] with 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height"
+from audit.regions import BAD_REGION  # noqa: E402  (one wording for every consumer of regions)
 TOO_FEW_GROUPS = "the region-free comparison needs at least two groups with a usable map"
 BAD_N_PERM = "n_perm must be a non-negative integer"
 TOKEN_MASK_MISMATCH = "each text needs one identity-mask entry per attribution score"

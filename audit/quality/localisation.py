@@ -1,6 +1,7 @@
 """Localisation of attribution maps against a declared region: relevance mass accuracy and pointing game.
 
-Pure torch: maps [B, H, W] or [B, C, H, W] and one pixel box (or None) per sample, in map coordinates.
+Pure torch: maps [B, H, W] or [B, C, H, W] and one region per sample in map coordinates: a pixel box, a
+boolean mask, or None (or all masks at once as a bool tensor [B, H, W], an all-False row meaning none).
 """
 
 from __future__ import annotations
@@ -8,16 +9,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
+
+from audit.regions import BAD_REGION as BAD_BOX
+from audit.regions import as_mask
 
 from .spec import MetricSpec
 
 Box = Sequence[int]
 
-BAD_BOX = "a region must be a pixel box [x0, y0, x1, y1] with 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height"
+BAD_MASKS = "region masks must be a boolean [B, H, W] tensor matching the maps"
 BAD_MAPS = "maps must be a batch [B, H, W] or [B, C, H, W]"
-BAD_COUNT = "give one box (or None) per map"
+BAD_COUNT = "give one region (or None) per map"
 BAD_TOLERANCE = "tolerance must be a finite number of pixels >= 0"
 
 # "localisation" is not yet one of spec.Category's literals; the spec is data all the same.
@@ -63,26 +69,25 @@ def _relevance(maps: torch.Tensor, absolute: bool) -> torch.Tensor:
     return maps.abs() if absolute else maps.clamp(min=0.0)
 
 
-def _check_boxes(boxes: Sequence[Box | None], n: int, h: int, w: int) -> list[tuple[int, int, int, int] | None]:
-    if len(boxes) != n:
-        raise ValueError(f"{BAD_COUNT}: {n} maps, {len(boxes)} boxes")
-    out: list[tuple[int, int, int, int] | None] = []
-    for i, box in enumerate(boxes):
-        if box is None:
-            out.append(None)
-            continue
-        if len(box) != 4:
-            raise ValueError(f"{BAD_BOX}: sample {i} has {box!r}")
-        x0, y0, x1, y1 = (int(v) for v in box)
-        if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
-            raise ValueError(f"{BAD_BOX}: sample {i} has {list(box)} on a {w}x{h} map")
-        out.append((x0, y0, x1, y1))
-    return out
+def _region_masks(regions: Any, n: int, h: int, w: int) -> torch.Tensor:
+    """Boxes, masks or None per map (or a bool tensor [B, H, W]) -> bool [B, H, W]; all-False = no region."""
+    if isinstance(regions, (torch.Tensor, np.ndarray)) and getattr(regions, "ndim", 0) == 3:
+        m = torch.as_tensor(regions)
+        if m.dtype != torch.bool or tuple(m.shape) != (n, h, w):
+            raise ValueError(f"{BAD_MASKS}: got {tuple(m.shape)} {m.dtype} for {n} maps of {w}x{h}")
+        return m
+    if len(regions) != n:
+        raise ValueError(f"{BAD_COUNT}: {n} maps, {len(regions)} regions")
+    out = np.zeros((n, h, w), dtype=bool)
+    for i, region in enumerate(regions):
+        if region is not None:
+            out[i] = as_mask(region, h, w, where=f"sample {i}")
+    return torch.from_numpy(out)
 
 
 def localisation(
     maps: torch.Tensor,
-    boxes: Sequence[Box | None],
+    regions: Any,
     *,
     tolerance: float = 0.0,
     absolute: bool = True,
@@ -91,32 +96,37 @@ def localisation(
 
     Args:
         maps: attributions [B, H, W] or [B, C, H, W]; channels are summed first.
-        boxes: one pixel box [x0, y0, x1, y1] per map (x1, y1 exclusive) in the map's coordinates,
-            or None where the sample declares no region (its scores are NaN and left out of the means).
+        regions: one region per map in the map's coordinates: a pixel box [x0, y0, x1, y1] (x1, y1
+            exclusive), a boolean mask [H, W], or None where the sample declares no region (its scores are
+            NaN and left out of the means); or a bool tensor [B, H, W] (`region_masks` gives one, scaled
+            from the stored images), where an all-False row means no region.
         tolerance: pointing game only: a maximum within this many pixels (Euclidean, from the pixel
-            to the nearest pixel of the box) still counts as a hit; 0 asks for the box itself.
+            to the nearest pixel of the region) still counts as a hit; 0 asks for the region itself.
         absolute: True (default) scores |map|, so strong negative evidence counts as relevance;
             False clips negative values to 0 and scores positive relevance only, as Arras et al. do.
 
-    Relevance mass = sum of relevance inside the box / sum over the whole map (NaN for an all-zero
+    Relevance mass = sum of relevance inside the region / sum over the whole map (NaN for an all-zero
     map). The pointing game takes the first maximum in row-major order (NaN for an all-zero map).
     """
     if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"{BAD_TOLERANCE}, got {tolerance!r}")
     rel = _relevance(maps, absolute)
     n, h, w = rel.shape
-    checked = _check_boxes(boxes, n, h, w)
+    masks = _region_masks(regions, n, h, w)
     mass = torch.full((n,), float("nan"), dtype=torch.float64)
     point = torch.full((n,), float("nan"), dtype=torch.float64)
     flat_max = rel.flatten(1).argmax(dim=1)
     totals = rel.flatten(1).sum(dim=1)
-    for i, box in enumerate(checked):
-        if box is None or not totals[i] > 0:
+    for i in range(n):
+        m = masks[i]
+        if not bool(m.any()) or not totals[i] > 0:
             continue
-        x0, y0, x1, y1 = box
-        mass[i] = rel[i, y0:y1, x0:x1].sum() / totals[i]
+        mass[i] = rel[i][m].sum() / totals[i]
         r, c = divmod(int(flat_max[i]), w)
-        dy = max(y0 - r, 0, r - (y1 - 1))
-        dx = max(x0 - c, 0, c - (x1 - 1))
-        point[i] = 1.0 if math.hypot(dx, dy) <= tolerance else 0.0
+        if bool(m[r, c]):
+            point[i] = 1.0
+            continue
+        ys, xs = m.nonzero(as_tuple=True)  # distance to the nearest pixel of the region
+        nearest = float(torch.sqrt(((ys - r) ** 2 + (xs - c) ** 2).double()).min())
+        point[i] = 1.0 if nearest <= tolerance else 0.0
     return LocalisationResult(mass, point, float(tolerance), absolute)

@@ -41,10 +41,24 @@ def layer_choices(family: str, version: str) -> list[str]:
 
 
 def default_layers(family: str, version: str) -> list[str]:
+    """The last two named stages of the project's CNNs and ResNets (``features.block*``, ``layer*``); for
+    other architectures the last two blocks of the model's main stack (MobileNet/EfficientNet ``features.N``,
+    transformer encoder blocks), found by a probe forward, so the head that computes the logits is never
+    picked."""
+    from audit.concepts.layers import block_layers
+
     names = layer_choices(family, version)
     conv_blocks = [n for n in names if n.startswith(("features.block", "layer"))]
-    picks = conv_blocks[-2:] if len(conv_blocks) >= 2 else names[-3:-1]
-    return picks
+    if len(conv_blocks) >= 2:
+        return conv_blocks[-2:]
+    handle = handle_for(family, version)
+    if handle.input_spec is not None:
+        sample = torch.zeros(1, *handle.input_spec.shape, device=handle.device)
+        with handle.lock:
+            blocks = block_layers(handle.module, sample)
+        if blocks:
+            return blocks
+    return names[-3:-1]
 
 
 def concept_examples(name: str, *, n: int, seed: int, dataset: str,

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from audit.datasets.problems import ImportLimits
+from audit.regions import as_mask, is_mask
 from audit.services.auth import SYSTEM, Principal, require
 from storage import auditlog
 from storage.artifacts import ArtifactStore
@@ -25,7 +26,9 @@ class DatasetError(ValueError):
     """A dataset request that cannot proceed; the message says why."""
 
 
-Region = list[int]  # [x0, y0, x1, y1] pixel box in the stored image's coordinates, x1 and y1 exclusive
+# A pixel box [x0, y0, x1, y1] in the stored image's coordinates (x1 and y1 exclusive), or a boolean mask
+# [H, W] of the stored image's size (see audit.regions; a box is a special case of a mask).
+Region = Any
 
 
 @dataclass
@@ -88,12 +91,19 @@ def _content_hash(hashes: Sequence[str], labels: Sequence[Any], groups: Sequence
 
 
 def check_regions(regions: Sequence[Any], *, height: int, width: int) -> list[Optional[Region]]:
-    """Validate one optional pixel box per sample: [x0, y0, x1, y1] integers with 0 <= x0 < x1 <= width and
-    0 <= y0 < y1 <= height. Raises DatasetError naming the first bad sample."""
+    """Validate one optional region per sample: a pixel box [x0, y0, x1, y1] of integers with
+    0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height, or a 2-D mask of the images' size with a nonzero pixel
+    (returned as a boolean array). Raises DatasetError naming the first bad sample."""
     out: list[Optional[Region]] = []
     for i, box in enumerate(regions):
         if box is None:
             out.append(None)
+            continue
+        if is_mask(box):
+            try:
+                out.append(as_mask(box, height, width, where=f"sample {i}"))
+            except ValueError as exc:
+                raise DatasetError(str(exc)) from None
             continue
         try:
             values = [float(v) for v in box]
@@ -115,8 +125,8 @@ def add_image_dataset(
     *, label_names: Sequence[str], description: str = "", regions: Optional[Sequence[Any]] = None,
     actor: Principal = SYSTEM,
 ) -> dict[str, Any]:
-    """``regions``: optional, one pixel box [x0, y0, x1, y1] (or None) per image, in the images' own
-    coordinates; explanation disparity measures the share of attribution inside them."""
+    """``regions``: optional, one pixel box [x0, y0, x1, y1], boolean mask [H, W] or None per image, in the
+    images' own coordinates; explanation disparity and localisation measure attribution inside them."""
     require(actor, "register")
     if images.ndim != 4 or images.shape[0] == 0:
         raise DatasetError(f"images must be a non-empty batch [N, C, H, W], got {tuple(images.shape)}")
@@ -135,11 +145,35 @@ def _add_pngs(name, pngs, labels, groups, label_names, description, actor, boxes
     """Store PNG samples: artifacts first (content-addressed, harmless if unreferenced), then one transaction."""
     store = ArtifactStore()
     hashes = [store.put_bytes(data) for data in pngs]
+    regions = list(boxes) if boxes is not None else [None] * len(pngs)
+    masks = [store.put_bytes(mask_png(r)) if is_mask(r) else None for r in regions]
     samples = [Sample(sample_key=f"{name}-{i:04d}", content_sha256=h, label=None if y is None else int(y), groups=dict(g),
-                      region=boxes[i] if boxes is not None else None)
-               for i, (h, y, g) in enumerate(zip(hashes, labels, groups))]
-    return _add(name, "image", samples, hashes, labels, groups, label_names, description, actor, regions=boxes,
+                      region=None if r is None or m is not None else [int(v) for v in r], region_mask=m)
+               for i, (h, y, g, r, m) in enumerate(zip(hashes, labels, groups, regions, masks))]
+    # The content hash names a mask by its artifact's hash, so equal masks give equal hashes.
+    keyed = None if boxes is None else [m if m is not None else r for r, m in zip(regions, masks)]
+    return _add(name, "image", samples, hashes, labels, groups, label_names, description, actor, regions=keyed,
                 details=details)
+
+
+def mask_png(mask: Any) -> bytes:
+    """A boolean mask [H, W] -> an 8-bit greyscale PNG (255 inside the region, 0 outside), deterministic."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.where(np.asarray(mask, dtype=bool), 255, 0).astype(np.uint8)).save(buf, format="PNG",
+                                                                                          optimize=False)
+    return buf.getvalue()
+
+
+def _sample_region(store: ArtifactStore, row: Sample) -> Optional[Region]:
+    if row.region_mask is not None:
+        return decode_png(store.get_bytes(row.region_mask))[0].numpy() > 0
+    return list(row.region) if row.region is not None else None
+
+
+def _declares_region(row: Sample) -> bool:
+    return row.region is not None or row.region_mask is not None
 
 
 def add_text_dataset(
@@ -177,7 +211,7 @@ def list_datasets() -> list[dict[str, Any]]:
     with transaction() as s:
         return [{"name": d.name, "kind": d.kind, "samples": len(d.samples), "sha256": d.content_sha256,
                  "description": d.description, "labels": list(d.labels or []),
-                 "regions": any(r.region is not None for r in d.samples), "groups": _group_names(d.samples)}
+                 "regions": any(_declares_region(r) for r in d.samples), "groups": _group_names(d.samples)}
                 for d in DatasetRepository(s).all()]
 
 
@@ -208,7 +242,7 @@ def load_image_samples(name: str, *, keys: Optional[Sequence[str]] = None) -> Im
     images = torch.stack([decode_png(store.get_bytes(r.content_sha256)) for r in rows]) if rows else torch.empty(0)
     return ImageSamples(name, images, [r.sample_key for r in rows], [r.content_sha256 for r in rows],
                         [r.label for r in rows], [dict(r.groups or {}) for r in rows], label_names,
-                        [list(r.region) if r.region is not None else None for r in rows])
+                        [_sample_region(store, r) for r in rows])
 
 
 def load_text_samples(name: str) -> TextSamples:
@@ -300,8 +334,8 @@ def _family_info(family: Optional[str], task: str) -> tuple[Optional[list[str]],
 def import_image_dataset(
     name: str, images: str | Path, index: str | Path, *, path_column: str = "path",
     label_column: Optional[str] = "label", group_columns: Sequence[str] = (),
-    region_columns: Optional[Sequence[str]] = None, description: str = "", family: Optional[str] = None,
-    limits: Optional[ImportLimits] = None, actor: Principal = SYSTEM,
+    region_columns: Optional[Sequence[str]] = None, mask_column: Optional[str] = None, description: str = "",
+    family: Optional[str] = None, limits: Optional[ImportLimits] = None, actor: Principal = SYSTEM,
 ) -> dict[str, Any]:
     """Import an image reference set from a folder or zip plus a CSV index; all-or-nothing.
 
@@ -310,15 +344,15 @@ def import_image_dataset(
     common size in the set. Raises DatasetValidationError listing every problem; nothing is stored then."""
     require(actor, "register")
     prepared = _prepare_images(name, images, index, path_column=path_column, label_column=label_column,
-                               group_columns=group_columns, region_columns=region_columns, family=family,
-                               limits=limits)
+                               group_columns=group_columns, region_columns=region_columns, mask_column=mask_column,
+                               family=family, limits=limits)
     return _store_prepared(name, prepared, description, actor, source=str(images))
 
 
 def _prepare_images(name: str, images: str | Path, index: str | Path, *, path_column: str,
                     label_column: Optional[str], group_columns: Sequence[str],
                     region_columns: Optional[Sequence[str]], family: Optional[str],
-                    limits: Optional[ImportLimits]) -> Any:
+                    limits: Optional[ImportLimits], mask_column: Optional[str] = None) -> Any:
     """Validate and convert an image import (the one path of the import and its preview)."""
     from audit.datasets import Target, prepare_images
 
@@ -326,7 +360,8 @@ def _prepare_images(name: str, images: str | Path, index: str | Path, *, path_co
     target = Target(spec.get("height"), spec.get("width"), spec.get("channels")) if spec else Target()
     return _validated(name, lambda: prepare_images(
         images, index, path_column=path_column, label_column=label_column, group_columns=list(group_columns),
-        region_columns=list(region_columns) if region_columns else None, family_labels=family_labels,
+        region_columns=list(region_columns) if region_columns else None, mask_column=mask_column or None,
+        family_labels=family_labels,
         target=target, limits=limits or ImportLimits()))
 
 
@@ -389,15 +424,16 @@ def dataset_summary(name: str) -> dict[str, Any]:
             "labels": {("(none)" if y is None else names[y] if 0 <= y < len(names) else str(y)): n
                        for y, n in sorted(label_counts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))},
             "groups": {g: dict(sorted(c.items())) for g, c in groups.items()},
-            "regions": any(r.region is not None for r in rows),
+            "regions": any(_declares_region(r) for r in rows),
+            "region_masks": sum(r.region_mask is not None for r in rows),
         }
 
 
 def preview_image_import(
     name: str, images: str | Path, index: str | Path, *, path_column: str = "path",
     label_column: Optional[str] = "label", group_columns: Sequence[str] = (),
-    region_columns: Optional[Sequence[str]] = None, family: Optional[str] = None, n: int = 12,
-    limits: Optional[ImportLimits] = None,
+    region_columns: Optional[Sequence[str]] = None, mask_column: Optional[str] = None, family: Optional[str] = None,
+    n: int = 12, limits: Optional[ImportLimits] = None,
 ) -> dict[str, Any]:
     """Validate an image import exactly as ``import_image_dataset`` would, store nothing, and return what
     would be stored: counts, label names, group columns, and the first ``n`` samples as [H, W(, 3)] arrays in
@@ -405,8 +441,8 @@ def preview_image_import(
     from collections import Counter
 
     prepared = _prepare_images(name, images, index, path_column=path_column, label_column=label_column,
-                               group_columns=group_columns, region_columns=region_columns, family=family,
-                               limits=limits)
+                               group_columns=group_columns, region_columns=region_columns, mask_column=mask_column,
+                               family=family, limits=limits)
     shown = []
     for i, png in enumerate(prepared.pngs[:n]):
         img = decode_png(png)

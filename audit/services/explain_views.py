@@ -120,8 +120,9 @@ def sanity(exp: ImageExplanation, *, methods: Sequence[str], max_steps: int = 4,
             "reasons": {m: res.reason(m) for m in res.status}}
 
 
-def sample_region(exp: ImageExplanation) -> Optional[list[int]]:
-    """The pixel box the explained reference sample declares (stored-image coordinates), or None."""
+def sample_region(exp: ImageExplanation) -> Optional[Any]:
+    """The region the explained reference sample declares (a pixel box or a boolean mask in stored-image
+    coordinates), or None."""
     from audit.services.datasets import load_image_samples
 
     if exp.sample_key is None:
@@ -129,14 +130,15 @@ def sample_region(exp: ImageExplanation) -> Optional[list[int]]:
     return load_image_samples(_dataset_of(exp), keys=[exp.sample_key]).regions[0]
 
 
-def localisation(exp: ImageExplanation, region: Optional[list[int]]) -> dict[str, dict[str, float]]:
+def localisation(exp: ImageExplanation, region: Optional[Any]) -> dict[str, dict[str, float]]:
     """Per method: relevance mass accuracy and pointing game of its map against ``region``.
 
-    ``region`` is a box [x0, y0, x1, y1] in the stored sample image's pixels; it is scaled to the map's
-    size with the fairness engine's rule (edges rounded outwards), so both audits score the same pixels.
+    ``region`` is a box [x0, y0, x1, y1] or a boolean mask in the stored sample image's pixels; it is scaled
+    to the map's size by `region_masks` (a pixel the region touches is in it), so both audits score the
+    same pixels.
     An empty dict when there is no region or no map.
     """
-    from audit.fairness.disparity import region_boxes
+    from audit.fairness.disparity import region_masks
     from audit.quality import localisation as score
     from audit.services.datasets import load_image_samples
 
@@ -151,7 +153,7 @@ def localisation(exp: ImageExplanation, region: Optional[list[int]]) -> dict[str
     for method, sm in exp.maps.items():
         attr = torch.from_numpy(np.asarray(sm.attribution))
         map_size = (int(attr.shape[-2]), int(attr.shape[-1]))
-        res = score(attr.unsqueeze(0), region_boxes([region], image_size=image_size, map_size=map_size))
+        res = score(attr.unsqueeze(0), region_masks([region], image_size=image_size, map_size=map_size))
         out[method] = {"relevance_mass": res.relevance_mass_mean, "pointing_game": res.pointing_game_mean}
     return out
 

@@ -162,10 +162,23 @@ def check_request(family: str, version: str, *, dataset: str, concepts: Sequence
     _plan(family, version, dataset, concepts, targets)
 
 
+_FLAG_TEXT = {"true": True, "yes": True, "y": True, "1": True, "false": False, "no": False, "n": False, "0": False}
+
+
+def flag_value(value: Any) -> Optional[bool]:
+    """A group value read as a flag: booleans, and the text a CSV import stores for them ("yes"/"no",
+    "true"/"false", "y"/"n", "1"/"0", any case); None for anything else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _FLAG_TEXT.get(value.strip().lower())
+    return None
+
+
 def boolean_groups(groups: Sequence[dict[str, Any]]) -> list[str]:
-    """Group columns recorded for every sample with boolean values only."""
+    """Group columns recorded for every sample with flag values only (see ``flag_value``)."""
     names = list(dict.fromkeys(k for g in groups for k in g))
-    return [n for n in names if groups and all(isinstance(g.get(n), bool) for g in groups)]
+    return [n for n in names if groups and all(flag_value(g.get(n)) is not None for g in groups)]
 
 
 def default_targets(concepts: Sequence[str], labels: Sequence[Optional[int]],
@@ -185,7 +198,7 @@ def default_targets(concepts: Sequence[str], labels: Sequence[Optional[int]],
     flags = set(boolean_groups(groups))
     out = {}
     for c in concepts:
-        marked = [y for y, g in known if c in flags and g.get(c) is True]
+        marked = [y for y, g in known if c in flags and flag_value(g.get(c)) is True]
         out[c] = most_frequent(marked) if marked else overall
     return out
 

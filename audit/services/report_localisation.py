@@ -22,7 +22,7 @@ def gather_localisation(handle: Any, family: str, version: str, dataset: str, ke
                         actor: Principal) -> Optional[LocalisationEvidence]:
     """Up to N_LOCALISATION samples with a region (in reference-set order), their maps of the predicted
     class, scored per method. None when no sample of ``dataset`` declares a region."""
-    from audit.fairness.disparity import region_boxes
+    from audit.fairness.disparity import region_masks
     from audit.quality import localisation
     from audit.services.datasets import load_image_samples
     from audit.services.explain import explain_batch
@@ -39,20 +39,20 @@ def gather_localisation(handle: Any, family: str, version: str, dataset: str, ke
                             dict(options), sample_ids=[None] * len(picks), actor=actor, progress=None)
     regions = [samples.regions[i] for i in picks]
     image_size = (int(samples.images.shape[-2]), int(samples.images.shape[-1]))
-    boxes: dict[tuple[int, int], list[list[int]]] = {}  # per map size (maps are at the input size as a rule)
+    masks: dict[tuple[int, int], torch.Tensor] = {}  # per map size (maps are at the input size as a rule)
 
-    def boxes_for(size: tuple[int, int]) -> list[list[int]]:
-        if size not in boxes:
-            boxes[size] = region_boxes(regions, image_size=image_size, map_size=size)
-        return boxes[size]
+    def masks_for(size: tuple[int, int]) -> torch.Tensor:
+        if size not in masks:
+            masks[size] = region_masks(regions, image_size=image_size, map_size=size)
+        return masks[size]
 
     size_in = (int(x.shape[-2]), int(x.shape[-1]))
-    chance = float(np.mean([(b[2] - b[0]) * (b[3] - b[1]) / (size_in[0] * size_in[1]) for b in boxes_for(size_in)]))
+    chance = float(masks_for(size_in).double().mean(dim=(1, 2)).mean())
     scores: dict[str, tuple[float, float]] = {}
     ids: list[int] = []
     for m in methods:
         attr = torch.from_numpy(np.stack([np.asarray(d[m].attribution) for d in maps]))
-        res = localisation(attr, boxes_for((int(attr.shape[-2]), int(attr.shape[-1]))))
+        res = localisation(attr, masks_for((int(attr.shape[-2]), int(attr.shape[-1]))))
         scores[m] = (res.relevance_mass_mean, res.pointing_game_mean)
         ids += [int(d[m].explanation_id) for d in maps if d[m].explanation_id is not None]
     return LocalisationEvidence(dataset=dataset, samples=[samples.keys[i] for i in picks], targets=targets,

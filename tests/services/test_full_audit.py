@@ -83,6 +83,20 @@ def test_default_targets_pick_the_class_most_associated_with_a_boolean_group():
     assert default_targets(["patch", "stripes"], labels, groups) == {"patch": 1, "stripes": 2}
 
 
+def test_flag_columns_imported_from_a_csv_count_as_boolean_groups():
+    """A CSV import stores cells as text ("yes"/"no", "True"/"False", "1"/"0"): such a column is a flag all
+    the same, so a concept named like it is tested on the class it marks most often."""
+    from audit.services.full_audit import boolean_groups, default_targets
+
+    labels = [0, 0, 0, 1, 1, 2, 2, 2, 2]
+    for yes, no in (("yes", "no"), ("True", "False"), ("1", "0"), ("Y", "n")):
+        groups = [{"patch": yes if i in (5, 6, 7) else no, "site": "A" if i % 2 else "1"} for i in range(9)]
+        assert boolean_groups(groups) == ["patch"], (yes, no)
+        assert default_targets(["patch"], labels, groups) == {"patch": 2}, (yes, no)
+    mixed = [{"patch": "yes" if i % 2 else "maybe"} for i in range(9)]
+    assert boolean_groups(mixed) == []
+
+
 def test_section_statuses_take_the_worst_finding_of_each_section():
     from audit.services.full_audit import section_statuses
 
