@@ -44,14 +44,15 @@ class ShardResult:
     def __init__(self, out: dict[str, Any]) -> None:
         from audit.attribution import MethodInfo
 
-        self.maps = {m: torch.from_numpy(a) for m, a in out["maps"].items()}
-        self.probabilities = torch.from_numpy(out["probabilities"])
+        # Ray hands back read-only views of its object store; the worker owns copies.
+        self.maps = {m: torch.from_numpy(np.array(a)) for m, a in out["maps"].items()}
+        self.probabilities = torch.from_numpy(np.array(out["probabilities"]))
         self.device = out["device"]
         self.skipped = dict(out["skipped"])
         self.info = {}
         for m, d in out["info"].items():
             delta = d.pop("completeness_delta", None)
-            self.info[m] = MethodInfo(**d, completeness_delta=None if delta is None else torch.from_numpy(delta))
+            self.info[m] = MethodInfo(**d, completeness_delta=None if delta is None else torch.from_numpy(np.array(delta)))
 
 
 class RayExecutor:

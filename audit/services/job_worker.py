@@ -91,10 +91,11 @@ class _Lease(threading.Thread):
 @dataclass
 class Worker:
     """Runs jobs one at a time. ``executor``: "local", or "ray" to shard sample-parallel kinds over a Ray
-    cluster (``ray_address``; none starts a local one)."""
+    cluster (``ray_address``; none starts a local one with ``ray_cpus`` CPUs)."""
 
     executor: str = "local"
     ray_address: Optional[str] = None
+    ray_cpus: Optional[int] = None
     lease_s: float = field(default_factory=lease_seconds)
     poll_s: float = DEFAULT_POLL_S
     worker_id: str = field(default_factory=default_worker_id)
@@ -119,7 +120,7 @@ class Worker:
         if self._batch_executor is None and self.executor == "ray":
             from audit.services.job_ray import RayExecutor
 
-            self._batch_executor = RayExecutor(address=self.ray_address)
+            self._batch_executor = RayExecutor(address=self.ray_address, num_cpus=self.ray_cpus)
         return self._batch_executor
 
     def close(self) -> None:
