@@ -150,6 +150,7 @@ else:
                   st.Page("pages/bias.py", title="Bias audit", icon=":material/balance:"),
                   st.Page("pages/drift.py", title="Drift", icon=":material/trending_up:")],
         "Reports": [st.Page("pages/reports.py", title="Reports", icon=":material/description:")],
+        "Jobs": [st.Page("pages/jobs.py", title="Jobs", icon=":material/pending_actions:")],
         "Governance": [st.Page("pages/admin.py", title="Users and audit trail", icon=":material/shield:")],
     })
 nav.run()

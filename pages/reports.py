@@ -6,9 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from audit.services.datasets import list_datasets
-from audit.services.full_audit import run_full_audit
+from audit.services.jobs import NO_WORKER_AFTER_S, NO_WORKER_HINT, list_jobs, submit_job
 from audit.services.registry import list_models
-from audit.services.reports import generate_report, list_reports, report_bytes, sign_report
+from audit.services.reports import list_reports, report_bytes, sign_report
 from pages.ui import current_principal, short_hash, show_error
 
 STATUS_ICON = {"pass": "✅ pass", "fail": "❌ fail", "info": "ℹ️ info", "missing": "⚠️ missing"}
@@ -32,17 +32,55 @@ with st.form("generate"):
     go = st.form_submit_button("Generate report", type="primary", disabled=not principal.can("report"))
 if not principal.can("report"):
     st.caption("Your role may read and download reports; generating and signing them needs the auditor role.")
-if go:
-    bar = st.progress(0.0, text="gathering results…")
+SUBJECT = f"{fam['family']}/{ver['version']}"
+
+
+def submit(kind: str, params: dict) -> None:
+    """Queue the work for the background worker; its progress shows below the form that started it."""
     try:
-        info = generate_report(fam["family"], ver["version"], author=author.strip() or None, compute_missing=compute,
-                               actor=principal, progress=lambda f, m: bar.progress(min(1.0, f), text=m))
-        bar.empty()
-        st.success(f"Report {info['id']} stored: {info['pages']} pages in {info['seconds']:.0f} s. "
-                   f"SHA-256 `{info['sha256']}`")
+        job = submit_job(kind, params, actor=principal)
+        st.session_state.setdefault("reports_page_jobs", []).append(job.id)
     except (ValueError, PermissionError) as exc:
-        bar.empty()
         show_error(exc)
+
+
+def version_jobs(kind: str) -> None:
+    """This version's jobs of ``kind``: live while they run (anyone's), and how the ones started in this
+    session ended. When one ends the page reruns, so its report appears in the list below."""
+    mine = set(st.session_state.get("reports_page_jobs", []))
+    jobs = [j for j in list_jobs(limit=50, kinds=[kind], actor=principal) if j.subject == SUBJECT]
+    active = {j.id for j in jobs if j.active}
+    key = f"reports_active:{kind}:{SUBJECT}"
+    seen, st.session_state[key] = st.session_state.get(key), active
+    if seen and seen - active:
+        st.rerun()
+    for j in jobs:
+        if j.active:
+            st.progress(min(1.0, j.progress), text=f"Job #{j.id} ({j.label.lower()}, {j.submitted_by}) "
+                        f"{j.status} · {j.progress:.0%} · {j.message}"[:140])
+        elif j.id in mine and j.status == "done":
+            st.success(f"Job #{j.id} done: report {j.result.get('report_id')} stored (listed below).")
+            if kind == "full_audit":
+                st.table([{"section": k, "status": v} for k, v in (j.result.get("sections") or {}).items()])
+                for step, reason in (j.result.get("skipped") or {}).items():
+                    st.caption(f"Skipped {step}: {reason}")
+        elif j.id in mine:
+            st.error(f"Job #{j.id} {j.status}: {j.error or j.message}")
+    if active:
+        st.caption("Runs in the background worker: you can leave this page and come back (see also the Jobs page).")
+    if any(j.waiting_s > NO_WORKER_AFTER_S for j in jobs):
+        st.warning(NO_WORKER_HINT)
+
+
+def live(kind: str) -> None:
+    has_active = any(j.active and j.subject == SUBJECT for j in list_jobs(limit=50, kinds=[kind], actor=principal))
+    st.fragment(run_every=2 if has_active else None)(version_jobs)(kind)
+
+
+if go:
+    submit("report", {"family": fam["family"], "version": ver["version"], "author": author.strip() or None,
+                      "compute_missing": compute})
+live("report")
 
 kind = "text" if fam.get("task") == "text-classification" else "image"
 datasets = [d["name"] for d in list_datasets() if d["kind"] == kind and d["labels"]]
@@ -56,20 +94,10 @@ with st.expander("Run the full audit (every analysis the data allows, then the r
     if not datasets:
         st.caption(f"No labelled {kind} reference set is stored.")
     if run_all:
-        bar = st.progress(0.0, text="starting…")
-        try:
-            fa = run_full_audit(fam["family"], ver["version"], dataset=ds_name,
-                                concepts=[c.strip() for c in concepts_text.split(",") if c.strip()],
-                                author=author.strip() or None, actor=principal,
-                                progress=lambda f, m: bar.progress(min(1.0, f), text=m[:90]))
-            bar.empty()
-            st.success(f"Report {fa.report_id} stored. SHA-256 `{fa.report_sha256}`")
-            st.table([{"section": k, "status": v} for k, v in fa.sections.items()])
-            for step, reason in fa.skipped.items():
-                st.caption(f"Skipped {step}: {reason}")
-        except (ValueError, PermissionError) as exc:
-            bar.empty()
-            show_error(exc)
+        submit("full_audit", {"family": fam["family"], "version": ver["version"], "dataset": ds_name,
+                              "concepts": [c.strip() for c in concepts_text.split(",") if c.strip()],
+                              "author": author.strip() or None})
+    live("full_audit")
 
 try:
     reports = list_reports(family=fam["family"], version=ver["version"])

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # a job that loses its worker this often (e.g. killed for memory) is failed, not retried forever
 MAX_MESSAGE = 200
+NO_WORKER_AFTER_S = 20  # a job queued this long with none running: say that a worker may be missing
+NO_WORKER_HINT = "no worker has taken it yet: is `python -m audit worker` running? (`make run` starts one)"
 SHELL_PREFIX = "cli:"  # principals of shell operators (audit.cli), who act as administrators
 
 
@@ -54,6 +56,15 @@ class JobView:
     @property
     def active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def waiting_s(self) -> float:
+        """Seconds a queued job has waited for a worker (0 once claimed)."""
+        if self.status != "queued" or not self.created_at:
+            return 0.0
+        from datetime import datetime, timezone
+
+        return max(0.0, (datetime.now(timezone.utc) - datetime.fromisoformat(self.created_at)).total_seconds())
 
     def to_json(self) -> dict[str, Any]:
         """The CLI's JSON contract: ``jobs show ID --json``."""

@@ -40,6 +40,9 @@ def app_url(demo_home):
         [sys.executable, "-m", "streamlit", "run", "serve.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # The pages queue reports and full audits as jobs: run a worker beside the app, as `make run` does.
+    worker = subprocess.Popen([sys.executable, "-m", "audit", "worker"], cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -50,8 +53,14 @@ def app_url(demo_home):
             time.sleep(0.5)
     else:
         proc.terminate()
+        worker.terminate()
         pytest.fail("the Streamlit server did not start: " + (demo_home / "streamlit.log").read_text()[-2000:])
     yield url
+    worker.terminate()
+    try:
+        worker.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        worker.kill()
     proc.terminate()
     try:
         proc.wait(timeout=20)

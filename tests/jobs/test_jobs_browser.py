@@ -1,0 +1,114 @@
+"""In the browser: queue a report on the Reports page, leave for the Jobs page by clicking, come back and
+download the PDF the worker produced. The app and one worker run on a tiny registry of their own."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.jobs.helpers import ROOT, log_actions, worker_env
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+USER = ("ann", "auditor-pass-123")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def app_with_worker(queue_home):
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
+    from audit.services.auth import create_user
+
+    create_user(USER[0], USER[1], "auditor")
+    port = _free_port()
+    env = worker_env(queue_home)
+    log = open(queue_home / "app.log", "w")
+    app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+                            "--server.address", "127.0.0.1", "--server.headless", "true",
+                            "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log,
+                           stderr=subprocess.STDOUT)
+    worker = subprocess.Popen([sys.executable, "-m", "audit", "worker", "--poll", "0.2"], cwd=ROOT, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        app.terminate()
+        worker.terminate()
+        pytest.fail("the Streamlit server did not start: " + (queue_home / "app.log").read_text()[-2000:])
+    yield url
+    for proc in (worker, app):
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    log.close()
+
+
+@pytest.fixture()
+def page(app_with_worker, queue_home):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        pg = ctx.new_page()
+        pg.set_default_timeout(120_000)
+        yield pg
+        artifacts = ROOT / "test-artifacts" / "jobs"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(artifacts / "report_job.png"), full_page=True)
+        browser.close()
+
+
+def test_report_job_survives_leaving_the_page(page, app_with_worker, queue_home, tmp_path):
+    from audit.services.jobs import list_jobs
+
+    page.goto(app_with_worker)
+    page.get_by_role("textbox", name="Username").fill(USER[0])
+    page.get_by_role("textbox", name="Password").fill(USER[1])
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Signed in as").wait_for()
+
+    page.get_by_role("link", name="Reports").first.click()
+    page.get_by_role("button", name="Generate report").click()
+    page.get_by_text("Job #1 (compliance report", exact=False).first.wait_for()  # queued or running, live
+
+    page.get_by_role("link", name="Jobs").first.click()  # leave the page that started it
+    page.get_by_text("#1 · Compliance report").first.wait_for()
+    assert page.get_by_text("Job #1 (compliance report", exact=False).count() == 0
+
+    page.get_by_role("link", name="Reports").first.click()  # come back
+    button = page.get_by_role("button", name="Download PDF").first
+    button.wait_for(timeout=300_000)
+    with page.expect_download() as info:
+        button.click()
+    target = tmp_path / "report.pdf"
+    info.value.save_as(target)
+    data = target.read_bytes()
+    assert data[:5] == b"%PDF-" and len(data) > 10_000
+
+    [job] = list_jobs()
+    assert (job.kind, job.status, job.submitted_by) == ("report", "done", USER[0])
+    starts = [(a, d) for a, subject, d in log_actions("job.start") if subject == "job/1"]
+    assert len(starts) == 1  # the worker ran it, once, not the page
+    import hashlib
+
+    assert hashlib.sha256(data).hexdigest() == job.result["sha256"]
