@@ -22,7 +22,10 @@ $(VENV)/.dev-stamp: requirements-dev.txt $(VENV)/.req-stamp
 setup: $(VENV)/.req-stamp
 	$(BIN)/python -m audit setup
 
+# One worker runs beside the app (jobs: reports, full audits, reference sets) and stops with it.
 run: setup
+	$(BIN)/python -m audit worker & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT; trap 'exit 130' INT TERM; \
 	$(BIN)/python -m streamlit run serve.py --server.address $(HOST) --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false
 

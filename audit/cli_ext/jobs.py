@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.lease:
         worker.lease_s = args.lease
 
+    first: list[float] = []
+
     def stop(signum: int, _frame: Any) -> None:
-        if worker.stopping:  # asked twice: stop now; the job's lease expires and another worker resumes it
+        # Asked again: stop now (the job's lease expires and another worker resumes it). A second signal
+        # within a second is the same request (Ctrl-C reaches the whole process group, then `make run`
+        # sends SIGTERM), not a second press.
+        if first and time.monotonic() - first[0] > 1.0:
             raise KeyboardInterrupt
-        print(f"worker {worker.worker_id}: stopping at the next batch boundary (again to stop now)",
-              file=sys.stderr, flush=True)
+        if not first:
+            first.append(time.monotonic())
+            print(f"worker {worker.worker_id}: stopping at the next batch boundary (again to stop now)",
+                  file=sys.stderr, flush=True)
         worker.stop()
 
     signal.signal(signal.SIGTERM, stop)
