@@ -16,7 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-USERS = {"auditor": ("ann", "auditor-pass-123"), "viewer": ("vic", "viewer-pass-123"), "admin": ("ada", "admin-pass-123")}
+USERS = {"auditor": ("ann", "auditor-pass-123"), "viewer": ("vic", "viewer-pass-123"), "admin": ("ada", "admin-pass-123"),
+         "auditor2": ("bob", "auditor2-pass-123")}  # a second auditor: four-eyes sign-off
 
 
 def _free_port() -> int:
@@ -32,7 +33,7 @@ def app_url(demo_home):
     from audit.services.auth import create_user
 
     for role, (name, password) in USERS.items():
-        create_user(name, password, role)
+        create_user(name, password, role.rstrip("0123456789"))
     port = _free_port()
     env = dict(os.environ, AUDIT_HOME=str(demo_home), PYTHONPATH=str(ROOT))
     log = open(demo_home / "streamlit.log", "w")
