@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         transitions, worker = _queue_overhead(args.jobs)
     print(f"reference-set explanations: {args.arch}, {args.samples} images, batch {args.batch_size}, "
           f"methods {', '.join(METHODS)} (IG {OPTIONS['ig_steps']} steps); {os.cpu_count()} CPUs on this machine")
-    print(f"{"executor":<36} {'seconds':>8} {'images/s':>9} {'maps':>6}")
+    print(f"{'executor':<36} {'seconds':>8} {'images/s':>9} {'maps':>6}")
     for name, seconds, computed in rows:
         print(f"{name:<36} {seconds:>8.2f} {args.samples / seconds:>9.2f} {computed:>6}")
     print(f"queue overhead per job ({args.jobs} jobs, SQLite): submit+claim+finish {transitions * 1000:.1f} ms; "
