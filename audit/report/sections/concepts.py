@@ -52,7 +52,7 @@ def _one_test(sec: Section, test: ConceptTest) -> None:
              f"{test.n_random} random runs, {test.test} significance test; level alpha = {fmt(test.alpha, 3)}, "
              f"multiple-testing correction: {test.correction} over {test.n_tests} tests{when}.")
     sec.add(Table(COLUMNS, [concept_row(c) for c in test.cells],
-                  widths=[0.16, 0.15, 0.08, 0.16, 0.07, 0.1, 0.1, 0.07, 0.08],  # p-values as 8.528e-04 fit
+                  widths=[0.16, 0.15, 0.08, 0.15, 0.08, 0.1, 0.1, 0.07, 0.08],  # 1.0000 and 8.528e-04 fit on one line
                   caption="Score: fraction of the class's inputs whose class logit increases along the concept "
                           "direction (mean over runs), against the scores of random concept directions; magnitude: "
                           "signed share of that change; p corr.: after the multiple-testing correction."))
