@@ -121,14 +121,15 @@ def sign_out() -> None:
 
 signing_out = st.session_state.pop("clear_cookie", False)
 sso = _sso_providers() is not None
+provider_signed_in = sso and bool(st.user.get("is_logged_in"))  # st.login's identity cookie
 principal = _resolve()
-if principal is None and sso and not signing_out and st.user.is_logged_in:
+if principal is None and provider_signed_in and not signing_out:
     _sso_sign_in()
     principal = _resolve()
 if principal is None:
     if signing_out:
         _browser_post("/api/signout", "X-Audit-Signout", "1")  # the session is already revoked; tidy the browser
-        if sso and st.user.is_logged_in:
+        if provider_signed_in:
             st.logout()  # else the provider's identity would sign this tab straight back in
     nav = st.navigation([st.Page(login_page, title="Sign in", icon=":material/login:")])
 else:
