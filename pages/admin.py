@@ -52,7 +52,7 @@ with tab_sessions:
                        "expires_at": f"{r['expires_at']:%Y-%m-%d %H:%M} UTC"} for r in live],
                      hide_index=True, width="stretch")
         if live:
-            c1, c2 = st.columns([3, 1])
+            c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
             sid = c1.selectbox("Session", [r["id"] for r in live],
                                format_func=lambda i: next(f"{r['id']} · {r['username']} · {r['via']}"
                                                           for r in live if r["id"] == i))
@@ -87,7 +87,7 @@ with tab_sso:
         mapped = identities.list_identities(actor=principal)
         st.dataframe(mapped, hide_index=True, width="stretch")
         if mapped:
-            c1, c2 = st.columns([3, 1])
+            c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
             pick = c1.selectbox("Mapped identity", range(len(mapped)),
                                 format_func=lambda i: f"{mapped[i]['issuer']} {mapped[i]['claim']}="
                                                       f"{mapped[i]['value']} -> {mapped[i]['username']}")
