@@ -12,6 +12,7 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 from torch import nn
 
+from audit.attribution.seeding import sample_seeds, torch_generator
 from audit.counterfactuals._common import device_of, is_flipped, margin_of
 from audit.counterfactuals.image_results import (
     CounterfactualSet,
@@ -77,9 +78,11 @@ def _run(
         tgt = [(-1 if t is None else int(t)) for ts in row_targets for t in ts]
     tgt_rows = torch.tensor(tgt, device=dev, dtype=torch.long)
 
-    # Restart k starts from x itself (k = 0) or from x plus seeded uniform noise, with its own c.
-    gen = torch.Generator().manual_seed(int(seed))
-    noise = (torch.rand(x_rows.shape, generator=gen) * 2.0 - 1.0) * opts.init_noise
+    # Restart k starts from x itself (k = 0) or from x plus uniform noise, with its own c. The noise of a
+    # sample's rows is drawn from (seed, the sample), so its result does not depend on its batch.
+    noise = torch.cat([torch.rand((r, *x.shape[1:]), generator=torch_generator(s)) for s in
+                       sample_seeds(int(seed), x, salt="counterfactual")]) * 2.0 - 1.0
+    noise = noise * opts.init_noise
     restart = torch.arange(x_rows.shape[0]) % r
     noise[restart == 0] = 0.0
     init = x_rows + noise.to(dev, x_dev.dtype) * box.width
@@ -138,7 +141,7 @@ def _run(
                     cf_prob=float(probs[j, cls]),
                     margin=float(margin[j]),
                     trade_off=float(state.best_c[j]) if bool(state.found[j]) else math.nan,
-                    iterations=state.iterations,
+                    iterations=int(state.iterations[j]),
                     seed=int(seed),
                     change_tol=opts.change_tol,
                 )
@@ -195,6 +198,8 @@ def image_counterfactuals(
 ) -> CounterfactualSet:
     """One counterfactual per sample of X [N, C, H, W], searched `batch_size` samples at a time.
 
+    A sample's counterfactual depends on (seed, the sample) only, not on its batch or position in it.
+
     `targets`: None (untargeted), one class for all, or one entry (class or None) per sample.
     `progress(fraction, message)` is called after each batch. Other options as `image_counterfactual`.
     """
@@ -213,7 +218,7 @@ def image_counterfactuals(
     items: list[ImageCounterfactual] = []
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
-        chunk = _run(model, X[start:stop], per_sample[start:stop], opts, seed + start, rows_per_sample=opts.restarts)
+        chunk = _run(model, X[start:stop], per_sample[start:stop], opts, seed, rows_per_sample=opts.restarts)
         items += [c[0] for c in chunk]
         if progress is not None:
             progress(stop / n, f"counterfactuals {stop}/{n}")

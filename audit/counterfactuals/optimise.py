@@ -29,7 +29,7 @@ class SearchState:
     found: torch.Tensor
     closest_delta: torch.Tensor  # attempt with the lowest margin, reported when nothing flips
     closest_margin: torch.Tensor
-    iterations: int = 0
+    iterations: torch.Tensor  # per row: iterations it took part in
 
 
 def search(
@@ -61,6 +61,7 @@ def search(
         found=torch.zeros(b, dtype=torch.bool, device=dev),
         closest_delta=torch.zeros_like(x0),
         closest_margin=torch.full((b,), math.inf, device=dev),
+        iterations=torch.zeros(b, dtype=torch.long, device=dev),
     )
     # Every step starts afresh from the same point (as in CW): a warm start from a flipped point
     # would make every step "succeed" and blind the bisection.
@@ -90,76 +91,95 @@ def _optimise(
     success: torch.Tensor,
     groups: torch.Tensor | None,
 ) -> None:
-    """One inner optimisation at fixed c from `delta`; every valid iterate is recorded in `state`."""
+    """One inner optimisation at fixed c from `delta`; every valid iterate is recorded in `state`.
+
+    Rows are independent problems, so each row stops on its own convergence test and leaves the batch:
+    a row's counterfactual does not depend on the rows searched beside it, and finished rows cost
+    nothing. With the diversity term rows are coupled and stop together.
+    """
     b = x0.shape[0]
     lo_box, hi_box = box.low - x0, box.high - x0  # delta must stay in [lo_box, hi_box], per channel
     l1_mode = opts.distance == "l1"
+    coupled = groups is not None and opts.diversity_weight > 0
 
-    delta = delta.clone()  # FISTA's last iterate (L1); Adam updates `point` in place (L2)
-    if l1_mode:
-        point = delta.clone()  # FISTA extrapolation point
-        t_k = 1.0
-    else:
-        point = delta.clone().requires_grad_(True)
-        adam = torch.optim.Adam([point], lr=opts.lr)
+    delta = delta.clone()  # FISTA's last iterate (L1)
+    point = delta.clone()  # the optimised variable: FISTA's extrapolation point (L1), Adam's iterate (L2)
+    t_k = 1.0
+    adam_m = torch.zeros_like(delta)  # Adam's moments, per element, so rows can leave the batch
+    adam_v = torch.zeros_like(delta)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
     prev_loss = torch.full((b,), math.inf, device=x0.device)
     prev_best = state.best_dist.clone()
     check_every = 20
+    rows = torch.arange(b, device=x0.device)  # rows still optimising
 
     for it in range(opts.max_iter):
-        state.iterations += 1
+        state.iterations[rows] += 1
         lr = opts.lr * (1.0 - it / opts.max_iter) ** 0.5  # decay so the last steps settle
-        p = point if not l1_mode else point.detach().requires_grad_(True)
-        logits = model(x0 + p)
-        margin = margin_of(logits, orig, target)
+        p = point[rows].detach().requires_grad_(True)
+        c_r = c[rows]
+        logits = model(x0[rows] + p)
+        margin = margin_of(logits, orig[rows], target[rows])
         hinge = torch.clamp(margin + opts.kappa, min=0.0)
         flat = p.flatten(1)
         if l1_mode:
-            smooth = c * hinge + opts.l2_weight * flat.pow(2).sum(dim=1)
+            smooth = c_r * hinge + opts.l2_weight * flat.pow(2).sum(dim=1)
             dist_now = flat.abs().sum(dim=1)
         else:
-            smooth = c * hinge + flat.pow(2).sum(dim=1)
+            smooth = c_r * hinge + flat.pow(2).sum(dim=1)
             dist_now = flat.norm(dim=1)
-        if groups is not None and opts.diversity_weight > 0:
-            smooth = smooth - opts.diversity_weight * _mean_distance_to_peers(flat, groups)
+        if coupled:
+            smooth = smooth - opts.diversity_weight * _mean_distance_to_peers(flat, groups[rows])
         total = smooth + (dist_now if l1_mode else 0.0)
 
         with torch.no_grad():
-            _record(state, success, p.detach(), logits.detach(), margin.detach(), dist_now.detach(), c, orig, target)
+            _record(state, success, rows, p.detach(), logits.detach(), margin.detach(), dist_now.detach(), c_r,
+                    orig[rows], target[rows])
 
         (grad,) = torch.autograd.grad(smooth.sum(), p)
         with torch.no_grad():
+            lo_r, hi_r = lo_box[rows], hi_box[rows]
             if l1_mode:
-                step = point - lr * grad
+                step = p.detach() - lr * grad
                 new = torch.sign(step) * torch.clamp(step.abs() - lr, min=0.0)  # soft threshold
-                new = torch.maximum(torch.minimum(new, hi_box), lo_box)
+                new = torch.maximum(torch.minimum(new, hi_r), lo_r)
                 t_next = (1.0 + math.sqrt(1.0 + 4.0 * t_k * t_k)) / 2.0
-                point = new + ((t_k - 1.0) / t_next) * (new - delta)
-                point = torch.maximum(torch.minimum(point, hi_box), lo_box)
-                delta, t_k = new, t_next
+                nxt = new + ((t_k - 1.0) / t_next) * (new - delta[rows])
+                point[rows] = torch.maximum(torch.minimum(nxt, hi_r), lo_r)
+                delta[rows] = new
+                t_k = t_next
             else:
-                for group in adam.param_groups:
-                    group["lr"] = lr
-                point.grad = grad
-                adam.step()
-                point.copy_(torch.maximum(torch.minimum(point, hi_box), lo_box))
+                m = adam_m[rows].mul_(beta1).add_(grad, alpha=1.0 - beta1)
+                v = adam_v[rows].mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+                adam_m[rows], adam_v[rows] = m, v
+                n = it + 1  # every active row has taken the same number of steps
+                denom = (v.sqrt() / math.sqrt(1.0 - beta2 ** n)).add_(eps)
+                moved = p.detach().addcdiv(m, denom, value=-lr / (1.0 - beta1 ** n))
+                point[rows] = torch.maximum(torch.minimum(moved, hi_r), lo_r)
 
         if (it + 1) % check_every == 0:
-            # Early stop: a row is done when it has flipped in this step and its best distance no
-            # longer improves, or when it has not flipped and its loss has stalled (c too small).
+            # A row is done when it has flipped in this step and its best distance no longer improves,
+            # or when it has not flipped and its loss has stalled (c too small).
             loss = total.detach()
-            stalled = loss > prev_loss * (1.0 - 1e-3) - 1e-9
-            settled = state.best_dist > prev_best * (1.0 - 5e-3) - 1e-12
-            done = torch.where(success, settled, stalled)
-            if bool(done.all()) and it + 1 >= 2 * check_every:
-                break
-            prev_loss = torch.minimum(prev_loss, loss)
-            prev_best = state.best_dist.clone()
+            stalled = loss > prev_loss[rows] * (1.0 - 1e-3) - 1e-9
+            settled = state.best_dist[rows] > prev_best[rows] * (1.0 - 5e-3) - 1e-12
+            done = torch.where(success[rows], settled, stalled)
+            prev_loss[rows] = torch.minimum(prev_loss[rows], loss)
+            prev_best[rows] = state.best_dist[rows]
+            if it + 1 >= 2 * check_every:
+                if coupled:
+                    if bool(done.all()):
+                        break
+                else:
+                    rows = rows[~done]
+                    if len(rows) == 0:
+                        break
 
 
 def _record(
     state: SearchState,
     success: torch.Tensor,
+    rows: torch.Tensor,
     delta: torch.Tensor,
     logits: torch.Tensor,
     margin: torch.Tensor,
@@ -168,17 +188,18 @@ def _record(
     orig: torch.Tensor,
     target: torch.Tensor,
 ) -> None:
+    """Record the iterates of the batch rows ``rows`` (every other argument is indexed like ``rows``)."""
     view = (len(delta),) + (1,) * (delta.ndim - 1)
     flipped = is_flipped(logits, orig, target)
-    success |= flipped
-    better = flipped & (dist < state.best_dist)
-    state.best_delta = torch.where(better.view(view), delta, state.best_delta)
-    state.best_dist = torch.where(better, dist, state.best_dist)
-    state.best_c = torch.where(better, c, state.best_c)
-    state.found |= flipped
-    closer = margin < state.closest_margin
-    state.closest_delta = torch.where(closer.view(view), delta, state.closest_delta)
-    state.closest_margin = torch.where(closer, margin, state.closest_margin)
+    success[rows] |= flipped
+    better = flipped & (dist < state.best_dist[rows])
+    state.best_delta[rows] = torch.where(better.view(view), delta, state.best_delta[rows])
+    state.best_dist[rows] = torch.where(better, dist, state.best_dist[rows])
+    state.best_c[rows] = torch.where(better, c, state.best_c[rows])
+    state.found[rows] |= flipped
+    closer = margin < state.closest_margin[rows]
+    state.closest_delta[rows] = torch.where(closer.view(view), delta, state.closest_delta[rows])
+    state.closest_margin[rows] = torch.where(closer, margin, state.closest_margin[rows])
 
 
 def _mean_distance_to_peers(flat: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:

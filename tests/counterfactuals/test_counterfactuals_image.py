@@ -284,3 +284,22 @@ def test_grid_without_refinement_still_judges_the_shown_image(rgb_problem):
     for cf in res:
         with torch.no_grad():
             assert (int(model(shown(cf.x_cf)).argmax()) != cf.original_class) == cf.valid
+
+
+@pytest.mark.parametrize("distance", ["l2", "l1"])
+def test_a_samples_counterfactual_does_not_depend_on_its_batch(trained_cnn, distance):
+    """Each row leaves the search on its own convergence test and draws its restarts from (seed, sample):
+    the counterfactual of sample i is the same searched alone, first, or beside other samples."""
+    model, x, _ = trained_cnn
+    X = x[:5]
+    opts = {"restarts": 2, "max_iter": 60, "binary_steps": 2}
+    together = image_counterfactuals(model, X, distance=distance, seed=3, **opts).items
+    reordered = image_counterfactuals(model, X.flip(0), distance=distance, seed=3, batch_size=2, **opts).items[::-1]
+    for i in range(len(X)):
+        alone = image_counterfactual(model, X[i:i + 1], distance=distance, seed=3, **opts)
+        for other in (together[i], reordered[i]):
+            assert other.valid == alone.valid and other.cf_class == alone.cf_class
+            assert other.iterations == alone.iterations
+            torch.testing.assert_close(other.x_cf, alone.x_cf, atol=1e-5, rtol=0)
+    # The rows did not all run for the same number of iterations: some stopped early on their own.
+    assert len({c.iterations for c in together}) > 1
