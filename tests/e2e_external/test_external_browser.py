@@ -1,0 +1,115 @@
+"""Real browser on the external registry: an auditor runs the full audit of the patched MobileNetV3 from the
+Reports page on the imported shapes set and downloads the PDF, whose hash is the stored report's."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.e2e.conftest import ROOT
+from tests.e2e_external.conftest import CHROMIUM, CNN, CONCEPT, REF, USERS, _login
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def external_app(external_build):
+    """The app (and, where the pages queue jobs, a worker) serving the external registry."""
+    from tests.e2e.conftest import _free_port
+
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
+    from audit.services.auth import create_user
+
+    home = external_build["home"]
+    before = os.environ.get("AUDIT_HOME")
+    os.environ["AUDIT_HOME"] = str(home)
+    for role, (name, password) in USERS.items():
+        create_user(name, password, role.rstrip("0123456789"))
+    entry = "serve.py" if (ROOT / "serve.py").exists() else "streamlit_app.py"
+    port = _free_port()
+    env = dict(os.environ, AUDIT_HOME=str(home), PYTHONPATH=str(ROOT))
+    log = open(home / "streamlit.log", "w")
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", entry, "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)]
+    if (ROOT / "audit" / "services" / "job_worker.py").exists():  # the pages queue long work as jobs
+        procs.append(subprocess.Popen([sys.executable, "-m", "audit", "worker"], cwd=ROOT, env=env, stdout=log,
+                                      stderr=subprocess.STDOUT))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        for p in procs:
+            p.terminate()
+        pytest.fail("the Streamlit server did not start: " + (home / "streamlit.log").read_text()[-2000:])
+    yield url
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    log.close()
+    if before is not None:
+        os.environ["AUDIT_HOME"] = before
+
+
+def _choose(page, label: str, option: str) -> None:
+    page.get_by_label(label).first.click()
+    page.get_by_role("option", name=option).first.click()
+
+
+def test_full_audit_from_the_reports_page_and_pdf_download(page, external_app, external, tmp_path):
+    from audit.services.reports import list_reports
+
+    _login(page, external_app, "auditor")
+    page.get_by_role("link", name="Reports").first.click()
+    page.get_by_role("heading", name="Compliance reports").wait_for()
+    _choose(page, "Model family", CNN)
+    _choose(page, "Version", "2")
+    page.get_by_text("Run the full audit (every analysis").click()
+    # the only labelled image set is offered and already chosen (the concept set has no labels)
+    page.get_by_label("Concepts to test (comma-separated, optional)").fill(CONCEPT)
+    before = {r["id"] for r in list_reports(family=CNN, version="2")}
+    started = time.perf_counter()
+    page.get_by_role("button", name="Run the full audit", exact=True).click()
+    # inline ("Report N stored") or as a job ("Job #N done: report N stored"): either way the page says so
+    page.get_by_text(re.compile(r"[Rr]eport \d+ stored")).first.wait_for(timeout=1_500_000)
+    print(f"e2e full audit from the browser: {time.perf_counter() - started:.1f} s")
+    new = [r for r in list_reports(family=CNN, version="2") if r["id"] not in before]
+    assert len(new) == 1, new
+    stored = new[0]
+    statuses = {f["status"] for f in stored["findings"]}
+    assert "missing" not in statuses, [f for f in stored["findings"] if f["status"] == "missing"]
+    # a fresh visit of the page lists the new report with its download button
+    page.get_by_role("link", name="Registry").first.click()
+    page.get_by_role("link", name="Reports").first.click()
+    page.get_by_role("heading", name="Compliance reports").wait_for()
+    _choose(page, "Model family", CNN)
+    _choose(page, "Version", "2")
+    page.get_by_text(f"Report {stored['id']} ", exact=False).first.wait_for()
+    button = page.get_by_role("button", name="Download PDF").first  # the newest report is listed first
+    with page.expect_download() as info:
+        button.click()
+    target = tmp_path / "full-audit.pdf"
+    info.value.save_as(target)
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == stored["sha256"]
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", "-layout", str(target), "-"], capture_output=True, text=True).stdout
+        assert CNN in text and CONCEPT in text and REF in text
