@@ -50,15 +50,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
             raise KeyboardInterrupt
         if not first:
             first.append(time.monotonic())
-            print(f"worker {worker.worker_id}: stopping at the next batch boundary (again to stop now)",
-                  file=sys.stderr, flush=True)
+            emit(f"worker {worker.worker_id}: stopping at the next batch boundary (again to stop now)",
+                 file=sys.stderr, flush=True)
         worker.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"worker {worker.worker_id} ({executor}) waiting for jobs", file=sys.stderr, flush=True)
+    emit(f"worker {worker.worker_id} ({executor}) waiting for jobs", file=sys.stderr, flush=True)
     ran = worker.run(once=args.once)
-    print(f"worker {worker.worker_id} stopped after {ran} job(s)", file=sys.stderr, flush=True)
+    emit(f"worker {worker.worker_id} stopped after {ran} job(s)", file=sys.stderr, flush=True)
     return 0
 
 
