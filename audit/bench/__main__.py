@@ -1,11 +1,11 @@
-"""Dispatch ``python -m audit.bench {attribution,text,tcav,fairness,memory,jobs} [options]`` to its module's ``main``."""
+"""Dispatch ``python -m audit.bench {attribution,text,tcav,fairness,memory,jobs,audit,gpu} [options]`` to its module's ``main``."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-SUITES = ("attribution", "text", "tcav", "fairness", "memory", "jobs")
+SUITES = ("attribution", "text", "tcav", "fairness", "memory", "jobs", "audit", "gpu")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,63 +3,22 @@ download the PDF the worker produced. The app and one worker run on a tiny regis
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pytest
 
+from tests.e2e.serving import launch_chromium, need_chromium, serve_app
 from tests.jobs.helpers import ROOT, log_actions, worker_env
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 USER = ("ann", "auditor-pass-123")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture()
 def app_with_worker(queue_home):
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
+    need_chromium()
     from audit.services.auth import create_user
 
     create_user(USER[0], USER[1], "auditor")
-    port = _free_port()
-    env = worker_env(queue_home)
-    log = open(queue_home / "app.log", "w")
-    app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-                            "--server.address", "127.0.0.1", "--server.headless", "true",
-                            "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log,
-                           stderr=subprocess.STDOUT)
-    worker = subprocess.Popen([sys.executable, "-m", "audit", "worker", "--poll", "0.2"], cwd=ROOT, env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        app.terminate()
-        worker.terminate()
-        pytest.fail("the Streamlit server did not start: " + (queue_home / "app.log").read_text()[-2000:])
-    yield url
-    for proc in (worker, app):
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    log.close()
+    with serve_app(queue_home, env=worker_env(queue_home), worker_args=("--poll", "0.2")) as url:
+        yield url
 
 
 @pytest.fixture()
@@ -67,7 +26,7 @@ def page(app_with_worker, queue_home):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        browser = launch_chromium(p)
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         pg = ctx.new_page()
         pg.set_default_timeout(120_000)
