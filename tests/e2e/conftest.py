@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.serving import CHROMIUM, ROOT, launch_chromium, need_chromium, serve_app
-from tests.e2e.serving import free_port as _free_port  # noqa: F401 - used by tests/e2e_external
+from tests.e2e.serving import ROOT, launch_chromium, need_chromium, serve_app
 
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 USERS = {"auditor": ("ann", "auditor-pass-123"), "viewer": ("vic", "viewer-pass-123"), "admin": ("ada", "admin-pass-123"),

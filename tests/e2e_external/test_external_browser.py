@@ -8,25 +8,20 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
 
-from tests.e2e.conftest import ROOT
-from tests.e2e_external.conftest import CHROMIUM, CNN, CONCEPT, REF, USERS, _login
+from tests.e2e.serving import need_chromium, serve_app
+from tests.e2e_external.conftest import CNN, CONCEPT, REF, USERS, _login
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def external_app(external_build):
-    """The app (and, where the pages queue jobs, a worker) serving the external registry."""
-    from tests.e2e.conftest import _free_port
-
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
+    """The app, with a worker beside it (the pages queue full audits as jobs), serving the external registry."""
+    need_chromium()
     from audit.services.auth import create_user
 
     home = external_build["home"]
@@ -34,40 +29,12 @@ def external_app(external_build):
     os.environ["AUDIT_HOME"] = str(home)
     for role, (name, password) in USERS.items():
         create_user(name, password, role.rstrip("0123456789"))
-    entry = "serve.py" if (ROOT / "serve.py").exists() else "streamlit_app.py"
-    port = _free_port()
-    env = dict(os.environ, AUDIT_HOME=str(home), PYTHONPATH=str(ROOT))
-    log = open(home / "streamlit.log", "w")
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", entry, "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)]
-    if (ROOT / "audit" / "services" / "job_worker.py").exists():  # the pages queue long work as jobs
-        procs.append(subprocess.Popen([sys.executable, "-m", "audit", "worker"], cwd=ROOT, env=env, stdout=log,
-                                      stderr=subprocess.STDOUT))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        for p in procs:
-            p.terminate()
-        pytest.fail("the Streamlit server did not start: " + (home / "streamlit.log").read_text()[-2000:])
-    yield url
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            p.kill()
-    log.close()
-    if before is not None:
-        os.environ["AUDIT_HOME"] = before
+    try:
+        with serve_app(home) as url:
+            yield url
+    finally:
+        if before is not None:
+            os.environ["AUDIT_HOME"] = before
 
 
 def _choose(page, label: str, option: str) -> None:
