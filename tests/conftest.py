@@ -127,3 +127,18 @@ def tiny_text(audit_home, tmp_path):
                      [{"gender": "female" if i % 2 else "male"} for i in range(len(texts))],
                      label_names=["decline", "approve"])
     return audit_home
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for every browser test of the session: Playwright's sync API allows one
+    running instance per thread, so browser tests in any folder share this one and open their own contexts."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.serving import launch_chromium, need_chromium
+
+    need_chromium()
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        yield b
+        b.close()

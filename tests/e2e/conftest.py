@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.serving import ROOT, launch_chromium, need_chromium, serve_app
+from tests.e2e.serving import ROOT, need_chromium, serve_app
 
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 USERS = {"auditor": ("ann", "auditor-pass-123"), "viewer": ("vic", "viewer-pass-123"), "admin": ("ada", "admin-pass-123"),
@@ -22,17 +22,6 @@ def app_url(demo_home: Path):
         create_user(name, password, role.rstrip("0123456789"))
     with serve_app(demo_home) as url:
         yield url
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    need_chromium()
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
 
 
 @pytest.fixture()

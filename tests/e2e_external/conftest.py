@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.e2e.conftest import USERS, _login, browser, page, pytest_runtest_makereport  # noqa: F401
+from tests.e2e.conftest import USERS, _login, page, pytest_runtest_makereport  # noqa: F401
 from tests.e2e_external import shapes as S
 
 CNN, VIT, REF, CONCEPT = "shapes-mnv3", "shapes-vit", "shapes-ref", "patch"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.serving import launch_chromium, need_chromium, serve_app
+from tests.e2e.serving import need_chromium, serve_app
 from tests.jobs.helpers import ROOT, log_actions, worker_env
 
 USER = ("ann", "auditor-pass-123")
@@ -22,19 +22,15 @@ def app_with_worker(queue_home):
 
 
 @pytest.fixture()
-def page(app_with_worker, queue_home):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = launch_chromium(p)
-        ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        pg = ctx.new_page()
-        pg.set_default_timeout(120_000)
-        yield pg
-        artifacts = ROOT / "test-artifacts" / "jobs"
-        artifacts.mkdir(parents=True, exist_ok=True)
-        pg.screenshot(path=str(artifacts / "report_job.png"), full_page=True)
-        browser.close()
+def page(browser, app_with_worker):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    pg = ctx.new_page()
+    pg.set_default_timeout(120_000)
+    yield pg
+    artifacts = ROOT / "test-artifacts" / "jobs"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(artifacts / "report_job.png"), full_page=True)
+    ctx.close()
 
 
 def test_report_job_survives_leaving_the_page(page, app_with_worker, queue_home, tmp_path):
