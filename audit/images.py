@@ -33,7 +33,7 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: 
             w, h = probe.size
     except UnidentifiedImageError:
         raise ImageError("the file is not an image (PNG, JPEG, BMP, GIF, TIFF or WebP expected)") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SyntaxError) as exc:  # Pillow reports some broken PNG chunks as SyntaxError
         raise ImageError(f"the image could not be read ({exc})") from None
     if fmt not in ALLOWED_FORMATS:
         raise ImageError(f"image format {fmt} is not accepted; use one of {', '.join(ALLOWED_FORMATS)}")
@@ -44,7 +44,7 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: 
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(f"the image is corrupt or truncated ({exc})") from None
     if img.mode not in ("L", "RGB", "RGBA", "P", "LA", "I;16", "I", "F", "1", "CMYK", "YCbCr"):
         raise ImageError(f"unsupported image mode {img.mode}")

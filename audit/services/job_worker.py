@@ -194,6 +194,10 @@ class Worker:
     def _check(self, lease: _Lease) -> None:
         if lease.lost.is_set():
             raise LeaseLost(f"job {lease.job_id}")
+        if not lease.cancel.is_set() and J.get_job(lease.job_id).cancel_requested:
+            # Read at every batch boundary, not only at the next heartbeat: a cancel stops the job at the
+            # next boundary even when the remaining batches would end before the heartbeat.
+            lease.cancel.set()
         if lease.cancel.is_set():
             raise JobCancelled(f"job {lease.job_id}")
         if self.stopping:

@@ -73,7 +73,7 @@ def test_full_audit_from_the_reports_page_and_pdf_download(page, external_app, e
     # rather than reopen the selectors while the page is still drawing (a dropdown redrawn under the click).
     assert [f["family"] for f in list_models()][0] == CNN
     page.get_by_text(f"Reports for {CNN} 2").wait_for()
-    page.get_by_text(f"Report {stored['id']} ", exact=False).first.wait_for()
+    page.get_by_text(re.compile(rf"^Report {stored['id']} · ")).first.wait_for()  # its entry, not the job's line
     button = page.get_by_role("button", name="Download PDF").first  # the newest report is listed first
     with page.expect_download() as info:
         button.click()

@@ -121,3 +121,11 @@ def test_fuzzed_uploads_store_nothing_when_refused(audit_home, tmp_path):
     assert outcome["refused"] > 0
     assert list_models()[0]["versions"][0] == first
     print(f"fuzz cases tried: {TRIED}; uploads refused/accepted: {outcome}")
+
+
+def test_a_png_with_a_broken_chunk_is_an_image_error():
+    """Found by the fuzzer: Pillow reports an empty chunk after IDAT as SyntaxError, not OSError."""
+    data = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x00\x00\x00\x00:\x98\xa0\xbd"
+            b"\x00\x00\x00\x00IDAT\x00\x00\x00\x00\x00\x00\x00\x00")
+    with pytest.raises(ImageError, match="corrupt or truncated|could not be read"):
+        decode_image(data)
