@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -142,3 +144,23 @@ def browser():
         b = launch_chromium(p)
         yield b
         b.close()
+
+
+@contextmanager
+def empty_postgres(url: str) -> Iterator[None]:
+    """AUDIT_DB_URL pointed at ``url`` with its public schema dropped and migrated afresh, for one test."""
+    from sqlalchemy import create_engine, text
+
+    from storage.db import migrate
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    os.environ["AUDIT_DB_URL"] = url
+    try:
+        migrate()
+        yield
+    finally:
+        os.environ.pop("AUDIT_DB_URL", None)

@@ -140,14 +140,20 @@ def resolve_session(cookie: str | None) -> Principal | None:
         return Principal(user.username, user.role)
 
 
-def revoke(cookie: str | None, *, reason: str = "sign-out") -> bool:
-    """End the session a cookie carries (sign-out); True when a live session was ended."""
+def _unrevoked_row(s: Session, cookie: str | None) -> SignInSession | None:
+    """The session row a well-signed cookie names, unless it was revoked (expiry is the caller's to judge)."""
     token = _token_of(cookie)
     if token is None:
-        return False
+        return None
+    row = s.scalars(select(SignInSession).where(SignInSession.token_sha256 == token_hash(token))).first()
+    return None if row is None or row.revoked_at is not None else row
+
+
+def revoke(cookie: str | None, *, reason: str = "sign-out") -> bool:
+    """End the session a cookie carries (sign-out); True when a live session was ended."""
     with transaction() as s:
-        row = s.scalars(select(SignInSession).where(SignInSession.token_sha256 == token_hash(token))).first()
-        if row is None or row.revoked_at is not None:
+        row = _unrevoked_row(s, cookie)
+        if row is None:
             return False
         row.revoked_at = utcnow()
         row.revoked_reason = reason
@@ -247,12 +253,9 @@ def redeem_handoff(code: str | None) -> tuple[str, float] | None:
     if item is None or item[1] <= time.monotonic():
         return None
     cookie = item[0]
-    token = _token_of(cookie)
-    if token is None:
-        return None
     with transaction() as s:
-        row = s.scalars(select(SignInSession).where(SignInSession.token_sha256 == token_hash(token))).first()
-        if row is None or row.revoked_at is not None:
+        row = _unrevoked_row(s, cookie)
+        if row is None:
             return None
         remaining = (_aware(row.expires_at) - utcnow()).total_seconds()
     return (cookie, remaining) if remaining > 0 else None

@@ -8,7 +8,9 @@ import os
 import threading
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
+
+from tests.conftest import empty_postgres
 
 PG_URL = os.environ.get("AUDIT_TEST_PG_URL")
 pytestmark = pytest.mark.skipif(not PG_URL, reason="AUDIT_TEST_PG_URL is not set (.ci/run starts a PostgreSQL "
@@ -17,17 +19,8 @@ pytestmark = pytest.mark.skipif(not PG_URL, reason="AUDIT_TEST_PG_URL is not set
 
 @pytest.fixture()
 def pg_queue(audit_home):
-    engine = create_engine(PG_URL)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    os.environ["AUDIT_DB_URL"] = PG_URL
-    from storage.db import migrate
-
-    migrate()
-    yield
-    os.environ.pop("AUDIT_DB_URL", None)
+    with empty_postgres(PG_URL):
+        yield
 
 
 def _queue(n: int) -> list[int]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from sqlalchemy import create_engine, text
+
+from tests.conftest import empty_postgres
 
 PG_URL = os.environ.get("AUDIT_TEST_PG_URL")
 
@@ -18,14 +19,5 @@ def db(request, audit_home):
         return
     if not PG_URL:
         pytest.skip("AUDIT_TEST_PG_URL is not set (.ci/run starts a PostgreSQL server and sets it)")
-    engine = create_engine(PG_URL)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    os.environ["AUDIT_DB_URL"] = PG_URL
-    from storage.db import migrate
-
-    migrate()
-    yield "postgresql"
-    os.environ.pop("AUDIT_DB_URL", None)
+    with empty_postgres(PG_URL):
+        yield "postgresql"
