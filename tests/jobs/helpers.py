@@ -61,3 +61,31 @@ def wait_until(predicate, *, timeout_s: float, what: str, poll_s: float = 0.05):
             return value
         time.sleep(poll_s)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def claim_concurrently(threads: int = 4, *, lease_s: float = 60) -> list[int]:
+    """Ids of the jobs claimed by ``threads`` claimers racing until the queue is empty (a claimer's error
+    fails the caller); a job claimed twice appears twice."""
+    import threading
+
+    from audit.services.jobs import claim_next
+
+    taken: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def claimer(name: str) -> None:
+        try:
+            while (job := claim_next(worker_id=name, executor="local", lease_s=lease_s)) is not None:
+                with lock:
+                    taken.append(job.id)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=120)
+    assert not errors, errors[0]
+    return sorted(taken)

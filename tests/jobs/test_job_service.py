@@ -3,7 +3,6 @@ and claiming under concurrency (no job taken twice)."""
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 
@@ -11,7 +10,7 @@ from audit.services import jobs as J
 from audit.services.auth import PermissionDenied, Principal
 from audit.services.job_kinds import JobError
 from audit.services.job_worker import Worker
-from tests.jobs.helpers import explanation_rows, log_actions
+from tests.jobs.helpers import claim_concurrently, explanation_rows, log_actions
 
 AUDITOR = Principal("ann", "auditor")
 OTHER = Principal("bob", "auditor")
@@ -121,23 +120,7 @@ def test_show_json_has_the_contract_keys(queue_home):
 
 def test_concurrent_claims_take_every_job_exactly_once(queue_home):
     ids = [J.submit_job("explain", _explain(limit=i + 1)).id for i in range(24)]
-    taken: dict[str, list[int]] = {}
-    errors: list[BaseException] = []
-
-    def claimer(name: str) -> None:
-        try:
-            while (job := J.claim_next(worker_id=name, executor="local", lease_s=60)) is not None:
-                taken.setdefault(name, []).append(job.id)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors
-    claimed = sorted(i for got in taken.values() for i in got)
+    claimed = claim_concurrently(4, lease_s=60)
     assert claimed == ids  # each job once, none missed
     starts = [d for a, _, d in log_actions("job.start")]
     assert len(starts) == len(ids)

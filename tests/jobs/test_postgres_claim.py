@@ -5,12 +5,12 @@ Skipped unless AUDIT_TEST_PG_URL names a server (.ci/run starts one)."""
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
 from sqlalchemy import select
 
 from tests.conftest import empty_postgres
+from tests.jobs.helpers import claim_concurrently
 
 PG_URL = os.environ.get("AUDIT_TEST_PG_URL")
 pytestmark = pytest.mark.skipif(not PG_URL, reason="AUDIT_TEST_PG_URL is not set (.ci/run starts a PostgreSQL "
@@ -56,26 +56,7 @@ def test_claim_skips_a_row_locked_by_another_worker(pg_queue):
 
 def test_concurrent_claims_on_postgresql_take_each_job_once(pg_queue):
     from audit.services.audit_trail import verify_log
-    from audit.services.jobs import claim_next
 
     ids = _queue(30)
-    taken: list[int] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def claimer(name: str) -> None:
-        try:
-            while (job := claim_next(worker_id=name, executor="local", lease_s=30)) is not None:
-                with lock:
-                    taken.append(job.id)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors[0]
-    assert sorted(taken) == ids
+    assert claim_concurrently(4, lease_s=30) == ids
     assert verify_log().ok  # four workers appending at once keep one unbroken chain
