@@ -76,3 +76,17 @@ def serve_app(home: Path, *, env: Optional[Mapping[str, str]] = None,
 def launch_chromium(playwright):  # noqa: ANN001, ANN201 - playwright's sync API objects
     need_chromium()
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def open_page(page, link: str, title: str, *, tries: int = 3, wait_ms: int = 40_000) -> None:  # noqa: ANN001
+    """Go to a page through the navigation and wait for its title (exactly). A click that lands while the
+    current page reruns can be lost (seen under load in CI): click again when the title does not come."""
+    heading = page.get_by_role("heading", name=title, exact=True)
+    for attempt in range(tries):
+        page.get_by_role("link", name=link).first.click()
+        try:
+            heading.first.wait_for(timeout=wait_ms if attempt < tries - 1 else 120_000)
+            return
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: click again
+            if attempt == tries - 1:
+                raise

@@ -7,6 +7,8 @@ import zipfile
 
 import numpy as np
 
+from .serving import open_page
+
 
 def _upload_files(tmp_path):
     from PIL import Image
@@ -31,8 +33,7 @@ def _upload_files(tmp_path):
 def test_admin_previews_and_imports_a_reference_set(page, login, tmp_path):
     zpath, cpath = _upload_files(tmp_path)
     login("admin")
-    page.get_by_role("link", name="Datasets").first.click()
-    page.get_by_role("heading", name="Datasets").wait_for()
+    open_page(page, "Datasets", "Datasets")
     page.get_by_label("Name").first.fill("browser-shapes")
     page.get_by_label("Group columns (comma-separated)").first.fill("site")
     page.get_by_label("Region columns x0,y0,x1,y1 (optional)").fill("x0,y0,x1,y1")

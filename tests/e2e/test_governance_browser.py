@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from .conftest import USERS, _login
+from .serving import open_page
 
 
 def _signed_out(page) -> None:
@@ -75,7 +76,7 @@ def _choose(page, label: str, option: str) -> None:
 
 def test_four_eyes_sign_off_in_the_browser(page, login, browser, app_url, fresh_family):
     login("auditor")  # ann, the report's author
-    page.get_by_role("link", name="Reports").first.click()
+    open_page(page, "Reports", "Compliance reports")
     _choose(page, "Model family", fresh_family)
     # Wait for the chosen family's reports: the first family's may show the same texts until the rerun lands.
     page.get_by_text(f"Reports for {fresh_family} 1").wait_for()
@@ -87,7 +88,7 @@ def test_four_eyes_sign_off_in_the_browser(page, login, browser, app_url, fresh_
         bob = ctx.new_page()
         bob.set_default_timeout(120_000)
         _login(bob, app_url, "auditor2")
-        bob.get_by_role("link", name="Reports").first.click()
+        open_page(bob, "Reports", "Compliance reports")
         _choose(bob, "Model family", fresh_family)
         bob.get_by_text(f"Reports for {fresh_family} 1").wait_for()
         bob.get_by_role("button", name="Sign off").wait_for()
@@ -116,8 +117,8 @@ def test_four_eyes_sign_off_in_the_browser(page, login, browser, app_url, fresh_
             print("--- the signer's page at failure ---\n" + bob.inner_text("body", timeout=5000)[-3000:])
         assert signed()
         # Final: the Registry offers no status move for a decided version.
-        bob.get_by_role("link", name="Registry").first.click()
-        heading = bob.get_by_role("heading", name=fresh_family)
+        open_page(bob, "Registry", "Model registry")
+        heading = bob.get_by_role("heading", name=fresh_family, exact=True)
         heading.wait_for()
         # The first "Version 1 details" after the family's heading is its own (other families have one too).
         summary = heading.locator("xpath=following::summary[contains(., 'Version 1 details')][1]")
@@ -126,8 +127,7 @@ def test_four_eyes_sign_off_in_the_browser(page, login, browser, app_url, fresh_
         details.get_by_text("Approved by a signed report: final").wait_for()
         assert details.get_by_role("button", name="Move to").count() == 0
         # Back on the Reports page, the version shows its decision and offers no sign form.
-        bob.get_by_role("link", name="Reports").first.click()
-        bob.get_by_role("heading", name="Compliance reports").wait_for()
+        open_page(bob, "Reports", "Compliance reports")
         _choose(bob, "Model family", fresh_family)
         bob.get_by_text(f"Reports for {fresh_family} 1").wait_for()
         bob.get_by_text(f"Decision: approved by {USERS['auditor2'][0]}", exact=False).wait_for()

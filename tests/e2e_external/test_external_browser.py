@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.e2e.serving import need_chromium, serve_app
+from tests.e2e.serving import need_chromium, open_page, serve_app
 from tests.e2e_external.conftest import CNN, CONCEPT, REF, USERS, _login
 
 pytestmark = pytest.mark.slow
@@ -47,8 +47,7 @@ def test_full_audit_from_the_reports_page_and_pdf_download(page, external_app, e
     from audit.services.reports import list_reports
 
     _login(page, external_app, "auditor")
-    page.get_by_role("link", name="Reports").first.click()
-    page.get_by_role("heading", name="Compliance reports").wait_for()
+    open_page(page, "Reports", "Compliance reports")
     _choose(page, "Model family", CNN)
     _choose(page, "Version", "2")
     page.get_by_text("Run the full audit (every analysis").click()
@@ -74,9 +73,8 @@ def test_full_audit_from_the_reports_page_and_pdf_download(page, external_app, e
     statuses = {f["status"] for f in stored["findings"]}
     assert "missing" not in statuses, [f for f in stored["findings"] if f["status"] == "missing"]
     # a fresh visit of the page lists the new report with its download button
-    page.get_by_role("link", name="Registry").first.click()
-    page.get_by_role("link", name="Reports").first.click()
-    page.get_by_role("heading", name="Compliance reports").wait_for()
+    open_page(page, "Registry", "Model registry")
+    open_page(page, "Reports", "Compliance reports")
     # The page opens on the first family's newest version, which is this one: wait for its listing to render
     # rather than reopen the selectors while the page is still drawing (a dropdown redrawn under the click).
     assert [f["family"] for f in list_models()][0] == CNN

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.serving import need_chromium, serve_app
+from tests.e2e.serving import need_chromium, open_page, serve_app
 from tests.jobs.helpers import ROOT, log_actions, worker_env
 
 USER = ("ann", "auditor-pass-123")
@@ -42,15 +42,15 @@ def test_report_job_survives_leaving_the_page(page, app_with_worker, queue_home,
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("Signed in as").wait_for()
 
-    page.get_by_role("link", name="Reports").first.click()
+    open_page(page, "Reports", "Compliance reports")
     page.get_by_role("button", name="Generate report").click()
     page.get_by_text("Job #1 (compliance report", exact=False).first.wait_for()  # queued or running, live
 
-    page.get_by_role("link", name="Jobs").first.click()  # leave the page that started it
+    open_page(page, "Jobs", "Jobs")  # leave the page that started it
     page.get_by_text("#1 · Compliance report").first.wait_for()
     assert page.get_by_text("Job #1 (compliance report", exact=False).count() == 0
 
-    page.get_by_role("link", name="Reports").first.click()  # come back
+    open_page(page, "Reports", "Compliance reports")  # come back
     button = page.get_by_role("button", name="Download PDF").first
     button.wait_for(timeout=300_000)
     with page.expect_download() as info:
