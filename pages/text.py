@@ -38,10 +38,13 @@ else:
 with st.form("text-explain"):
     methods = st.multiselect("Methods", list(METHODS), format_func=METHODS.get,
                              default=["integrated_gradients", "grad_x_input", "attention_rollout", "occlusion"])
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     target_choice = c1.selectbox("Target", ["predicted"] + labels)
     ig_steps = c2.number_input("IG steps", 4, 300, 32)
     baseline = c3.selectbox("IG baseline", ["pad", "mask", "zero"])
+    tolerance = c4.number_input("IG completeness tolerance", 0.0, 10.0, 0.0, step=0.005, format="%.3f",
+                                help="0 keeps the steps fixed; above 0, a text whose completeness gap exceeds "
+                                     "it is integrated again with twice the steps (up to 512)")
     go = st.form_submit_button("Explain", type="primary")
 
 if go:
@@ -53,7 +56,8 @@ if go:
         st.session_state["text_exp"] = explain_texts(
             fam["family"], ver["version"], [text], methods=methods,
             target=None if target_choice == "predicted" else labels.index(target_choice),
-            options={"ig_steps": int(ig_steps), "ig_baseline": baseline}, actor=principal,
+            options={"ig_steps": int(ig_steps), "ig_baseline": baseline,
+                     "ig_tolerance": float(tolerance) if tolerance > 0 else None}, actor=principal,
             progress=lambda f, m: bar.progress(min(1.0, f), text=m))[0]
         st.session_state["text_exp_key"] = (fam["family"], ver["version"])
     except (ValueError, PermissionError) as exc:

@@ -28,6 +28,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-tokens", type=int, default=120)
     p.add_argument("--steps", type=int, default=50, help="IG steps for both sides (default 50)")
     p.add_argument("--method", default="gausslegendre", help="IG quadrature for both sides")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="also time ours with adaptive steps: start at --start-steps, double a text's steps while "
+                        "its completeness gap exceeds this (compare its |delta| columns with captum's)")
+    p.add_argument("--start-steps", type=int, default=8, help="first step count of the adaptive side (default 8)")
     p.add_argument("--rounds", type=int, default=3, help="alternating timing rounds (default 3)")
     p.add_argument("--internal-batch-size", type=int, default=256, help="rows per forward pass, both sides")
     p.add_argument("--model-dir", default=None,
@@ -200,6 +204,9 @@ def run_set(title: str, model: Any, tokenizer: Any, texts: list[str], args: argp
         "captum/text": lambda: captum_ig_per_text(model, tokenizer, texts, t_targets, args.steps, args.method,
                                                   args.internal_batch_size),
     }
+    if args.tolerance is not None:
+        sides["ours/adaptive"] = ours_with(ig_steps=args.start_steps, ig_tolerance=args.tolerance,
+                                           ig_max_steps=max(args.start_steps, 4 * args.steps))
     res = compare(sides, args.rounds, device)
     lengths = [len(s) for s in res["ours"].scores]
     print(f"== {title}: {len(texts)} texts, tokens {min(lengths)}-{max(lengths)} (mean "
@@ -220,6 +227,14 @@ def run_set(title: str, model: Any, tokenizer: Any, texts: list[str], args: argp
     print(f"{title} ratio ours/captum (median): {ratios['batched']:.2f}x vs captum batched, "
           f"{ratios['per_text']:.2f}x vs captum one text per call, {ratios['best']:.2f}x vs the faster captum; "
           f"max |score difference|: {max_diff:.2e}")
+    if "ours/adaptive" in res:
+        a = res["ours/adaptive"]
+        ratios["adaptive_best"] = best_captum / a.median
+        better = float(a.delta.abs().max()) <= float(min(res["captum"].delta.abs().max(),
+                                                         res["captum/text"].delta.abs().max()))
+        print(f"{title} adaptive (start {args.start_steps} steps, tolerance {args.tolerance:g}): "
+              f"{ratios['adaptive_best']:.2f}x vs the faster captum; its max |delta| is "
+              f"{'within' if better else 'ABOVE'} captum's")
     return {"ratios": ratios, "max_diff": max_diff}
 
 

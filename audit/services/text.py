@@ -55,7 +55,10 @@ def describe_parameters(method: str, parameters: dict[str, Any]) -> str:
     from audit.text import OPTION_LABELS, text_result_option_defaults
 
     names = text_result_option_defaults(method) if method in text_methods() else {}
-    return " · ".join(f"{OPTION_LABELS.get(k, k)} {parameters[k]}" for k in names if parameters.get(k) is not None)
+    # The step cap only acts under a tolerance: beside fixed steps it would be noise.
+    shown = [k for k in names if parameters.get(k) is not None
+             and not (k == "ig_max_steps" and parameters.get("ig_tolerance") is None)]
+    return " · ".join(f"{OPTION_LABELS.get(k, k)} {parameters[k]}" for k in shown)
 
 
 def explain_texts(family: str, version: str, texts: Sequence[str], *, methods: Sequence[str],

@@ -102,6 +102,8 @@ def attribute_text(
     ig_steps: int = 50,
     ig_method: IGMethod = "gausslegendre",
     ig_baseline: Literal["pad", "mask", "zero"] | int = "pad",
+    ig_tolerance: float | None = None,
+    ig_max_steps: int = 512,
     internal_batch_size: int = 256,
     batch_size: int = 16,
     max_length: int | None = None,
@@ -129,7 +131,9 @@ def attribute_text(
                             whole words.
       shap                  the shap library's Partition explainer with a Text masker
                             (shap_max_evals model calls per text, shap_batch_size strings per call).
-    Options: ig_steps / ig_method (gausslegendre or riemann_*) set the path quadrature;
+    Options: ig_steps / ig_method (gausslegendre or riemann_*) set the path quadrature; with
+    ig_tolerance, a text whose completeness gap |sum(IG) - (f(x) - f(baseline))| exceeds it is integrated
+    again with twice the steps, up to ig_max_steps (start low, e.g. ig_steps=8, and let the check decide);
     internal_batch_size caps the rows of one IG forward pass (steps x texts); batch_size is the
     number of texts padded together; max_length truncates (default: the tokenizer's limit);
     occlusion_replacement "remove" deletes the unit, "mask"/"pad" overwrite it; progress(fraction, message).
@@ -142,7 +146,7 @@ def attribute_text(
     method_list = _check_methods(methods)
     _check_options(
         ig_steps=ig_steps, shap_max_evals=shap_max_evals, ig_method=ig_method, ig_baseline=ig_baseline,
-        internal_batch_size=internal_batch_size,
+        ig_tolerance=ig_tolerance, ig_max_steps=ig_max_steps, internal_batch_size=internal_batch_size,
         batch_size=batch_size, shap_batch_size=shap_batch_size, occlusion_replacement=occlusion_replacement,
         output=output, max_length=max_length, flow_max_tokens=flow_max_tokens,
     )
@@ -155,7 +159,8 @@ def attribute_text(
                 raise ValueError(ERR_FLOW_LENGTH.format(limit=flow_max_tokens, index=i, n=len(e)))
     target_list = _check_targets(targets, len(texts))
     cfg = _Settings(
-        ig_steps=ig_steps, ig_method=ig_method, ig_baseline=ig_baseline, internal_batch_size=internal_batch_size,
+        ig_steps=ig_steps, ig_method=ig_method, ig_baseline=ig_baseline, ig_tolerance=ig_tolerance,
+        ig_max_steps=ig_max_steps, internal_batch_size=internal_batch_size,
         batch_size=batch_size, max_length=max_length or model_max_length(tokenizer),
         occlusion_replacement=occlusion_replacement, shap_max_evals=shap_max_evals,
         shap_batch_size=shap_batch_size, output=output, pad_id=pad_id,
@@ -219,6 +224,8 @@ class _Settings:
     ig_steps: int
     ig_method: str
     ig_baseline: Any
+    ig_tolerance: float | None
+    ig_max_steps: int
     internal_batch_size: int
     batch_size: int
     max_length: int
@@ -249,6 +256,7 @@ def _run_method(
             model, embedding, batch, chunk, targets, steps=cfg.ig_steps, method=cfg.ig_method,
             baseline=cfg.ig_baseline, pad_id=cfg.pad_id, mask_id=cfg.mask_id,
             internal_batch_size=cfg.internal_batch_size, output=cfg.output,
+            tolerance=cfg.ig_tolerance, max_steps=cfg.ig_max_steps,
         )
         per_text = _unpad(ig.scores, chunk)
         for r, d in zip(results, ig.delta.tolist()):  # type: ignore[union-attr]
@@ -318,13 +326,19 @@ def _check_methods(methods: Any) -> list[str]:
 
 
 def _check_options(
-    *, ig_steps: int, shap_max_evals: int, ig_method: str, ig_baseline: Any, internal_batch_size: int,
+    *, ig_steps: int, shap_max_evals: int, ig_method: str, ig_baseline: Any, ig_tolerance: float | None,
+    ig_max_steps: int, internal_batch_size: int,
     batch_size: int, shap_batch_size: int, occlusion_replacement: str, output: str, max_length: int | None,
     flow_max_tokens: int,
 ) -> None:
     if ig_method not in IG_METHODS:
         raise ValueError(f"ig_method must be one of {IG_METHODS}, got {ig_method!r}")
     path_nodes(ig_steps, ig_method)  # raises on a step count the quadrature cannot use
+    if ig_tolerance is not None and (isinstance(ig_tolerance, bool) or not isinstance(ig_tolerance, (int, float))
+                                     or not ig_tolerance > 0):
+        raise ValueError(f"ig_tolerance must be a positive number or None, got {ig_tolerance!r}")
+    if isinstance(ig_max_steps, bool) or not isinstance(ig_max_steps, int) or ig_max_steps < ig_steps:
+        raise ValueError(f"ig_max_steps must be an integer >= ig_steps ({ig_steps}), got {ig_max_steps!r}")
     if not isinstance(shap_max_evals, int) or shap_max_evals < 2:
         raise ValueError(f"shap_max_evals must be an integer >= 2, got {shap_max_evals!r}")
     if ig_baseline not in BASELINES and not (isinstance(ig_baseline, int) and not isinstance(ig_baseline, bool)):

@@ -28,6 +28,8 @@ OPTION_LABELS: dict[str, str] = {
     "ig_baseline": "baseline",
     "ig_steps": "steps",
     "ig_method": "quadrature",
+    "ig_tolerance": "completeness tolerance",
+    "ig_max_steps": "max steps",
     "occlusion_replacement": "replacement",
     "shap_max_evals": "evaluations",
     "shap_batch_size": "evaluations per batch",
@@ -60,7 +62,8 @@ class TextMethodSpec:
 
 
 _SPECS = (
-    TextMethodSpec("integrated_gradients", "Integrated Gradients", ("ig_baseline", "ig_steps", "ig_method", "output"),
+    TextMethodSpec("integrated_gradients", "Integrated Gradients", ("ig_baseline", "ig_steps", "ig_method", "ig_tolerance",
+                                                                     "ig_max_steps", "output"),
                    "path integral of gradients from a baseline text to the input, over the word embeddings",
                    paper='Sundararajan, Taly & Yan (2017). Axiomatic Attribution for Deep Networks. ICML.'),
     TextMethodSpec("grad_x_input", "Gradient × Input", ("output",),

@@ -41,6 +41,21 @@ def test_text_bench_prints_ratios_for_both_sets(capsys):
     assert "tokens 5-20" in out
 
 
+def test_text_bench_adaptive_side_reports_its_completeness_against_captum(capsys):
+    import re
+
+    from audit.bench import text as text_bench
+
+    code = text_bench.main(["--tiny", "--texts", "2", "--mixed", "0", "--steps", "16", "--rounds", "1",
+                            "--tolerance", "1e-12", "--start-steps", "2"])
+    assert code == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("fixed set adaptive (start 2 steps, tolerance 1e-12)"))
+    assert re.search(r": [0-9.]+x vs the faster captum; its max \|delta\| is (within|ABOVE) captum's$", line)
+    row = next(ln for ln in out.splitlines() if ln.startswith("ours/adaptive"))
+    assert len(row.split()) == 6
+
+
 def test_text_bench_rejects_bad_arguments():
     from audit.bench import text as text_bench
 

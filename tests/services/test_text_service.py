@@ -24,7 +24,8 @@ from storage.orm import Explanation
 
 TEXT = "she has a stable income ."
 # A value different from the default for every result option any text method declares.
-OTHER_VALUE = {"ig_steps": 7, "ig_method": "riemann_middle", "ig_baseline": "mask", "occlusion_replacement": "pad",
+OTHER_VALUE = {"ig_steps": 7, "ig_method": "riemann_middle", "ig_baseline": "mask", "ig_tolerance": 0.01,
+               "ig_max_steps": 64, "occlusion_replacement": "pad",
                "shap_max_evals": 20, "shap_batch_size": 4, "output": "probability", "max_length": 8}
 
 
@@ -162,6 +163,12 @@ def test_method_labels_come_from_the_specs():
     assert labels["integrated_gradients"] == "Integrated Gradients"
     assert describe_parameters("occlusion", {"occlusion_replacement": "mask", "output": "logit", "max_length": None}) \
         == "replacement mask · explains logit"
+    fixed, _ = text_params_key("integrated_gradients", {"ig_steps": 32})
+    assert describe_parameters("integrated_gradients", fixed) == \
+        "baseline pad · steps 32 · quadrature gausslegendre · explains logit"  # no step cap beside fixed steps
+    adaptive, _ = text_params_key("integrated_gradients", {"ig_steps": 8, "ig_tolerance": 0.01})
+    assert "steps 8 · quadrature gausslegendre · completeness tolerance 0.01 · max steps 512" in \
+        describe_parameters("integrated_gradients", adaptive)
 
 
 def test_text_faithfulness_of_a_stored_entry_matches_the_engine(tiny_text):

@@ -137,7 +137,31 @@ def test_gauss_legendre_is_exact_for_polynomials():
     assert float((weights * alphas**7).sum()) == pytest.approx(1 / 8, abs=1e-12)
 
 
-@pytest.mark.parametrize("bad", [dict(ig_steps=0), dict(ig_method="simpson"), dict(ig_baseline="noise")])
+def test_tolerance_refines_only_the_texts_that_need_it(tiny_bert, tokenizer, texts):
+    def run(**options):
+        return attribute_text(tiny_bert, tokenizer, texts, methods=["integrated_gradients"], **options)
+
+    coarse = run(ig_steps=2)
+    tolerance = sorted(abs(r.delta) for r in coarse)[len(texts) // 2]  # about half the texts are within it
+    adaptive = run(ig_steps=2, ig_tolerance=tolerance, ig_max_steps=256)
+    assert all(abs(r.delta) <= tolerance for r in adaptive)
+    refined = 0
+    for c, a in zip(coarse, adaptive):
+        if abs(c.delta) <= tolerance:  # within tolerance at two points: kept as computed there
+            torch.testing.assert_close(a.scores["integrated_gradients"], c.scores["integrated_gradients"])
+            continue
+        refined += 1
+        # a refined text is exactly its fixed-step result at some doubling of the start
+        matches = [s for s in (4, 8, 16, 32, 64, 128, 256) if torch.allclose(
+            a.scores["integrated_gradients"],
+            attribute_text(tiny_bert, tokenizer, [a.text], methods=["integrated_gradients"],
+                           ig_steps=s)[0].scores["integrated_gradients"], atol=1e-6, rtol=1e-5)]
+        assert matches, a.text
+    assert refined >= 1
+
+
+@pytest.mark.parametrize("bad", [dict(ig_steps=0), dict(ig_method="simpson"), dict(ig_baseline="noise"),
+                                 dict(ig_tolerance=0), dict(ig_tolerance="small"), dict(ig_steps=8, ig_max_steps=4)])
 def test_bad_ig_options_raise(tiny_bert, tokenizer, bad):
     with pytest.raises(ValueError, match="ig_"):
         attribute_text(tiny_bert, tokenizer, ["she has income"], methods=["integrated_gradients"], **bad)

@@ -22,6 +22,8 @@ ALTERNATIVES = {
     "ig_steps": 1,  # Gauss-Legendre converges fast: a one-point rule is visibly coarser
     "ig_method": "riemann_left",
     "ig_baseline": "mask",
+    "ig_tolerance": 1e-3,
+    "ig_max_steps": 4,
     "internal_batch_size": 5,
     "batch_size": 1,
     "max_length": 5,
@@ -31,6 +33,11 @@ ALTERNATIVES = {
     "flow_max_tokens": 64,
     "output": "probability",
     "progress": lambda fraction, message: None,
+}
+# Options that only act beside others are tried in that company (the same company on both sides).
+CONTEXT = {
+    "ig_tolerance": {"ig_steps": 2},  # two points are too coarse: the tolerance refines them
+    "ig_max_steps": {"ig_steps": 2, "ig_tolerance": 1e-9},  # the cap stops the refinement early
 }
 TEXTS = ["She has stable income and no missed payments.", "Mr Brown has several late payments"]
 TARGETS = [1, 0]
@@ -56,7 +63,8 @@ def test_every_option_of_attribute_text_is_classified():
 
 def test_defaults_are_those_of_the_engine():
     assert text_result_option_defaults("integrated_gradients") == {
-        "ig_steps": 50, "ig_method": "gausslegendre", "ig_baseline": "pad", "output": "logit", "max_length": None}
+        "ig_steps": 50, "ig_method": "gausslegendre", "ig_baseline": "pad", "ig_tolerance": None, "ig_max_steps": 512,
+        "output": "logit", "max_length": None}
     assert text_result_option_defaults("attention_rollout") == {"max_length": None}
     assert text_result_option_defaults("occlusion")["occlusion_replacement"] == "remove"
     defaults = text_result_option_defaults("shap")
@@ -72,8 +80,11 @@ def _scores(model, tokenizer, method, **options):
 
 
 def _changes(model, tokenizer, method, base, option, value) -> bool:
+    context = CONTEXT.get(option, {})
+    if context:
+        base = _scores(model, tokenizer, method, **context)
     try:
-        other = _scores(model, tokenizer, method, **{option: value})
+        other = _scores(model, tokenizer, method, **{**context, option: value})
     except ValueError:  # the method reads the option and refuses the value (shap cannot truncate)
         return True
     return not _same(base, other)
