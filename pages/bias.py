@@ -38,12 +38,14 @@ if run:
         st.error("Your role may view stored results but not run audits.")
         st.stop()
     try:
-        with st.spinner("Predicting the reference set and bootstrapping…"):
-            st.session_state["bias_result"] = run_bias_audit(
-                fam["family"], ver["version"], dataset=dataset, attributes=attributes, n_boot=int(n_boot),
-                positive_label=None if pos.startswith("one-vs-rest") else labels.index(pos),
-                csv_bytes=upload.getvalue() if upload is not None else None,
-                explanation_method=None if expl == "none" else expl, actor=principal)
+        bar = st.progress(0.0, text="starting the bias audit…")
+        st.session_state["bias_result"] = run_bias_audit(
+            fam["family"], ver["version"], dataset=dataset, attributes=attributes, n_boot=int(n_boot),
+            positive_label=None if pos.startswith("one-vs-rest") else labels.index(pos),
+            csv_bytes=upload.getvalue() if upload is not None else None,
+            explanation_method=None if expl == "none" else expl, actor=principal,
+            progress=lambda f, m: bar.progress(min(1.0, f), text=m))
+        bar.empty()
     except (ValueError, PermissionError) as exc:
         show_error(exc)
 

@@ -138,6 +138,9 @@ class Run(Base):
     timings: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     error: Mapped[Optional[str]] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(80), default="system")
+    # The job whose attempt opened the run (None outside the queue): a worker that dies leaves its run
+    # open, and the worker that claims the job again closes it as interrupted.
+    job_id: Mapped[Optional[int]] = mapped_column(Integer, index=True)
 
 
 class Explanation(Base):

@@ -107,6 +107,11 @@ class RunRepository:
     def recent(self, limit: int = 50) -> Sequence[Run]:
         return self.s.scalars(select(Run).order_by(Run.id.desc()).limit(limit)).all()
 
+    def open_for_job(self, job_id: int) -> Sequence[Run]:
+        """Runs a job's attempts opened and nobody closed (their worker stopped)."""
+        return self.s.scalars(select(Run).where(Run.job_id == job_id, Run.status == "running")
+                              .order_by(Run.id)).all()
+
 
 class ExplanationRepository:
     def __init__(self, session: Session) -> None:

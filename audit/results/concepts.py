@@ -28,6 +28,13 @@ class ConceptCell:
     scores: tuple[float, ...] = ()
     random_scores: tuple[float, ...] = ()
 
+    @property
+    def lowers_class(self) -> bool:
+        """True when the score is below the random directions' mean: moving along the concept lowers the
+        class's logit more often than a random direction does (a significant cell is then evidence against
+        the concept, not reliance on it)."""
+        return self.score is not None and self.random_mean is not None and self.score < self.random_mean
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["scores"], d["random_scores"] = list(self.scores), list(self.random_scores)

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
@@ -100,6 +101,31 @@ class TrackedRun:
         return time.perf_counter() - self.started
 
 
+# The queued job whose service call is running in this context (set by the worker around the call).
+CURRENT_JOB: ContextVar[Optional[int]] = ContextVar("audit_current_job", default=None)
+
+
+@contextmanager
+def running_job(job_id: int) -> Iterator[None]:
+    """Runs opened inside record ``job_id`` (so a run its lost worker left open can be closed later)."""
+    token = CURRENT_JOB.set(job_id)
+    try:
+        yield
+    finally:
+        CURRENT_JOB.reset(token)
+
+
+def close_lost_runs(session: Any, job_id: int, *, reason: str, actor: str) -> list[int]:
+    """Close as ``interrupted`` the runs a job's earlier attempt left open; their ids."""
+    closed = []
+    for run in RunRepository(session).open_for_job(job_id):
+        run.status, run.finished_at, run.error = "interrupted", utcnow(), reason
+        auditlog.append(session, actor=actor, action="run.interrupted", subject=f"job/{job_id}",
+                        details={"run_id": run.id, "kind": run.kind, "error": reason})
+        closed.append(run.id)
+    return closed
+
+
 @contextmanager
 def tracked_run(kind: str, *, family: Optional[str], version: Optional[str], parameters: Mapping[str, Any],
                 actor: Principal, seed: int = 0, device: str = "cpu") -> Iterator[TrackedRun]:
@@ -110,7 +136,8 @@ def tracked_run(kind: str, *, family: Optional[str], version: Optional[str], par
         mv = ModelRepository(s).version(family, version) if family and version else None
         run = RunRepository(s).add(Run(kind=kind, model_version_id=mv.id if mv else None, status="running",
                                        parameters=stable_value(dict(parameters)), seed=int(seed), device=device,
-                                       library_versions=library_versions(), created_by=actor.username))
+                                       library_versions=library_versions(), created_by=actor.username,
+                                       job_id=CURRENT_JOB.get()))
         run_id = run.id
         auditlog.append(s, actor=actor.username, action="run.start", subject=subject,
                         details={"run_id": run_id, "kind": kind})

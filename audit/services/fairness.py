@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,7 @@ DISPARITY_BOOT = 200  # bootstrap resamples / permutations of the explanation-di
 BIAS_SPEC = AnalysisSpec(
     kind="bias",
     result_options=("dataset", "attributes", "n_boot", "positive_label", "csv_bytes", "explanation_method", "seed"),
-    other_arguments=("actor",),
+    other_arguments=("actor", "progress"),
 )
 TEXT_PROBE_SPEC = AnalysisSpec(kind="text_probe", result_options=("dataset",), other_arguments=("actor",))
 
@@ -82,9 +82,11 @@ def _name(g: Any) -> str:
 def run_bias_audit(
     family: str, version: str, *, dataset: str, attributes: Sequence[str], n_boot: int = 200,
     positive_label: Optional[int] = None, csv_bytes: Optional[bytes] = None, explanation_method: Optional[str] = None,
-    seed: int = 0, actor: Principal = SYSTEM,
+    seed: int = 0, actor: Principal = SYSTEM, progress: Optional[Callable[[float, str], None]] = None,
 ) -> BiasAudit:
-    """Per-group performance (with bootstrap CIs), gaps, worst group, flags; stored as kind 'bias'."""
+    """Per-group performance (with bootstrap CIs), gaps, worst group, flags; stored as kind 'bias'.
+    ``progress(fraction, message)`` is called between the steps (and per batch of the explanations the
+    disparity check computes); a job's progress raises there to stop a cancelled audit."""
     from audit.fairness import group_metrics
 
     require(actor, "run")
@@ -98,8 +100,15 @@ def run_bias_audit(
     cached = find_analysis("bias", family, version, key)
     if cached is not None:
         return BiasAudit.from_stored(cached)
+    steps = 3 if explanation_method else 2
+
+    def step(done: int, message: str, fraction: float = 0.0) -> None:
+        if progress is not None:
+            progress(min(1.0, (done + fraction) / steps), message)
+
     with tracked_run("bias", family=family, version=version, parameters=options, actor=actor, seed=seed,
                      device=str(handle.device)) as run:
+        step(0, f"predicting {dataset}")
         with run.phase("predict"):
             preds = predict_dataset(family, version, dataset)
         keys = preds.keys
@@ -122,6 +131,7 @@ def run_bias_audit(
             kwargs["positive_label"] = positive_label
         elif len(handle.labels) > 2:
             kwargs["average"] = "macro"
+        step(1, f"group metrics with {n_boot} bootstrap resamples")
         with run.phase("group_metrics"):
             res = group_metrics(np.asarray(y_true), preds.predicted[idx],
                                 groups if len(attributes) > 1 else groups[attributes[0]], n_boot=n_boot, seed=seed,
@@ -130,9 +140,11 @@ def run_bias_audit(
                  for g in res.small_groups] + list(warnings)
         disparity = None
         if explanation_method:
+            step(2, f"explanation disparity ({explanation_method})")
             with run.phase("explanation_disparity"):
-                disparity = _explanation_disparity(family, version, dataset, explanation_method, groups, idx,
-                                                   seed=seed, actor=actor)
+                disparity = _explanation_disparity(
+                    family, version, dataset, explanation_method, groups, idx, seed=seed, actor=actor,
+                    progress=lambda f, m: step(2, f"explanation disparity: {m}", f))
         audit = BiasAudit(
             dataset=dataset, attributes=tuple(attributes), n=len(idx), by_group=_group_rows(res),
             overall={k: finite_or_none(v) for k, v in res.overall.items()},
@@ -145,6 +157,7 @@ def run_bias_audit(
         stored = store_analysis("bias", family, version, key=key, parameters=options, summary=audit.to_summary(),
                                 actor=actor, dataset=dataset, seed=seed, device=str(handle.device),
                                 duration_s=run.elapsed, run_id=run.run_id)
+    step(steps, "bias audit stored")
     return BiasAudit.from_stored(stored)
 
 
@@ -165,7 +178,8 @@ def _group_rows(res: Any) -> tuple[GroupRates, ...]:
 
 
 def _explanation_disparity(family: str, version: str, dataset: str, method: str, groups: pd.DataFrame,
-                           idx: list[int], *, seed: int, actor: Principal) -> ExplanationDisparityFinding:
+                           idx: list[int], *, seed: int, actor: Principal,
+                           progress: Optional[Callable[[float, str], None]] = None) -> ExplanationDisparityFinding:
     """Image models: share of |attribution| on the regions the data declares, per group, or a region-free
     comparison of the groups' mean maps when it declares none; text: share on identity tokens."""
     from audit.fairness import identity_token_mask, text_explanation_disparity
@@ -178,7 +192,8 @@ def _explanation_disparity(family: str, version: str, dataset: str, method: str,
         from audit.services.text import explain_texts
 
         texts = load_text_samples(dataset).texts
-        results = explain_texts(family, version, [texts[i] for i in idx], methods=[method], actor=actor)
+        results = explain_texts(family, version, [texts[i] for i in idx], methods=[method], actor=actor,
+                                progress=progress)
         scores = [r["scores"][method] for r in results]
         masks = [identity_token_mask(r["tokens"]) for r in results]
         d = text_explanation_disparity(scores, masks, labels, n_boot=DISPARITY_BOOT, seed=seed)
@@ -187,7 +202,7 @@ def _explanation_disparity(family: str, version: str, dataset: str, method: str,
     from audit.services.datasets import load_image_samples
     from audit.services.explain import explain_reference_set, stored_maps_for
 
-    explain_reference_set(family, version, dataset, methods=[method], actor=actor)
+    explain_reference_set(family, version, dataset, methods=[method], actor=actor, progress=progress)
     maps = stored_maps_for(family, version, dataset, method)[idx]
     samples = load_image_samples(dataset)
     return image_disparity(method, maps, [samples.regions[i] if samples.regions else None for i in idx],

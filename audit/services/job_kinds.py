@@ -253,7 +253,8 @@ def _run_bias(p: dict[str, Any], actor: Principal, ctx: JobContext) -> dict[str,
     csv_bytes = ArtifactStore().get_bytes(p["csv_sha256"]) if p.get("csv_sha256") else None
     audit = run_bias_audit(p["family"], p["version"], dataset=p["dataset"], attributes=p["attributes"],
                            n_boot=p["n_boot"], positive_label=p["positive_label"], csv_bytes=csv_bytes,
-                           explanation_method=p["explanation_method"], seed=p["seed"], actor=actor)
+                           explanation_method=p["explanation_method"], seed=p["seed"], actor=actor,
+                           progress=ctx.progress)
     return {"result_id": audit.result_id}
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from audit.services import jobs as J
-from audit.services.core import one_line
+from audit.services.core import one_line, running_job
 from audit.services.job_kinds import JobContext, job_kind
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,8 @@ class Worker:
             try:
                 actor = J.actor_for(job)
                 self._check(lease)
-                result = spec.run(dict(job.parameters), actor, ctx)
+                with running_job(job.id):
+                    result = spec.run(dict(job.parameters), actor, ctx)
             finally:
                 lease.close()
         except JobCancelled:

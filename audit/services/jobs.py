@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from audit.services.auth import SYSTEM, Principal, require
+from audit.services.core import close_lost_runs
 from audit.services.job_kinds import KINDS, JobError, job_kind
 from storage import auditlog
 from storage.db import transaction
@@ -210,6 +211,9 @@ def claim_next(*, worker_id: str, executor: str, lease_s: float) -> Optional[Job
             if job is None:
                 return None
             previous = job.worker_id if job.status == "running" else None
+            if previous is not None:  # the runs its lost attempt left open end here, whatever comes next
+                close_lost_runs(s, job.id, actor="worker:" + worker_id,
+                                reason=f"its worker {previous} stopped (lease expired); job {job.id} claimed again")
             if previous is not None and job.cancel_requested:
                 job.status, job.finished_at = "cancelled", utcnow()
                 job.message = "cancelled (its worker had stopped)"

@@ -236,9 +236,12 @@ def _packed_paths(
     return [((t.x - t.base) * g).sum(-1) for t, g in zip(texts, grad_sum)]
 
 
-# A text joins a pack only while it is at most this much longer than the pack's shortest text, so
-# at most a fifth of a forward pass is padding.
+# A text of another length joins a pack only while it is at most this much longer than the pack's
+# shortest text (so at most a fifth of a forward pass is padding) and while the pack is still small:
+# packing pays where short texts would make small, overhead-bound passes; a pack already this many
+# tokens wide gains nothing from company and would only pay for the padding.
 PACK_LENGTH_RATIO = 1.25
+SMALL_PACK_TOKENS = 2048
 
 
 def _packs(
@@ -251,7 +254,9 @@ def _packs(
     used = 0
     shortest = 0
     for i in order:
-        if current and lengths[i] > PACK_LENGTH_RATIO * shortest:
+        width = lengths[current[-1][0]] if current else 0  # texts come by length: the last is the longest
+        if current and lengths[i] != width and (
+                lengths[i] > PACK_LENGTH_RATIO * shortest or used * lengths[i] > SMALL_PACK_TOKENS):
             packs.append(current)
             current, used = [], 0
         if not current:

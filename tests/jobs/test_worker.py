@@ -107,6 +107,15 @@ def test_a_killed_worker_is_replaced_and_the_job_finishes_with_exact_rows(queue_
     assert done.result["reused"] >= stored_before and done.result["computed"] == expected - done.result["reused"]
     starts = [d for a, subject, d in log_actions("job.start") if subject == f"job/{job.id}"]
     assert len(starts) == 2 and '"reclaimed_from"' in starts[1]
+    # The run the killed attempt opened is closed as interrupted by its successor; nothing stays running.
+    from storage.db import transaction
+    from storage.orm import Run
+
+    with transaction() as s:
+        runs = [(r.status, r.error or "") for r in s.query(Run).filter(Run.job_id == job.id).order_by(Run.id)]
+    assert [st for st, _ in runs] == ["interrupted", "succeeded"], runs
+    assert "stopped (lease expired)" in runs[0][1]
+    assert [subject for _, subject, _ in log_actions("run.interrupted")] == [f"job/{job.id}"]
     check = subprocess.run([sys.executable, "-m", "audit", "verify-log"], cwd=ROOT, env=worker_env(queue_home),
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr

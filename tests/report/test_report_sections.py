@@ -83,6 +83,23 @@ def test_concept_summary_counts_the_significant_tests(demo_concept_test):
     assert sorted(finding.detail.split(": ", 1)[1].split(", ")) == sorted(significant)
 
 
+def test_a_concept_significant_below_random_is_not_listed_as_relied_on(demo_concept_test):
+    import dataclasses
+
+    test = ConceptTest.from_stored(demo_concept_test)
+    sig = [c for c in test.cells if c.significant]
+    assert len(sig) == 2 and not any(c.lowers_class for c in sig)  # the demo's watermark raises class 7
+    # The same stored test with its first significant cell mirrored below the random mean, as the concept
+    # service stores a concept that pushes inputs away from the class.
+    flipped = dataclasses.replace(sig[0], score=sig[0].random_mean - abs(sig[0].score - sig[0].random_mean))
+    assert flipped.lowers_class
+    cells = tuple(flipped if c is sig[0] else c for c in test.cells)
+    (finding,) = concepts_section(_model(), [dataclasses.replace(test, cells=cells)]).findings
+    first, second = (f"{c.concept}@{c.layer}" for c in sig)
+    assert finding.detail == (f"2 of 4 concept/layer tests significant: {second}; below random, the concept "
+                              f"lowers the class score: {first}")
+
+
 def test_concept_section_without_a_stored_test_says_how_to_run_one():
     sec = concepts_section(_model("tiny", "3"), [])
     assert not _tables(sec)

@@ -27,6 +27,35 @@ def test_concept_test_is_stored_and_reused(tiny_image):
         run_concept_test("tiny", "1", actor=VIEWER, **kwargs)
 
 
+def test_bias_audit_reports_progress_and_a_stop_there_stores_nothing(tiny_image):
+    from storage.db import transaction
+    from storage.orm import Run
+
+    calls = []
+    run_bias_audit("tiny", "1", dataset="ref", attributes=["site"], n_boot=5, explanation_method="saliency",
+                   progress=lambda f, m: calls.append((f, m)))
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
+    messages = " | ".join(m for _, m in calls)
+    for step in ("predicting ref", "group metrics with 5 bootstrap", "explanation disparity: "):
+        assert step in messages, messages
+    assert any(0 < f < 1 and "explanation disparity: " in m for f, m in calls)  # per batch of explanations
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_metrics(fraction, message):
+        if message.startswith("group metrics"):
+            raise Stop(message)
+
+    with pytest.raises(Stop):
+        run_bias_audit("tiny", "1", dataset="ref", attributes=["site"], n_boot=7, progress=stop_at_metrics)
+    assert [r.summary.get("n_boot") for r in stored_analyses("tiny", "1", "bias")] == [5]
+    with transaction() as s:
+        last = s.query(Run).filter(Run.kind == "bias").order_by(Run.id.desc()).first()
+        assert last.status == "failed" and "group metrics" in last.error
+
+
 def test_bias_audit_per_group_and_validation(tiny_image):
     res = run_bias_audit("tiny", "1", dataset="ref", attributes=["site"], n_boot=20)
     assert {g.group for g in res.by_group} == {"A", "B"}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from audit.text import attribute_text
-from audit.text.gradients import _packs
+from audit.text.gradients import SMALL_PACK_TOKENS, _packs
 
 MIXED = [
     "John",
@@ -56,3 +56,13 @@ def test_packs_cover_every_step_once_and_respect_limits():
         for i, k0, k1 in pack:
             seen.setdefault(i, []).extend(range(k0, k1))
     assert {i: sorted(v) for i, v in seen.items()} == {i: list(range(10)) for i in range(6)}
+
+
+def test_only_small_packs_take_texts_of_another_length():
+    # short texts share a pass (each alone would be a small, overhead-bound one)...
+    assert len(_packs([0, 1, 2], [8, 9, 10], steps=50, rows=256)) == 1
+    # ...a pack already wide enough pays nothing for company, so a longer text starts its own
+    assert 50 * 110 > SMALL_PACK_TOKENS
+    assert [[i for i, _, _ in p] for p in _packs([0, 1], [100, 110], steps=50, rows=256)] == [[0], [1]]
+    # texts of one length always share, whatever the pack's size
+    assert [[i for i, _, _ in p] for p in _packs([0, 1], [100, 100], steps=50, rows=256)] == [[0, 1]]

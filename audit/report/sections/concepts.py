@@ -31,15 +31,24 @@ def concepts_section(model: ModelFacts, tests: Sequence[ConceptTest]) -> Section
                  model.command("run a concept test, e.g. python -m audit tcav --family {F} --version {V} "
                                "(Concepts page), then regenerate the report."))
         return sec.find(AREA, "TCAV", "missing", "no stored TCAV result")
-    significant: list[str] = []
+    raising: list[str] = []
+    lowering: list[str] = []
     total = 0
     for test in tests:
         _one_test(sec, test)
         total += test.n_tests
-        significant += [f"{c.concept}@{c.layer}" for c in test.significant_cells()]
-    listed = ", ".join(significant[:LISTED_IN_SUMMARY]) + (" ..." if len(significant) > LISTED_IN_SUMMARY else "")
-    return sec.find(AREA, "concepts the model relies on", "info",
-                    f"{len(significant)} of {total} concept/layer tests significant" + (f": {listed}" if significant else ""))
+        for c in test.significant_cells():
+            (lowering if c.lowers_class else raising).append(f"{c.concept}@{c.layer}")
+    detail = f"{len(raising) + len(lowering)} of {total} concept/layer tests significant"
+    if raising:
+        detail += ": " + _listed(raising)
+    if lowering:  # significant below random: the concept pushes away from the class
+        detail += ("; " if raising else ": ") + "below random, the concept lowers the class score: " + _listed(lowering)
+    return sec.find(AREA, "concepts the model relies on", "info", detail)
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:LISTED_IN_SUMMARY]) + (" ..." if len(names) > LISTED_IN_SUMMARY else "")
 
 
 def _one_test(sec: Section, test: ConceptTest) -> None:
