@@ -235,7 +235,40 @@ def run_set(title: str, model: Any, tokenizer: Any, texts: list[str], args: argp
         print(f"{title} adaptive (start {args.start_steps} steps, tolerance {args.tolerance:g}): "
               f"{ratios['adaptive_best']:.2f}x vs the faster captum; its max |delta| is "
               f"{'within' if better else 'ABOVE'} captum's")
-    return {"ratios": ratios, "max_diff": max_diff}
+    shared = shared_passes(model, tokenizer, texts, args.rounds)
+    print(f"{title} shared passes ({', '.join(SHARED_METHODS)}): together {shared['together']:.3f} s, one call per "
+          f"method {shared['separate']:.3f} s (median): {shared['ratio']:.2f}x; max |score difference| "
+          f"{shared['max_diff']:.2e}")
+    return {"ratios": ratios, "max_diff": max_diff, "shared": shared}
+
+
+SHARED_METHODS = ("grad_x_input", "attention", "attention_rollout")
+
+
+def shared_passes(model: Any, tokenizer: Any, texts: list[str], rounds: int) -> dict[str, float]:
+    """Gradient x input, attention and rollout asked for together (one forward pass per batch, its graph
+    kept for the gradient) against one attribute_text call per method, alternating."""
+    from audit.text import attribute_text
+
+    def together() -> dict[str, list[torch.Tensor]]:
+        res = attribute_text(model, tokenizer, texts, methods=list(SHARED_METHODS), batch_size=len(texts))
+        return {m: [r.scores[m] for r in res] for m in SHARED_METHODS}
+
+    def separate() -> dict[str, list[torch.Tensor]]:
+        return {m: [r.scores[m] for r in attribute_text(model, tokenizer, texts, methods=[m], batch_size=len(texts))]
+                for m in SHARED_METHODS}
+
+    out = {"together": together(), "separate": separate()}
+    seconds: dict[str, list[float]] = {"together": [], "separate": []}
+    for k in range(rounds):
+        for name in (("together", "separate") if k % 2 == 0 else ("separate", "together")):
+            t0 = time.perf_counter()
+            out[name] = (together if name == "together" else separate)()
+            seconds[name].append(time.perf_counter() - t0)
+    diff = max(float((a - b).abs().max()) for m in SHARED_METHODS
+               for a, b in zip(out["together"][m], out["separate"][m]))
+    t, s = statistics.median(seconds["together"]), statistics.median(seconds["separate"])
+    return {"together": t, "separate": s, "ratio": s / t, "max_diff": diff}
 
 
 def main(argv: list[str] | None = None) -> int:

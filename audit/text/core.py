@@ -178,7 +178,10 @@ def attribute_text(
             picked = order[start : start + batch_size]
             chunk = [encoded[i] for i in picked]
             batch = pad_encoded(chunk, pad_id=cfg.pad_id, device=cfg.device)
-            with torch.no_grad():
+            # Gradient x input shares the batch's one forward pass with the predictions and the attention
+            # methods: the pass keeps its graph and the word embeddings' output is the input it explains.
+            shared = _SharedPass(embedding) if "grad_x_input" in method_list else None
+            with torch.no_grad() if shared is None else shared:
                 logits, attentions = forward_logits(
                     model,
                     input_ids=batch.input_ids,
@@ -186,9 +189,11 @@ def attribute_text(
                     token_type_ids=batch.token_type_ids,
                     output_attentions=need_attention,
                 )
-            probs = logits.float().softmax(-1)
+            probs = logits.detach().float().softmax(-1)
             predicted = probs.argmax(-1)
             tgt = _resolve_targets(target_list, predicted, picked, n_labels=logits.shape[1])
+            gxi = shared.grad_x_input(logits, tgt, batch, cfg.output) if shared is not None else None
+            logits = logits.detach()
             chunk_results = [
                 TokenAttribution(
                     text=e.text,
@@ -208,7 +213,8 @@ def attribute_text(
                 for i, (e, r) in enumerate(zip(chunk, chunk_results)):
                     r.attentions = stacked[i, :, :, : len(e), : len(e)].contiguous()
             for method in method_list:
-                _run_method(method, model, tokenizer, embedding, chunk, batch, tgt, logits, chunk_results, cfg)
+                _run_method(method, model, tokenizer, embedding, chunk, batch, tgt, logits, chunk_results, cfg,
+                            gxi=gxi)
                 done += 1
                 if progress is not None:
                     progress(done / total_units, f"{method}: {start + len(chunk)} of {len(encoded)} texts")
@@ -249,8 +255,10 @@ def _run_method(
     logits: torch.Tensor,
     results: list[TokenAttribution],
     cfg: _Settings,
+    gxi: torch.Tensor | None = None,
 ) -> None:
-    """Run one method on one padded batch and store token and word scores on the results."""
+    """Run one method on one padded batch and store token and word scores on the results. ``gxi``: the
+    batch's gradient x input scores from the shared forward pass, when it gave them."""
     if method == "integrated_gradients":
         ig = integrated_gradients(
             model, embedding, batch, chunk, targets, steps=cfg.ig_steps, method=cfg.ig_method,
@@ -262,7 +270,9 @@ def _run_method(
         for r, d in zip(results, ig.delta.tolist()):  # type: ignore[union-attr]
             r.delta = float(d)
     elif method == "grad_x_input":
-        per_text = _unpad(grad_x_input(model, embedding, batch, targets, output=cfg.output).scores, chunk)
+        if gxi is None:
+            gxi = grad_x_input(model, embedding, batch, targets, output=cfg.output).scores
+        per_text = _unpad(gxi, chunk)
     elif method in ATTENTION_METHODS:
         fn = {"attention": attn.cls_attention, "attention_rollout": attn.attention_rollout,
               "attention_flow": attn.attention_flow}[method]
@@ -287,6 +297,42 @@ def _run_method(
     for r, scores in zip(results, per_text):
         r.scores[method] = scores.detach().float().cpu()
         r.word_scores[method] = word_sum(r.scores[method], r.word_ids, len(r.words))
+
+
+class _SharedPass:
+    """A forward pass with its graph kept and the word embeddings' output captured (a forward hook on the
+    embedding module marks it as requiring grad), so gradient x input needs one backward and no pass of
+    its own. Use as the context of the forward call."""
+
+    def __init__(self, embedding: nn.Module) -> None:
+        self.embedding = embedding
+        self.outputs: list[torch.Tensor] = []
+        self._grad = torch.enable_grad()
+
+    def _hook(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        output = output.detach().requires_grad_(True)
+        self.outputs.append(output)
+        return output
+
+    def __enter__(self) -> "_SharedPass":
+        self._handle = self.embedding.register_forward_hook(self._hook)
+        self._grad.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._handle.remove()
+        self._grad.__exit__(*exc)
+
+    def grad_x_input(self, logits: torch.Tensor, targets: torch.Tensor, batch: PaddedBatch,
+                     output: Output) -> torch.Tensor | None:
+        """Per-token scores [B, T], or None when the embedding module did not run exactly once (a model
+        that calls it twice gets gradient x input from a pass of its own)."""
+        if len(self.outputs) != 1:
+            return None
+        emb = self.outputs[0]
+        (grad,) = torch.autograd.grad(target_output(logits, targets, output).sum(), emb)
+        scores = (grad * emb).sum(-1).detach()
+        return scores * batch.attention_mask.to(scores.dtype)
 
 
 def word_sum(token_scores: torch.Tensor, word_ids: Sequence[int | None], n_words: int) -> torch.Tensor:

@@ -39,6 +39,9 @@ def test_text_bench_prints_ratios_for_both_sets(capsys):
         diff = float(line.rsplit(":", 1)[1])
         assert diff < 1e-4  # same attributions as captum
     assert "tokens 5-20" in out
+    shared = next(ln for ln in out.splitlines() if ln.startswith("mixed-length set shared passes ("))
+    assert re.search(r": [0-9.]+x; max \|score difference\| ([0-9.e+-]+)$", shared)
+    assert float(shared.rsplit(" ", 1)[1]) < 1e-5  # together gives the maps of one call per method
 
 
 def test_text_bench_adaptive_side_reports_its_completeness_against_captum(capsys):

@@ -111,6 +111,37 @@ def test_grad_x_input_matches_captum(tiny_bert, tokenizer, texts):
         torch.testing.assert_close(res.scores["grad_x_input"], expected, atol=1e-6, rtol=1e-4)
 
 
+def test_grad_x_input_and_attention_share_one_forward_pass(tiny_bert, tokenizer, texts):
+    calls = []
+    hook = tiny_bert.register_forward_hook(lambda module, inputs, output: calls.append(1))
+    try:
+        together = attribute_text(tiny_bert, tokenizer, texts, targets=1, batch_size=len(texts),
+                                  methods=["grad_x_input", "attention", "attention_rollout"])
+    finally:
+        hook.remove()
+    assert len(calls) == 1  # one pass of the batch: predictions, attentions and the gradient's graph
+    alone = attribute_text(tiny_bert, tokenizer, texts, targets=1, methods=["attention_rollout"])
+    gxa = LayerGradientXActivation(_forward(tiny_bert), tiny_bert.bert.embeddings.word_embeddings)
+    for text, t, a in zip(texts, together, alone):
+        ids, mask, types, _ = _encode(tokenizer, text)
+        expected = gxa.attribute(ids, target=1, additional_forward_args=(mask, types)).sum(-1)[0]
+        torch.testing.assert_close(t.scores["grad_x_input"], expected, atol=1e-6, rtol=1e-4)
+        torch.testing.assert_close(t.scores["attention_rollout"], a.scores["attention_rollout"])
+        torch.testing.assert_close(t.probabilities, a.probabilities)
+
+
+def test_grad_x_input_gets_its_own_pass_when_the_embedding_runs_twice(tiny_bert, tokenizer, texts):
+    from audit.text.core import _SharedPass
+
+    shared = _SharedPass(tiny_bert.bert.embeddings.word_embeddings)
+    ids, mask, types, _ = _encode(tokenizer, texts[0])
+    with shared:
+        tiny_bert.bert.embeddings.word_embeddings(ids)  # a model that calls its embedding twice
+        logits = tiny_bert(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+    assert len(shared.outputs) == 2
+    assert shared.grad_x_input(logits, torch.tensor([1]), None, "logit") is None
+
+
 def test_internal_batch_size_does_not_change_results(tiny_bert, tokenizer, texts):
     def run(rows):
         return attribute_text(tiny_bert, tokenizer, texts, methods=["integrated_gradients"], ig_steps=10,
