@@ -12,11 +12,13 @@ from audit.services.text import (
     text_faithfulness,
     method_agreement,
     text_methods,
+    text_params_key,
 )
 from audit.viz import matrix_heatmap, token_html, topk_bar
 from pages.ui import current_principal, pick_version, show_error
 
 METHODS = text_methods()  # name -> label as people say it, from the methods' own specs
+IG_MAX_STEPS = text_params_key("integrated_gradients")[0]["ig_max_steps"]  # the engine's default cap
 
 principal = current_principal()
 st.title("Text attributions")
@@ -44,7 +46,7 @@ with st.form("text-explain"):
     baseline = c3.selectbox("IG baseline", ["pad", "mask", "zero"])
     tolerance = c4.number_input("IG completeness tolerance", 0.0, 10.0, 0.0, step=0.005, format="%.3f",
                                 help="0 keeps the steps fixed; above 0, a text whose completeness gap exceeds "
-                                     "it is integrated again with twice the steps (up to 512)")
+                                     f"it is integrated again with twice the steps (up to {IG_MAX_STEPS})")
     go = st.form_submit_button("Explain", type="primary")
 
 if go:

@@ -120,6 +120,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="audit-bench-"))
     try:
         build_s = _prepare_home(args, home)
+        import torch
+
         from audit.services.full_audit import FullAuditOptions, run_full_audit
         from audit.services.reports import FIGURE_METHODS, FIGURE_OPTIONS
 
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         explain_s = audit.steps.get("explanations", float("nan"))
         return {
             "family": args.family, "version": args.version, "dataset": args.dataset, "concepts": concepts,
-            "threads": __import__("torch").get_num_threads(), "demo_build_s": build_s,
+            "threads": torch.get_num_threads(), "demo_build_s": build_s,
             "wall_s": wall, "cpu_s": (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime),
             "peak_rss_mb": r1.ru_maxrss / 1024, "target_s": TARGET_S, "wall_over_target": wall / TARGET_S,
             "steps": audit.steps, "skipped": audit.skipped, "sections": dict(audit.sections),

@@ -247,27 +247,22 @@ SHARED_METHODS = ("grad_x_input", "attention", "attention_rollout")
 
 def shared_passes(model: Any, tokenizer: Any, texts: list[str], rounds: int) -> dict[str, float]:
     """Gradient x input, attention and rollout asked for together (one forward pass per batch, its graph
-    kept for the gradient) against one attribute_text call per method, alternating."""
+    kept for the gradient) against one attribute_text call per method, alternating (``compare``)."""
     from audit.text import attribute_text
 
-    def together() -> dict[str, list[torch.Tensor]]:
+    none = torch.zeros(0)  # these methods have no completeness gap
+
+    def together() -> tuple[list[torch.Tensor], torch.Tensor]:
         res = attribute_text(model, tokenizer, texts, methods=list(SHARED_METHODS), batch_size=len(texts))
-        return {m: [r.scores[m] for r in res] for m in SHARED_METHODS}
+        return [r.scores[m] for m in SHARED_METHODS for r in res], none
 
-    def separate() -> dict[str, list[torch.Tensor]]:
-        return {m: [r.scores[m] for r in attribute_text(model, tokenizer, texts, methods=[m], batch_size=len(texts))]
-                for m in SHARED_METHODS}
+    def separate() -> tuple[list[torch.Tensor], torch.Tensor]:
+        return [r.scores[m] for m in SHARED_METHODS
+                for r in attribute_text(model, tokenizer, texts, methods=[m], batch_size=len(texts))], none
 
-    out = {"together": together(), "separate": separate()}
-    seconds: dict[str, list[float]] = {"together": [], "separate": []}
-    for k in range(rounds):
-        for name in (("together", "separate") if k % 2 == 0 else ("separate", "together")):
-            t0 = time.perf_counter()
-            out[name] = (together if name == "together" else separate)()
-            seconds[name].append(time.perf_counter() - t0)
-    diff = max(float((a - b).abs().max()) for m in SHARED_METHODS
-               for a, b in zip(out["together"][m], out["separate"][m]))
-    t, s = statistics.median(seconds["together"]), statistics.median(seconds["separate"])
+    res = compare({"together": together, "separate": separate}, rounds, next(model.parameters()).device)
+    diff = max(float((a - b).abs().max()) for a, b in zip(res["together"].scores, res["separate"].scores))
+    t, s = res["together"].median, res["separate"].median
     return {"together": t, "separate": s, "ratio": s / t, "max_diff": diff}
 
 

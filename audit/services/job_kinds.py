@@ -249,7 +249,6 @@ def _run_bias(p: dict[str, Any], actor: Principal, ctx: JobContext) -> dict[str,
     from audit.services.fairness import run_bias_audit
     from storage.artifacts import ArtifactStore
 
-    ctx.progress(0.0, "grouping predictions")
     csv_bytes = ArtifactStore().get_bytes(p["csv_sha256"]) if p.get("csv_sha256") else None
     audit = run_bias_audit(p["family"], p["version"], dataset=p["dataset"], attributes=p["attributes"],
                            n_boot=p["n_boot"], positive_label=p["positive_label"], csv_bytes=csv_bytes,

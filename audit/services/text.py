@@ -52,12 +52,11 @@ def text_params_key(method: str, options: dict[str, Any] | None = None) -> tuple
 
 def describe_parameters(method: str, parameters: dict[str, Any]) -> str:
     """The stored options of a map in words, e.g. 'baseline mask · steps 32 · explains logit'."""
-    from audit.text import OPTION_LABELS, text_result_option_defaults
+    from audit.text import ACTS_ONLY_WITH, OPTION_LABELS, text_result_option_defaults
 
     names = text_result_option_defaults(method) if method in text_methods() else {}
-    # The step cap only acts under a tolerance: beside fixed steps it would be noise.
     shown = [k for k in names if parameters.get(k) is not None
-             and not (k == "ig_max_steps" and parameters.get("ig_tolerance") is None)]
+             and (k not in ACTS_ONLY_WITH or parameters.get(ACTS_ONLY_WITH[k]) is not None)]
     return " · ".join(f"{OPTION_LABELS.get(k, k)} {parameters[k]}" for k in shown)
 
 

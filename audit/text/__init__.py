@@ -20,6 +20,7 @@ from audit.text.identity_terms import (
     swap_gender,
 )
 from audit.text.methods import (
+    ACTS_ONLY_WITH,
     EXECUTION_OPTIONS,
     OPTION_LABELS,
     SHARED_RESULT_OPTIONS,
@@ -38,6 +39,7 @@ from audit.text.share import (
 )
 
 __all__ = [
+    "ACTS_ONLY_WITH",
     "DEFAULT_METHODS",
     "EXECUTION_OPTIONS",
     "FEMALE_TERMS",

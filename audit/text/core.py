@@ -33,6 +33,7 @@ from audit.text.gradients import (
     BASELINES,
     IG_METHODS,
     IGMethod,
+    grad_times_input,
     grad_x_input,
     integrated_gradients,
     path_nodes,
@@ -331,8 +332,7 @@ class _SharedPass:
             return None
         emb = self.outputs[0]
         (grad,) = torch.autograd.grad(target_output(logits, targets, output).sum(), emb)
-        scores = (grad * emb).sum(-1).detach()
-        return scores * batch.attention_mask.to(scores.dtype)
+        return grad_times_input(grad, emb, batch.attention_mask)
 
 
 def word_sum(token_scores: torch.Tensor, word_ids: Sequence[int | None], n_words: int) -> torch.Tensor:

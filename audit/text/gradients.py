@@ -292,5 +292,10 @@ def grad_x_input(
         model, inputs_embeds=x_emb, attention_mask=batch.attention_mask, token_type_ids=batch.token_type_ids
     )
     (grad,) = torch.autograd.grad(target_output(logits, targets, output).sum(), x_emb)
-    scores = (grad * x_emb).sum(-1).detach()
-    return EmbeddingAttribution(scores=scores * batch.attention_mask.to(scores.dtype))
+    return EmbeddingAttribution(scores=grad_times_input(grad, x_emb, batch.attention_mask))
+
+
+def grad_times_input(grad: torch.Tensor, emb: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Per-token gradient x input [B, T], summed over the embedding dimension; padding scores 0."""
+    scores = (grad * emb).sum(-1).detach()
+    return scores * attention_mask.to(scores.dtype)

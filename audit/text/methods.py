@@ -38,6 +38,10 @@ OPTION_LABELS: dict[str, str] = {
 }
 
 
+# Options that only act while another is set: beside a map they are shown only with it.
+ACTS_ONLY_WITH: dict[str, str] = {"ig_max_steps": "ig_tolerance"}
+
+
 @dataclass(frozen=True)
 class TextMethodSpec:
     """One text attribution method, self-described."""

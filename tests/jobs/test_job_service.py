@@ -3,7 +3,6 @@ and claiming under concurrency (no job taken twice)."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from audit.services import jobs as J
