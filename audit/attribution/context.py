@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .hooks import HookBundle, capture_layer
+from .incremental import IncrementalModel
 from .layers import ResolvedLayer, is_vision_transformer, resolve_layer, to_spatial
 from .memory import cpu_budget_bytes
 from .options import ENGINE_OPTIONS, AttributionOptions, OptionsView
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MakeBatch = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
+# (start, stop) -> per sample: its clean image's index, its crop (one size for all), the crop's
+# top-left corner (rows, columns), and its target
+MakeLocal = Callable[[int, int], tuple[list[int], torch.Tensor, list[int], list[int], torch.Tensor]]
 
 CPU_MAX_CHUNK = 64
 CUDA_MAX_CHUNK = 1024
@@ -72,6 +76,8 @@ class ExplainContext:
     _logits: torch.Tensor | None = None
     _layer: ResolvedLayer | None = None
     _sample_bytes: int | None = None
+    _incremental: IncrementalModel | None = None
+    incremental_failed: bool = False
     n_classes: int | None = None
 
     @property
@@ -234,6 +240,43 @@ class ExplainContext:
                 logits = self.forward(x, heavy=True)
                 if kind == "prob":
                     logits = logits.softmax(1)
+                out[start:stop] = logits.gather(1, tgt.view(-1, 1)).squeeze(1)
+        return out
+
+    def incremental(self) -> IncrementalModel | None:
+        """The optimised copy set up for inputs changed in a crop, where the run allows it
+        (a traced copy, float32, ``incremental`` not False)."""
+        if (self.options.incremental is False or self.fast or self.incremental_failed
+                or not isinstance(self.heavy, torch.fx.GraphModule)):
+            return None
+        if self._incremental is None:
+            try:
+                self._incremental = IncrementalModel(self.heavy, self.prepare(self.inputs.float(), True))
+            except Exception as exc:  # noqa: BLE001 - in-place aliasing, several inputs, an untraceable op
+                log.info("incremental evaluation unavailable: %s", exc)
+                self.incremental_failed = True
+                return None
+        return self._incremental
+
+    def drop_incremental(self, counted: tuple[int, int, int, int]) -> None:
+        """Forget the incremental copy after a failure, and the evaluations it counted."""
+        self._incremental = None
+        self.incremental_failed = True
+        (self.counter.forward_calls, self.counter.forward_samples,
+         self.counter.backward_calls, self.counter.backward_samples) = counted
+
+    def local_scores_over(self, total: int, make: MakeLocal, model: IncrementalModel) -> torch.Tensor:
+        """Target logits of ``total`` samples that differ from the clean inputs in a crop each,
+        evaluated incrementally; counted as forwards like ``scores_over``."""
+        step = self.chunk(with_grad=False)
+        out = torch.empty(total, device=self.device)
+        with torch.no_grad():
+            for start in range(0, total, step):
+                stop = min(total, start + step)
+                image, crops, oy, ox, tgt = make(start, stop)
+                logits = model.scores(image, crops, oy, ox).float()
+                self.counter.forward_calls += 1
+                self.counter.forward_samples += stop - start
                 out[start:stop] = logits.gather(1, tgt.view(-1, 1)).squeeze(1)
         return out
 

@@ -147,9 +147,15 @@ OPTIMIZE = Option("optimize", None, "evaluate the many-evaluation methods on a B
                   "copy (None: when at least 64 evaluations are planned on a conv model); the copy is checked "
                   "to compute the same logits, so maps change at float rounding only",
                   result=False, exact=False, check=optional_boolean)
+INCREMENTAL = Option("incremental", None, "on the optimised copy, re-evaluate only the region a local change "
+                     "(an occlusion window) reaches, layer by layer (None and True: when the copy is a traced graph; "
+                     "False: full forwards); the same sums in crops, so maps change at float rounding at most",
+                     result=False, exact=False, check=optional_boolean)
 PROGRESS = Option("progress", None, "callback(fraction, method name) after each method", result=False,
                   check=callable_or_none)
-ENGINE_OPTIONS: tuple[Option, ...] = (BATCH_SIZE, MEMORY_BUDGET_BYTES, OPTIMIZE, PROGRESS, FAST, FAST_MIN_RANK_CORR)
+ENGINE_OPTIONS: tuple[Option, ...] = (
+    BATCH_SIZE, MEMORY_BUDGET_BYTES, OPTIMIZE, INCREMENTAL, PROGRESS, FAST, FAST_MIN_RANK_CORR,
+)
 
 
 def merge_declarations(groups: Iterable[Iterable[Option]]) -> dict[str, Option]:

@@ -354,7 +354,8 @@ def _run(ctx: ExplainContext, instances: list[AttributionMethod], opts: Attribut
         device=str(ctx.device),
         shared_pass_s=shared_info[0] if shared_info else 0.0,
         total_time_s=0.0,
-        optimized=optimize_note,
+        optimized=optimize_note + ("; occlusion windows re-evaluated as crops (incremental)"
+                                   if ctx._incremental is not None else ""),
         skipped=skipped,
     )
 

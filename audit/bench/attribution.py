@@ -336,7 +336,8 @@ def print_table(res: dict[str, Any]) -> None:
         f"(captum LayerGradCam for gradcam: {res['gradcam_captum_s']:.3f}s, "
         f"rank corr {res['gradcam_captum_rank_corr']:.3f})"
     )
-    print("ratio to floor (ours / unavoidable passes as bare torch loops on the unmodified model):")
+    print("ratio to floor (ours / unavoidable passes as bare torch loops on the unmodified model; occlusion's "
+          "floor is full forwards, which its crops avoid):")
     for k, v in res["ours_over_floor"].items():
         print(f"  {k:<22}{v:>6.2f}x   floor {res['floor'][k]:.3f}s")
     print(f"  {'suite total':<22}{tot['ours_over_floor']:>6.2f}x   floor {tot['floor_s']:.3f}s")

@@ -73,6 +73,7 @@ ALTERNATIVE = {
     "batch_size": 3,
     "memory_budget_bytes": 1 << 14,
     "optimize": True,
+    "incremental": False,
     "progress": "callback",
 }
 
@@ -147,7 +148,7 @@ def test_result_option_defaults_name_what_changes_each_result():
         spec = method_spec(m)
         assert tuple(result_option_defaults(m)) == spec.result_options
         # nothing the engine only uses for batching or reporting is part of a result
-        assert not {"batch_size", "memory_budget_bytes", "progress", "optimize"} & set(spec.result_options)
+        assert not {"batch_size", "memory_budget_bytes", "progress", "optimize", "incremental"} & set(spec.result_options)
 
 
 def test_the_central_option_set_is_the_union_of_the_declarations():

@@ -7,10 +7,13 @@ every pixel is covered; windows are evaluated many per forward, batched under no
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from ..base import Evaluations, ExplainContext, Geometry, PerturbationMethod
 from ..baselines import check_baseline, make_baseline
+from ..incremental import IncrementalModel
 from ..options import (
     BLUR_SIGMA,
     INFERENCE_PATH,
@@ -20,26 +23,31 @@ from ..options import (
     positive_int,
 )
 
+log = logging.getLogger(__name__)
+
 OCCLUSION_WINDOW = Option("occlusion_window", 16, "side of the square window (pixels)", check=positive_int)
 OCCLUSION_STRIDE = Option("occlusion_stride", 16, "step between window starts (pixels)", check=positive_int)
 OCCLUSION_BASELINE = Option("occlusion_baseline", 0.0, "what fills the window (a baseline spec: number, "
                             "'blur', 'uniform', tensor, ...)", check=check_baseline)
 
 
-def window_masks(height: int, width: int, window: int, stride: int, device: torch.device) -> torch.Tensor:
-    """Boolean masks [n_windows, H, W]; ceil((size - window) / stride) + 1 starts per axis."""
+def window_starts(height: int, width: int, window: int, stride: int) -> list[tuple[int, int]]:
+    """Top-left corners, row by row; ceil((size - window) / stride) + 1 starts per axis."""
     if window > height or window > width:
         raise ValueError(
             f"occlusion_window={window} exceeds the input size {height}x{width}; use a smaller window"
         )
     ys = [i * stride for i in range(-(-(height - window) // stride) + 1)]
     xs = [i * stride for i in range(-(-(width - window) // stride) + 1)]
-    masks = torch.zeros(len(ys) * len(xs), height, width, dtype=torch.bool, device=device)
-    i = 0
-    for y in ys:
-        for x in xs:
-            masks[i, y : y + window, x : x + window] = True
-            i += 1
+    return [(y, x) for y in ys for x in xs]
+
+
+def window_masks(height: int, width: int, window: int, stride: int, device: torch.device) -> torch.Tensor:
+    """Boolean masks [n_windows, H, W], in ``window_starts`` order (the last ones may be clipped)."""
+    starts = window_starts(height, width, window, stride)
+    masks = torch.zeros(len(starts), height, width, dtype=torch.bool, device=device)
+    for i, (y, x) in enumerate(starts):
+        masks[i, y : y + window, x : x + window] = True
     return masks
 
 
@@ -72,13 +80,24 @@ class Occlusion(PerturbationMethod):
         n = masks.shape[0]
         base = make_baseline(opts.occlusion_baseline, x, seed=opts.seed, blur_sigma=opts.blur_sigma)
 
-        def make(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-            idx = torch.arange(start, stop, device=x.device)
-            bi, wi = idx // n, idx % n
-            m = masks[wi].unsqueeze(1)
-            return torch.where(m, base[bi], x[bi]), ctx.targets[bi]
+        occluded = None
+        incremental = ctx.incremental()
+        if incremental is not None:
+            counted = ctx.counter.snapshot()
+            try:
+                occluded = self._local(ctx, incremental, x, base, masks).view(ctx.batch, n)
+            except Exception as exc:  # noqa: BLE001 - a graph the crop path misreads: full images, same map
+                log.warning("incremental occlusion failed (%s: %s); evaluating whole images", type(exc).__name__, exc)
+                ctx.drop_incremental(counted)
+        if occluded is None:
 
-        occluded = ctx.scores_over(ctx.batch * n, make).view(ctx.batch, n)
+            def make(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+                idx = torch.arange(start, stop, device=x.device)
+                bi, wi = idx // n, idx % n
+                m = masks[wi].unsqueeze(1)
+                return torch.where(m, base[bi], x[bi]), ctx.targets[bi]
+
+            occluded = ctx.scores_over(ctx.batch * n, make).view(ctx.batch, n)
         reference = ctx.logits.gather(1, ctx.targets.view(-1, 1))
         drop = reference - occluded
         flat = masks.view(n, -1).float()
@@ -86,3 +105,28 @@ class Occlusion(PerturbationMethod):
         total = drop @ flat
         per_pixel = torch.where(count > 0, total / count.clamp_min(1.0), torch.zeros_like(total))
         return per_pixel.view(ctx.batch, 1, h, w).expand_as(x).contiguous()
+
+    @staticmethod
+    def _local(ctx: ExplainContext, model: IncrementalModel, x: torch.Tensor, base: torch.Tensor,
+               masks: torch.Tensor) -> torch.Tensor:
+        """Occluded scores, each window evaluated as a crop (a window-sized square, moved inside
+        the image where a clipped window would leave it) on the incremental copy."""
+        opts = ctx.options
+        h, w = x.shape[-2:]
+        size = opts.occlusion_window
+        corners = [(min(y, h - size), min(c, w - size))
+                   for y, c in window_starts(h, w, size, opts.occlusion_stride)]
+        n = len(corners)
+
+        def make(start: int, stop: int) -> tuple[list[int], torch.Tensor, list[int], list[int], torch.Tensor]:
+            image = [k // n for k in range(start, stop)]
+            oy = [corners[k % n][0] for k in range(start, stop)]
+            ox = [corners[k % n][1] for k in range(start, stop)]
+            crops = torch.stack([
+                torch.where(masks[k % n, y:y + size, c:c + size], base[b, :, y:y + size, c:c + size],
+                            x[b, :, y:y + size, c:c + size])
+                for k, b, y, c in zip(range(start, stop), image, oy, ox)
+            ])
+            return image, crops, oy, ox, ctx.targets[image]
+
+        return ctx.local_scores_over(ctx.batch * n, make, model)
