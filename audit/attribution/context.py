@@ -246,8 +246,10 @@ class ExplainContext:
     def incremental(self) -> IncrementalModel | None:
         """The optimised copy set up for inputs changed in a crop, where the run allows it
         (a traced copy, float32, ``incremental`` not False)."""
-        if (self.options.incremental is False or self.fast or self.incremental_failed
-                or not isinstance(self.heavy, torch.fx.GraphModule)):
+        setting = self.options.incremental
+        if setting is None:  # measured on CPU; a GPU's full forwards are not yet measured against it
+            setting = self.device.type == "cpu"
+        if not setting or self.fast or self.incremental_failed or not isinstance(self.heavy, torch.fx.GraphModule):
             return None
         if self._incremental is None:
             try:

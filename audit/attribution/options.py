@@ -148,8 +148,8 @@ OPTIMIZE = Option("optimize", None, "evaluate the many-evaluation methods on a B
                   "to compute the same logits, so maps change at float rounding only",
                   result=False, exact=False, check=optional_boolean)
 INCREMENTAL = Option("incremental", None, "on the optimised copy, re-evaluate only the region a local change "
-                     "(an occlusion window) reaches, layer by layer (None and True: when the copy is a traced graph; "
-                     "False: full forwards); the same sums in crops, so maps change at float rounding at most",
+                     "(an occlusion window) reaches, layer by layer, when the copy is a traced graph (None: on CPU; "
+                     "True: also on a GPU; False: full forwards); the same sums in crops, so maps change at float rounding at most",
                      result=False, exact=False, check=optional_boolean)
 PROGRESS = Option("progress", None, "callback(fraction, method name) after each method", result=False,
                   check=callable_or_none)

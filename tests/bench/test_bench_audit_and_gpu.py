@@ -55,3 +55,14 @@ def test_gpu_bench_says_it_is_skipped_without_cuda(capsys):
 def test_gpu_bench_ig_agrees_with_captum():
     res = bench_gpu.bench_ig(bench_gpu._parse(["--images", "2", "--steps", "8", "--rounds", "1"]))
     assert res["max_rel_diff_vs_captum"] < 1e-3 and res["ours_over_floor"] > 0
+
+
+def test_gpu_bench_occlusion_part_compares_crops_full_forwards_and_captum_on_cpu():
+    """The part a GPU run uses to pick incremental's default there, run small on CPU: the crop path
+    agrees with full forwards and every side is timed."""
+    res = bench_gpu.bench_occlusion(bench_gpu._parse(["--images", "1", "--size", "48", "--rounds", "1"]),
+                                    device="cpu")
+    assert res["max_rel_diff_crops_vs_full"] < 1e-4
+    assert set(res["seconds"]) == {"crops", "full", "captum"}
+    assert all(s["min"] > 0 for s in res["seconds"].values())
+    assert res["full_over_crops"] == pytest.approx(res["seconds"]["full"]["median"] / res["seconds"]["crops"]["median"])
