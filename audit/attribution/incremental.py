@@ -29,7 +29,7 @@ POINTWISE_MODULES: tuple[type[nn.Module], ...] = (
 )
 POINTWISE_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset({
     F.relu, torch.relu, F.relu6, F.leaky_relu, F.hardswish, F.hardsigmoid, F.silu, F.gelu, torch.sigmoid,
-    torch.tanh, F.dropout,
+    torch.tanh,
 })
 POINTWISE_METHODS = frozenset({"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "contiguous"})
 ADD_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset({operator.add, operator.iadd, torch.add})
@@ -180,7 +180,9 @@ class IncrementalModel:
                 continue
             value = self._local_step(node, env)
             if value is None:
-                args, kwargs = self._fetch(node, {n: self._full(n, env[n], bi) for n in node.all_input_nodes})
+                for n in node.all_input_nodes:  # pasted in once, however many layers read it
+                    env[n] = self._full(n, env[n], bi)
+                args, kwargs = self._fetch(node, env)
                 value = getattr(interp, node.op)(node.target, args, kwargs)
             elif value.crop.shape[-2] * value.crop.shape[-1] > self.fraction * value.height * value.width:
                 value = self._materialise(node, value, bi)
