@@ -76,7 +76,7 @@ class ExplainContext:
     _logits: torch.Tensor | None = None
     _layer: ResolvedLayer | None = None
     _sample_bytes: int | None = None
-    _incremental: IncrementalModel | None = None
+    incremental_used: bool = False  # occlusion windows ran on crops
     incremental_failed: bool = False
     n_classes: int | None = None
 
@@ -243,26 +243,34 @@ class ExplainContext:
                 out[start:stop] = logits.gather(1, tgt.view(-1, 1)).squeeze(1)
         return out
 
-    def incremental(self) -> IncrementalModel | None:
-        """The optimised copy set up for inputs changed in a crop, where the run allows it
-        (a traced copy, float32, ``incremental`` not False)."""
+    def incremental_images(self) -> int:
+        """How many images one incremental copy may hold, so that their clean activations (kept and
+        padded) fit the memory budget; 0 when this run does not use the crop path (no traced copy,
+        the bf16 path, ``incremental`` off, or an earlier failure)."""
         setting = self.options.incremental
         if setting is None:  # measured on CPU; a GPU's full forwards are not yet measured against it
             setting = self.device.type == "cpu"
         if not setting or self.fast or self.incremental_failed or not isinstance(self.heavy, torch.fx.GraphModule):
+            return 0
+        return int(max(1, min(self.batch, self.budget_bytes() // max(2 * self.sample_bytes(), 1))))
+
+    def incremental(self, start: int, stop: int) -> IncrementalModel | None:
+        """The optimised copy set up for images ``start:stop`` changed in a crop; its clean forward is
+        counted. None (and the crop path off for this run) when the graph cannot be served."""
+        try:
+            model = IncrementalModel(self.heavy, self.prepare(self.inputs[start:stop].float(), True))  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - in-place aliasing, several inputs, an untraceable op
+            log.info("incremental evaluation unavailable: %s", exc)
+            self.incremental_failed = True
             return None
-        if self._incremental is None:
-            try:
-                self._incremental = IncrementalModel(self.heavy, self.prepare(self.inputs.float(), True))
-            except Exception as exc:  # noqa: BLE001 - in-place aliasing, several inputs, an untraceable op
-                log.info("incremental evaluation unavailable: %s", exc)
-                self.incremental_failed = True
-                return None
-        return self._incremental
+        self.counter.forward_calls += 1
+        self.counter.forward_samples += stop - start
+        self.incremental_used = True
+        return model
 
     def drop_incremental(self, counted: tuple[int, int, int, int]) -> None:
-        """Forget the incremental copy after a failure, and the evaluations it counted."""
-        self._incremental = None
+        """Turn the crop path off after a failure, and forget the evaluations it counted."""
+        self.incremental_used = False
         self.incremental_failed = True
         (self.counter.forward_calls, self.counter.forward_samples,
          self.counter.backward_calls, self.counter.backward_samples) = counted

@@ -355,7 +355,7 @@ def _run(ctx: ExplainContext, instances: list[AttributionMethod], opts: Attribut
         shared_pass_s=shared_info[0] if shared_info else 0.0,
         total_time_s=0.0,
         optimized=optimize_note + ("; occlusion windows re-evaluated as crops (incremental)"
-                                   if ctx._incremental is not None else ""),
+                                   if ctx.incremental_used else ""),
         skipped=skipped,
     )
 

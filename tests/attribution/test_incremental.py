@@ -114,9 +114,36 @@ def test_incremental_occlusion_equals_full_forwards(window, stride, monkeypatch)
     assert calls == []
     inc = explain(model, x, None, ["occlusion"], **opts)
     assert sum(calls) == 2 * window_count(64, 72, window, stride)  # every window, as a crop
-    assert inc.info["occlusion"].forward_samples == full.info["occlusion"].forward_samples
+    # plus one clean forward of the two images, whose activations the crops are written into, and the
+    # one-sample probe that sizes those kept activations to the memory budget
+    assert inc.info["occlusion"].forward_samples == full.info["occlusion"].forward_samples + 2 + 1
+    assert "re-evaluated as crops" in inc.optimized and "crops" not in full.optimized
     torch.testing.assert_close(inc.maps["occlusion"], full.maps["occlusion"], rtol=1e-4, atol=1e-5)
     assert full.maps["occlusion"].abs().max() > 1e-3
+
+
+def test_the_clean_activations_kept_follow_the_memory_budget(monkeypatch):
+    """A budget that holds one image's clean activations: one incremental copy per image, same map."""
+    model = _seeded(torchvision.models.resnet18(num_classes=6), size=(64, 64))
+    x = torch.randn(3, 3, 64, 64)
+    held = []
+    original = IncrementalModel.__init__
+
+    def spy(self, gm, clean, *args, **kwargs):
+        held.append(clean.shape[0])
+        original(self, gm, clean, *args, **kwargs)
+
+    monkeypatch.setattr(IncrementalModel, "__init__", spy)
+    opts = dict(occlusion_window=16, occlusion_stride=16, optimize=True, batch_size=8)
+    whole = explain(model, x, None, ["occlusion"], **opts)
+    assert held == [3]
+    held.clear()
+    from audit.attribution.context import ExplainContext
+
+    monkeypatch.setattr(ExplainContext, "budget_bytes", lambda self: 3 * self.sample_bytes())
+    split = explain(model, x, None, ["occlusion"], **opts)
+    assert held == [1, 1, 1]
+    torch.testing.assert_close(split.maps["occlusion"], whole.maps["occlusion"], rtol=1e-4, atol=1e-5)
 
 
 def test_occlusion_with_a_blur_fill_and_the_awkward_model_matches_full_forwards():
@@ -195,4 +222,5 @@ def test_a_crop_path_failure_falls_back_to_whole_images_with_the_same_map_and_co
     assert "incremental occlusion failed (RuntimeError: unexpected layer)" in caplog.text
     assert "incremental" not in got.optimized
     torch.testing.assert_close(got.maps["occlusion"], full.maps["occlusion"], rtol=1e-4, atol=1e-5)
-    assert got.info["occlusion"].forward_samples == full.info["occlusion"].forward_samples
+    # the failed crops are not counted; the one-sample memory probe that chose the crop path is
+    assert got.info["occlusion"].forward_samples == full.info["occlusion"].forward_samples + 1

@@ -13,7 +13,6 @@ import torch
 
 from ..base import Evaluations, ExplainContext, Geometry, PerturbationMethod
 from ..baselines import check_baseline, make_baseline
-from ..incremental import IncrementalModel
 from ..options import (
     BLUR_SIGMA,
     INFERENCE_PATH,
@@ -81,13 +80,14 @@ class Occlusion(PerturbationMethod):
         base = make_baseline(opts.occlusion_baseline, x, seed=opts.seed, blur_sigma=opts.blur_sigma)
 
         occluded = None
-        incremental = ctx.incremental()
-        if incremental is not None:
+        group = ctx.incremental_images()
+        if group:
             counted = ctx.counter.snapshot()
             try:
-                occluded = self._local(ctx, incremental, x, base, masks).view(ctx.batch, n)
+                occluded = self._local(ctx, group, x, base, masks)
             except Exception as exc:  # noqa: BLE001 - a graph the crop path misreads: full images, same map
                 log.warning("incremental occlusion failed (%s: %s); evaluating whole images", type(exc).__name__, exc)
+            if occluded is None:
                 ctx.drop_incremental(counted)
         if occluded is None:
 
@@ -107,26 +107,35 @@ class Occlusion(PerturbationMethod):
         return per_pixel.view(ctx.batch, 1, h, w).expand_as(x).contiguous()
 
     @staticmethod
-    def _local(ctx: ExplainContext, model: IncrementalModel, x: torch.Tensor, base: torch.Tensor,
-               masks: torch.Tensor) -> torch.Tensor:
-        """Occluded scores, each window evaluated as a crop (a window-sized square, moved inside
-        the image where a clipped window would leave it) on the incremental copy."""
+    def _local(ctx: ExplainContext, group: int, x: torch.Tensor, base: torch.Tensor,
+               masks: torch.Tensor) -> torch.Tensor | None:
+        """Occluded scores [B, n_windows], each window evaluated as a crop (a window-sized square,
+        moved inside the image where a clipped window would leave it) on an incremental copy holding
+        ``group`` images at a time; None when the copy cannot be set up."""
         opts = ctx.options
         h, w = x.shape[-2:]
         size = opts.occlusion_window
         corners = [(min(y, h - size), min(c, w - size))
                    for y, c in window_starts(h, w, size, opts.occlusion_stride)]
         n = len(corners)
+        parts = []
+        for first in range(0, ctx.batch, group):
+            last = min(ctx.batch, first + group)
+            model = ctx.incremental(first, last)
+            if model is None:
+                return None
 
-        def make(start: int, stop: int) -> tuple[list[int], torch.Tensor, list[int], list[int], torch.Tensor]:
-            image = [k // n for k in range(start, stop)]
-            oy = [corners[k % n][0] for k in range(start, stop)]
-            ox = [corners[k % n][1] for k in range(start, stop)]
-            crops = torch.stack([
-                torch.where(masks[k % n, y:y + size, c:c + size], base[b, :, y:y + size, c:c + size],
-                            x[b, :, y:y + size, c:c + size])
-                for k, b, y, c in zip(range(start, stop), image, oy, ox)
-            ])
-            return image, crops, oy, ox, ctx.targets[image]
+            def make(start: int, stop: int, first: int = first) -> tuple[list[int], torch.Tensor, list[int], list[int],
+                                                                          torch.Tensor]:
+                image = [k // n for k in range(start, stop)]  # within the group
+                oy = [corners[k % n][0] for k in range(start, stop)]
+                ox = [corners[k % n][1] for k in range(start, stop)]
+                crops = torch.stack([
+                    torch.where(masks[k % n, y:y + size, c:c + size], base[first + b, :, y:y + size, c:c + size],
+                                x[first + b, :, y:y + size, c:c + size])
+                    for k, b, y, c in zip(range(start, stop), image, oy, ox)
+                ])
+                return image, crops, oy, ox, ctx.targets[[first + b for b in image]]
 
-        return ctx.local_scores_over(ctx.batch * n, make, model)
+            parts.append(ctx.local_scores_over((last - first) * n, make, model).view(last - first, n))
+        return torch.cat(parts)
