@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MakeBatch = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
-# (start, stop) -> per sample: its clean image's index, its crop (one size for all), the crop's
-# top-left corner (rows, columns), and its target
-MakeLocal = Callable[[int, int], tuple[list[int], torch.Tensor, list[int], list[int], torch.Tensor]]
+# (start, stop) -> ((per sample: its clean image's index, its crop (one size for all), the crop's
+# top-left corner as rows and columns), the targets)
+MakeLocal = Callable[[int, int], tuple[tuple[list[int], torch.Tensor, list[int], list[int]], torch.Tensor]]
 
 CPU_MAX_CHUNK = 64
 CUDA_MAX_CHUNK = 1024
@@ -43,6 +43,13 @@ class PassCounter:
 
     def snapshot(self) -> tuple[int, int, int, int]:
         return (self.forward_calls, self.forward_samples, self.backward_calls, self.backward_samples)
+
+    def restore(self, snapshot: tuple[int, int, int, int]) -> None:
+        self.forward_calls, self.forward_samples, self.backward_calls, self.backward_samples = snapshot
+
+    def count_forward(self, samples: int) -> None:
+        self.forward_calls += 1
+        self.forward_samples += samples
 
 
 @dataclass
@@ -143,8 +150,7 @@ class ExplainContext:
         if self.n_classes is None:
             self.n_classes = out.shape[1]
             self.check_targets()
-        self.counter.forward_calls += 1
-        self.counter.forward_samples += x.shape[0]
+        self.counter.count_forward(x.shape[0])
         return out.float()
 
     def check_targets(self) -> None:
@@ -229,15 +235,24 @@ class ExplainContext:
                 (g,) = self.grad(score, [x], stop - start)
             yield start, stop, g.detach().float(), score.detach()
 
-    def scores_over(self, total: int, make: MakeBatch, *, kind: str = "logit") -> torch.Tensor:
-        """Target scores (``logit`` or ``prob``) of ``total`` generated samples, no gradients."""
+    def scores_over(self, total: int, make: MakeBatch | MakeLocal, *, kind: str = "logit",
+                    on: IncrementalModel | None = None) -> torch.Tensor:
+        """Target scores (``logit`` or ``prob``) of ``total`` generated samples, no gradients.
+
+        With ``on`` (an incremental copy) the samples differ from its clean images in a crop each, and
+        ``make`` returns ((image indices, crops, rows, columns), targets) for ``on.scores``.
+        """
         step = self.chunk(with_grad=False)
         out = torch.empty(total, device=self.device)
         with torch.no_grad():
             for start in range(0, total, step):
                 stop = min(total, start + step)
                 x, tgt = make(start, stop)
-                logits = self.forward(x, heavy=True)
+                if on is None:
+                    logits = self.forward(x, heavy=True)
+                else:
+                    logits = on.scores(*x).float()
+                    self.counter.count_forward(stop - start)
                 if kind == "prob":
                     logits = logits.softmax(1)
                 out[start:stop] = logits.gather(1, tgt.view(-1, 1)).squeeze(1)
@@ -263,8 +278,7 @@ class ExplainContext:
             log.info("incremental evaluation unavailable: %s", exc)
             self.incremental_failed = True
             return None
-        self.counter.forward_calls += 1
-        self.counter.forward_samples += stop - start
+        self.counter.count_forward(stop - start)
         self.incremental_used = True
         return model
 
@@ -272,23 +286,7 @@ class ExplainContext:
         """Turn the crop path off after a failure, and forget the evaluations it counted."""
         self.incremental_used = False
         self.incremental_failed = True
-        (self.counter.forward_calls, self.counter.forward_samples,
-         self.counter.backward_calls, self.counter.backward_samples) = counted
-
-    def local_scores_over(self, total: int, make: MakeLocal, model: IncrementalModel) -> torch.Tensor:
-        """Target logits of ``total`` samples that differ from the clean inputs in a crop each,
-        evaluated incrementally; counted as forwards like ``scores_over``."""
-        step = self.chunk(with_grad=False)
-        out = torch.empty(total, device=self.device)
-        with torch.no_grad():
-            for start in range(0, total, step):
-                stop = min(total, start + step)
-                image, crops, oy, ox, tgt = make(start, stop)
-                logits = model.scores(image, crops, oy, ox).float()
-                self.counter.forward_calls += 1
-                self.counter.forward_samples += stop - start
-                out[start:stop] = logits.gather(1, tgt.view(-1, 1)).squeeze(1)
-        return out
+        self.counter.restore(counted)
 
     # ---- layer activations without gradients (Score-CAM, CAM alone) ------------------------
     def layer_activations(self) -> torch.Tensor:

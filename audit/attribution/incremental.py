@@ -45,10 +45,15 @@ class Local:
     activation of the sample's image holds."""
 
     crop: torch.Tensor
+    image: list[int]  # per sample: its clean image's index
     oy: list[int]
     ox: list[int]
     height: int  # the full feature map's size
     width: int
+
+    def like(self, crop: torch.Tensor) -> "Local":
+        """The same samples and corners with another crop (a pointwise layer's output)."""
+        return Local(crop, self.image, self.oy, self.ox, self.height, self.width)
 
 
 @dataclass
@@ -113,7 +118,6 @@ class IncrementalModel:
         self._check_in_place()
         self.clean = self._clean_run(clean)
         self._padded: dict[tuple[str, int, int, float], torch.Tensor] = {}
-        self._image: list[int] = []
 
     # ---- set-up ------------------------------------------------------------------------------
     def _dependent(self, root: fx.Node) -> set[fx.Node]:
@@ -163,11 +167,11 @@ class IncrementalModel:
     def scores(self, image_index: Sequence[int], crops: torch.Tensor, oy: Sequence[int], ox: Sequence[int]) -> torch.Tensor:
         """The model's output for each sample: clean image ``image_index[i]`` with ``crops[i]``
         written at (oy[i], ox[i])."""
-        self._image = [int(i) for i in image_index]
-        bi = torch.as_tensor(self._image, dtype=torch.long, device=crops.device)
+        image = [int(i) for i in image_index]
+        bi = torch.as_tensor(image, dtype=torch.long, device=crops.device)
         first = next(n for n in self.nodes if n.op == "placeholder")
         h, w = self.clean[first].shape[-2:]
-        env: dict[fx.Node, Any] = {first: Local(crops, list(oy), list(ox), h, w)}
+        env: dict[fx.Node, Any] = {first: Local(crops, image, list(oy), list(ox), h, w)}
         interp = fx.Interpreter(self.gm)
         for node in self.nodes:
             if node.op == "placeholder":
@@ -200,21 +204,21 @@ class IncrementalModel:
                 return None
             if isinstance(module, POINTWISE_MODULES) and not module.training:
                 src = env[node.args[0]]
-                return Local(module(src.crop), src.oy, src.ox, src.height, src.width)
+                return src.like(module(src.crop))
             spatial = spatial_of(module)
             if spatial is not None:
                 return self._spatial(node.args[0], env[node.args[0]], spatial)
             return None
         if node.op == "call_function" and node.target in POINTWISE_FUNCTIONS:
-            if not isinstance(node.args[0], fx.Node) or node.args[0] not in env or node.kwargs.get("training"):
+            if not isinstance(node.args[0], fx.Node):
                 return None
             if any(isinstance(a, fx.Node) for a in node.args[1:]):
                 return None
             src = env[node.args[0]]
-            return Local(node.target(src.crop, *node.args[1:], **node.kwargs), src.oy, src.ox, src.height, src.width)
+            return src.like(node.target(src.crop, *node.args[1:], **node.kwargs))
         if node.op == "call_method" and node.target in POINTWISE_METHODS and len(node.args) == 1 and not node.kwargs:
             src = env[node.args[0]]
-            return Local(getattr(src.crop, str(node.target))(), src.oy, src.ox, src.height, src.width)
+            return src.like(getattr(src.crop, str(node.target))())
         is_add = (node.op == "call_function" and node.target in ADD_FUNCTIONS) or (
             node.op == "call_method" and node.target in ADD_METHODS)
         if is_add and len(node.args) == 2 and not node.kwargs and all(isinstance(a, fx.Node) for a in node.args):
@@ -242,7 +246,7 @@ class IncrementalModel:
         hi, wi = (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1
         windows = self._gather(self._padded_clean(src_node, sp), src, starts_y, starts_x, sh, sw, hi, wi, (ph, pw))
         out = sp.apply(windows)
-        return Local(out, starts_y, starts_x, out_h, out_w)
+        return Local(out, src.image, starts_y, starts_x, out_h, out_w)
 
     def _gather(self, base: torch.Tensor, src: Local, starts_y: list[int], starts_x: list[int], sh: int, sw: int,
                 hi: int, wi: int, offset: tuple[int, int]) -> torch.Tensor:
@@ -253,7 +257,7 @@ class IncrementalModel:
                           memory_format=torch.channels_last)
         for i, (oy, ox) in enumerate(zip(starts_y, starts_x)):
             y0, x0 = oy * sh, ox * sw  # window origin in padded coordinates
-            out[i] = base[self._image[i], :, y0:y0 + hi, x0:x0 + wi]
+            out[i] = base[src.image[i], :, y0:y0 + hi, x0:x0 + wi]
             # the crop's rectangle in padded coordinates, intersected with the window
             cy, cx = src.oy[i] + ph, src.ox[i] + pw
             ty0, ty1 = max(cy, y0), min(cy + ch, y0 + hi)
@@ -274,7 +278,7 @@ class IncrementalModel:
         starts_x = [min(s, a.width - wo) for s, _ in spans_x]
         wa = self._gather(self.clean[a_node], a, starts_y, starts_x, 1, 1, ho, wo, (0, 0))
         wb = self._gather(self.clean[b_node], b, starts_y, starts_x, 1, 1, ho, wo, (0, 0))
-        return Local(wa + wb, starts_y, starts_x, a.height, a.width)
+        return Local(wa + wb, a.image, starts_y, starts_x, a.height, a.width)
 
     # ---- back to full activations ------------------------------------------------------------
 

@@ -125,8 +125,8 @@ class Occlusion(PerturbationMethod):
             if model is None:
                 return None
 
-            def make(start: int, stop: int, first: int = first) -> tuple[list[int], torch.Tensor, list[int], list[int],
-                                                                          torch.Tensor]:
+            def make(start: int, stop: int, first: int = first) -> tuple[tuple[list[int], torch.Tensor, list[int],
+                                                                                list[int]], torch.Tensor]:
                 image = [k // n for k in range(start, stop)]  # within the group
                 oy = [corners[k % n][0] for k in range(start, stop)]
                 ox = [corners[k % n][1] for k in range(start, stop)]
@@ -135,7 +135,7 @@ class Occlusion(PerturbationMethod):
                                 x[first + b, :, y:y + size, c:c + size])
                     for k, b, y, c in zip(range(start, stop), image, oy, ox)
                 ])
-                return image, crops, oy, ox, ctx.targets[[first + b for b in image]]
+                return (image, crops, oy, ox), ctx.targets[[first + b for b in image]]
 
-            parts.append(ctx.local_scores_over((last - first) * n, make, model).view(last - first, n))
+            parts.append(ctx.scores_over((last - first) * n, make, on=model).view(last - first, n))
         return torch.cat(parts)
