@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from playwright.sync_api import expect
 
 from .conftest import USERS, _login
 from .serving import open_page
@@ -15,7 +16,9 @@ from .serving import open_page
 
 def _signed_out(page) -> None:
     page.get_by_role("button", name="Sign in").wait_for()
-    assert page.get_by_text("Signed in as").count() == 0
+    # The sign-in form can be drawn while the previous run's sidebar ("Signed in as ...") is still on the page
+    # as a stale element; Streamlit removes it when the rerun ends. Wait for that, then it must be gone.
+    expect(page.get_by_text("Signed in as")).to_have_count(0, timeout=20_000)
 
 
 def test_reload_and_new_tab_stay_signed_in_until_sign_out(page, login, app_url):
@@ -81,7 +84,7 @@ def test_four_eyes_sign_off_in_the_browser(page, login, browser, app_url, fresh_
     # Wait for the chosen family's reports: the first family's may show the same texts until the rerun lands.
     page.get_by_text(f"Reports for {fresh_family} 1").wait_for()
     page.get_by_text("You generated this report").wait_for()
-    assert page.get_by_role("button", name="Sign off").count() == 0
+    expect(page.get_by_role("button", name="Sign off")).to_have_count(0, timeout=20_000)
 
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
@@ -125,13 +128,13 @@ def test_four_eyes_sign_off_in_the_browser(page, login, browser, app_url, fresh_
         summary.click()
         details = summary.locator("xpath=ancestor::details[1]")
         details.get_by_text("Approved by a signed report: final").wait_for()
-        assert details.get_by_role("button", name="Move to").count() == 0
+        expect(details.get_by_role("button", name="Move to")).to_have_count(0, timeout=20_000)
         # Back on the Reports page, the version shows its decision and offers no sign form.
         open_page(bob, "Reports", "Compliance reports")
         _choose(bob, "Model family", fresh_family)
         bob.get_by_text(f"Reports for {fresh_family} 1").wait_for()
         bob.get_by_text(f"Decision: approved by {USERS['auditor2'][0]}", exact=False).wait_for()
-        assert bob.get_by_role("button", name="Sign off").count() == 0
+        expect(bob.get_by_role("button", name="Sign off")).to_have_count(0, timeout=20_000)
     finally:
         ctx.close()
     from audit.services.auth import Principal
