@@ -7,8 +7,8 @@ import streamlit as st
 
 from audit.services.datasets import list_datasets, load_image_samples
 from audit.services.explain import ExplainError, explain_image, reverify
-from audit.services.explain_views import (cost_estimate, faithfulness_curves, feature_maps, localisation,
-                                          method_labels, sample_region, sanity, true_class_view)
+from audit.services.explain_views import (cost_estimate, describe_engine, faithfulness_curves, feature_maps,
+                                          localisation, method_labels, sample_region, sanity, true_class_view)
 from audit.viz import curves_figure, describe_region, feature_maps_figure, heatmap_grid, outlined, sanity_figure, topk_bar
 from pages.ui import current_principal, pick_version, show_error
 
@@ -173,7 +173,8 @@ with tab_s:
             st.success("Every method's maps change when the model is randomised.")
 with tab_v:
     st.dataframe([{"method": m, "explanation id": sm.explanation_id, "target": sm.target,
-                   "parameters": str(sm.parameters), "metrics": str(sm.metrics)} for m, sm in exp.maps.items()],
+                   "computed on": describe_engine(sm.engine), "parameters": str(sm.parameters),
+                   "metrics": str(sm.metrics)} for m, sm in exp.maps.items()],
                  hide_index=True, use_container_width=True)
     pick = st.selectbox("Re-verify a stored map", list(exp.maps))
     if st.button("Re-verify"):

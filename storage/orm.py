@@ -168,6 +168,9 @@ class Explanation(Base):
     duration_s: Mapped[float] = mapped_column(Float, default=0.0)
     run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("runs.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # What the engine computed the map on: precision, model copy, occlusion crops, the bf16 guard's
+    # outcome (audit.attribution.engine_record). None on rows stored before migration 0008.
+    engine: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
 
 
 class AnalysisResult(Base):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import torch
 from torch import nn
 
+from .engine_record import BF16, COPY, CROPS
 from .hooks import HookBundle, capture_layer
 from .incremental import IncrementalModel
 from .layers import ResolvedLayer, is_vision_transformer, resolve_layer, to_spatial
@@ -86,6 +87,9 @@ class ExplainContext:
     incremental_used: bool = False  # occlusion windows ran on crops
     incremental_failed: bool = False
     n_classes: int | None = None
+    # What the current method's evaluations ran on (engine_record's BF16, COPY, CROPS); the planner
+    # empties it before each method and stores it with the method's maps.
+    evaluated_on: set[str] = field(default_factory=set)
 
     @property
     def device(self) -> torch.device:
@@ -140,6 +144,10 @@ class ExplainContext:
         ``heavy`` evaluations (no hooks needed) run on the optimised copy when there is one.
         """
         model = self.heavy if (heavy and self.heavy is not None) else self.model
+        if heavy and self.heavy is not None:
+            self.evaluated_on.add(COPY)
+        if heavy and self.fast:
+            self.evaluated_on.add(BF16)
         with self.autocast() if heavy else contextlib.nullcontext():
             out = model(self.prepare(x, heavy))
         if not isinstance(out, torch.Tensor) or out.ndim != 2:
@@ -253,6 +261,7 @@ class ExplainContext:
                 else:
                     logits = on.scores(*x).float()
                     self.counter.count_forward(stop - start)
+                    self.evaluated_on.add(CROPS)
                 if kind == "prob":
                     logits = logits.softmax(1)
                 out[start:stop] = logits.gather(1, tgt.view(-1, 1)).squeeze(1)
@@ -287,6 +296,7 @@ class ExplainContext:
         self.incremental_used = False
         self.incremental_failed = True
         self.counter.restore(counted)
+        self.evaluated_on.discard(CROPS)
 
     # ---- layer activations without gradients (Score-CAM, CAM alone) ------------------------
     def layer_activations(self) -> torch.Tensor:

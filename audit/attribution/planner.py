@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Iterator, Sequence
 
 import torch
 from torch import nn
 
 from .base import AttributionMethod, ExplainContext, Geometry, MethodNotApplicable
+from .engine_record import engine_record, model_precision
 from .optimize import (
     AUTO_MIN_EVALUATIONS,
     build_inference_copy,
@@ -59,6 +60,7 @@ class MethodInfo:
     ig_steps_used: torch.Tensor | None = None
     diagnostics: dict[str, object] = field(default_factory=dict)  # what the method's diagnose() reported
     notes: list[str] = field(default_factory=list)
+    engine: dict[str, object] = field(default_factory=dict)  # engine_record: precision, model copy, crops
 
 
 @dataclass
@@ -289,10 +291,12 @@ def _run(ctx: ExplainContext, instances: list[AttributionMethod], opts: Attribut
             )
         log.info("fast path: %s", fast.reason)
 
+    precision = model_precision(ctx.model)
     for done, method in enumerate(instances):
         if cuda:
             torch.cuda.reset_peak_memory_stats(ctx.device)
         before = ctx.counter.snapshot()
+        ctx.evaluated_on = set()
         t0, c0 = time.perf_counter(), time.process_time()
         try:
             with ctx.scoped_options(method):
@@ -327,6 +331,7 @@ def _run(ctx: ExplainContext, instances: list[AttributionMethod], opts: Attribut
         )
         if shared:
             rec.notes.append(f"shared forward+backward with: {', '.join(m.name for m in fused)}")
+        rec.engine = engine_record(ctx.evaluated_on, asdict(fast) if fast.requested else None, precision=precision)
         rec.diagnostics = dict(method.diagnose())
         rec.completeness_delta = rec.diagnostics.get("completeness_delta")  # type: ignore[assignment]
         rec.ig_steps_used = rec.diagnostics.get("ig_steps_used")  # type: ignore[assignment]

@@ -45,6 +45,7 @@ class StoredMap:
     duration_s: float
     parameters: dict[str, Any]
     metrics: dict[str, Any] = field(default_factory=dict)
+    engine: Optional[dict[str, Any]] = None  # what the map was computed on (engine_record); None: not recorded
 
 
 @dataclass
@@ -227,6 +228,12 @@ class LocalExecutor:
             yield tag, None if work is None else compute_batch(handle, work)
 
 
+def _stored(row: Explanation, store: ArtifactStore) -> StoredMap:
+    """A stored row as the map it holds (``cached``: nothing was computed for it now)."""
+    return StoredMap(row.method, row.target, store.get_array(row.attribution_sha256), row.id, True, row.duration_s,
+                     dict(row.parameters), dict(row.metrics or {}), dict(row.engine) if row.engine else None)
+
+
 def _stored_maps(family: str, version: str, sample_shas: Sequence[str], targets: Sequence[int],
                  methods: Sequence[str], keys: dict[str, tuple[dict[str, Any], str]]) -> list[dict[str, StoredMap]]:
     store = ArtifactStore()
@@ -240,8 +247,7 @@ def _stored_maps(family: str, version: str, sample_shas: Sequence[str], targets:
                 row = repo.find(model_version_id=version_id, sample_sha256=sha, method=m, target=tgt,
                                 params_sha256=keys[m][1])
                 if row is not None:
-                    out[i][m] = StoredMap(m, tgt, store.get_array(row.attribution_sha256), row.id, True,
-                                          row.duration_s, dict(row.parameters), dict(row.metrics or {}))
+                    out[i][m] = _stored(row, store)
     return out
 
 
@@ -294,8 +300,7 @@ def _store_batch(family: str, version: str, out: list[dict[str, StoredMap]], wor
                 existing = repo.find(model_version_id=mv.id, sample_sha256=sample_shas[i], method=m,
                                      target=targets[i], params_sha256=phash)
                 if existing is not None:
-                    out[i][m] = StoredMap(m, targets[i], store.get_array(existing.attribution_sha256), existing.id,
-                                          True, existing.duration_s, dict(existing.parameters), dict(existing.metrics))
+                    out[i][m] = _stored(existing, store)
                     continue
                 row = repo.add(Explanation(
                     model_version_id=mv.id, sample_id=sample_ids[i], sample_sha256=sample_shas[i], method=m,
@@ -303,9 +308,10 @@ def _store_batch(family: str, version: str, out: list[dict[str, StoredMap]], wor
                     attribution_sha256=store.put_array(arr), attribution_shape=list(arr.shape),
                     model_output=[float(v) for v in probs[j]], metrics=metrics, seed=seed,
                     device=device, library_versions=libs, duration_s=float(info.time_s) / max(1, len(todo_rows)),
-                    run_id=run_id,
+                    run_id=run_id, engine=dict(info.engine),
                 ))
-                out[i][m] = StoredMap(m, targets[i], arr, row.id, False, row.duration_s, params, metrics)
+                out[i][m] = StoredMap(m, targets[i], arr, row.id, False, row.duration_s, params, metrics,
+                                      dict(info.engine))
         if todo_methods:
             auditlog.append(s, actor=actor.username, action="explanation.create", subject=f"{family}/{version}",
                             details={"methods": list(todo_methods), "samples": len(todo_rows), "run_id": run_id,
@@ -457,6 +463,7 @@ def stored_explanations(family: str, version: str, method: Optional[str] = None)
         return [{"id": r.id, "method": r.method, "target": r.target, "sample_sha256": r.sample_sha256,
                  "attribution_sha256": r.attribution_sha256, "params_sha256": r.params_sha256,
                  "seed": r.seed, "device": r.device, "duration_s": r.duration_s, "metrics": dict(r.metrics or {}),
+                 "engine": dict(r.engine) if r.engine else None,
                  "created_at": r.created_at.isoformat() if r.created_at else None}
                 for r in ExplanationRepository(s).for_version(mv.id, method)]
 

@@ -9,6 +9,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from audit.attribution.engine_record import describe_engine  # noqa: F401 - the Provenance tab's words
 from audit.services.auth import SYSTEM, Principal, require
 from audit.services.explain import ImageExplanation
 from audit.services.handles import handle_for

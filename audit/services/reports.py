@@ -163,7 +163,8 @@ def _explain_images(g: _Gathering) -> tuple[Optional[S.ImageExplanations], Optio
                 g.dataset))
     ids = [p[mm][1] for p in per for mm in methods]
     with transaction() as s:
-        refs = [S.ExplanationRef(row.id, row.attribution_sha256, row.method, row.target, row.sample_sha256)
+        refs = [S.ExplanationRef(row.id, row.attribution_sha256, row.method, row.target, row.sample_sha256,
+                                 dict(row.engine) if row.engine else None)
                 for row in (s.get(Explanation, i) for i in ids)]
     g.x = x
     return S.ImageExplanations(choice, raw.cpu().numpy(), {mm: np.stack([np.asarray(p[mm][0]) for p in per])

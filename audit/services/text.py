@@ -144,6 +144,9 @@ def _compute(handle, family: str, version: str, texts: list[str], targets: list[
         for m in methods:
             if not np.isfinite(res.scores[m].detach().float().cpu().numpy()).all():
                 raise ExplainError(f"{m} produced NaN attributions; nothing was stored")
+    from audit.attribution.engine_record import engine_record, model_precision
+
+    engine = engine_record(set(), precision=model_precision(handle.module))  # the text engine: the model as loaded
     store = ArtifactStore()
     stored = 0
     with transaction() as s:
@@ -171,10 +174,11 @@ def _compute(handle, family: str, version: str, texts: list[str], targets: list[
                     parameters=params, attribution_sha256=store.put_array(scores),
                     attribution_shape=list(scores.shape), model_output=probabilities, metrics=metrics, seed=0,
                     device=str(handle.device), library_versions=library_versions(), duration_s=seconds,
+                    engine=engine,
                 ))
                 stored += 1
                 out[m] = {"id": row.id, "scores": scores, "metrics": metrics, "parameters": dict(params),
-                          "cached": False}
+                          "cached": False, "engine": dict(engine)}
         if stored:
             auditlog.append(s, actor=actor.username, action="explanation.create", subject=f"{family}/{version}",
                             details={"texts": len(texts), "methods": list(methods), "stored": stored})
@@ -182,7 +186,8 @@ def _compute(handle, family: str, version: str, texts: list[str], targets: list[
 
 def _stored(row: Explanation, store: ArtifactStore, *, cached: bool) -> dict[str, Any]:
     return {"id": row.id, "scores": store.get_array(row.attribution_sha256), "metrics": dict(row.metrics or {}),
-            "parameters": dict(row.parameters or {}), "cached": cached}
+            "parameters": dict(row.parameters or {}), "cached": cached,
+            "engine": dict(row.engine) if row.engine else None}
 
 
 def _entry(pred: Any, target: int, sha: str, found: dict[str, dict[str, Any]], methods: list[str]) -> dict[str, Any]:

@@ -221,6 +221,7 @@ def test_a_crop_path_failure_falls_back_to_whole_images_with_the_same_map_and_co
     assert len(calls) == 2
     assert "incremental occlusion failed (RuntimeError: unexpected layer)" in caplog.text
     assert "incremental" not in got.optimized
+    assert got.info["occlusion"].engine["crops"] is False  # what is stored with the map says so too
     torch.testing.assert_close(got.maps["occlusion"], full.maps["occlusion"], rtol=1e-4, atol=1e-5)
     # the failed crops are not counted; the one-sample memory probe that chose the crop path is
     assert got.info["occlusion"].forward_samples == full.info["occlusion"].forward_samples + 1

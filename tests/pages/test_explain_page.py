@@ -61,6 +61,16 @@ def test_explain_page_shows_heatmaps_and_curves(tiny):
     # The same request again comes from the store.
     at.button[0].click().run()
     assert any("Returned from the store" in c.value for c in at.caption)
+    # The Provenance tab says what each stored map was computed on, from its row.
+    from audit.services.explain import stored_explanations
+    from audit.services.explain_views import describe_engine
+
+    provenance = next(d.value for d in at.dataframe if "computed on" in d.value.columns)
+    rows = {r["id"]: r for r in stored_explanations("tiny", "1")}
+    assert len(provenance) == 3
+    for _, shown in provenance.iterrows():
+        row = rows[shown["explanation id"]]
+        assert row["engine"] and shown["computed on"] == describe_engine(row["engine"]), (shown, row["engine"])
 
 
 def test_viewer_cannot_run_an_explanation(tiny):

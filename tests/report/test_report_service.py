@@ -18,7 +18,7 @@ from audit.services.reports import (ReportError, generate_report, get_report, li
                                     sign_report)
 from storage.artifacts import ArtifactIntegrityError, ArtifactStore
 from storage.db import transaction
-from storage.orm import AnalysisResult, AuditLogEntry, Report, Run, SignOff
+from storage.orm import AnalysisResult, AuditLogEntry, Explanation, Report, Run, SignOff
 
 from .conftest import N_REF, register_tiny, run_tiny_concept_test, stored
 
@@ -135,17 +135,32 @@ def test_report_numbers_match_the_stored_results(tiny_reports, tmp_path, pdf, mo
     # The appendix pins the stored results by hash.
     assert drift[0].artifact_sha256 in flat and tiny_reports["tcav"].pin in flat
     kinds_first = [e["kind"] for e in get_report(info["id"])["manifest"]["entries"]]
+    # What the cited maps were computed on, read from their stored rows.
+    from audit.attribution.engine_record import describe_engine
+
+    cited = [e["id"] for e in get_report(info["id"])["manifest"]["entries"] if e["kind"] == "explanation"]
+    with transaction() as s:
+        engines = {r.method: r.engine for r in s.scalars(select(Explanation).where(Explanation.id.in_(cited)))}
+    assert engines and all(e and e["precision"] == "float32" for e in engines.values()), engines
+    assert "Computed on (from the stored maps): " in flat and "not recorded" not in flat
+    for method, engine in engines.items():
+        assert describe_engine(engine) in flat, (method, engine)
     findings = {f["area"]: f["status"] for f in info["findings"] if f["check"].startswith(("accuracy gap", "concepts"))}
     assert findings == {"Bias": "pass" if gap <= 0.10 else "fail", "Concept tests": "info"}
     pages = pdf.page_images(path, tmp_path)
     assert len(pages) == info["pages"]
     assert all(p.std() > 8 for p in pages), [round(float(p.std()), 1) for p in pages]
     # A second report, from stored results only, finds the same explanations, quality checks and drift.
+    with transaction() as s:
+        s.query(Explanation).filter(Explanation.id.in_(cited), Explanation.method == "saliency").update(
+            {"engine": None}, synchronize_session=False)
     before = len(_log("explanation.create"))
     again = generate_report("tiny", "2", compute_missing=False, actor=AUDITOR)
     assert len(_log("explanation.create")) == before
     kinds = [e["kind"] for e in get_report(again["id"])["manifest"]["entries"]]
     assert kinds.count("explanation") == kinds_first.count("explanation") > 0
+    # Rows stored before the engine path was recorded say so (the section reads the rows, not this run).
+    assert f"{method_label('saliency')}: not recorded" in pdf.flat(_write(again["id"], tmp_path)[1])
     assert {"explanation_quality", "drift", "tcav", "bias", "counterfactual"} <= set(kinds)
     with transaction() as s:
         assert len(s.scalars(select(AnalysisResult).where(AnalysisResult.kind == "drift")).all()) == 1

@@ -213,3 +213,33 @@ def test_reverify_matches_a_map_computed_inside_a_reference_batch(tiny_registry,
     assert len(rows) == 5
     res = reverify(rows[3]["id"], dataset="ref")  # 4th of its batch, recomputed alone
     assert res.matches, res.message
+
+
+def test_the_engine_path_is_stored_with_each_map_and_read_back(tiny_registry):
+    """What a map was computed on (precision, model copy, crops, the bf16 guard) is stored with the row;
+    the cache, the stored listing and the Provenance tab's words read that row."""
+    from audit.services.explain_views import describe_engine
+
+    opts = {"ig_steps": 8, "fast": True, "fast_min_rank_corr": 1.0, "occlusion_window": 8, "occlusion_stride": 8,
+            "optimize": True}
+    methods = ["saliency", "integrated_gradients", "occlusion"]
+    first = explain_image("tiny", "1", methods=methods, dataset="ref", sample_key="ref-0002", options=opts)
+    ig = first.maps["integrated_gradients"].engine
+    assert ig["precision"] == "float32" and ig["fast_path"]["requested"] and not ig["fast_path"]["used"]
+    assert "fell back to float32" in ig["fast_path"]["reason"]
+    assert first.maps["occlusion"].engine["crops"] is True
+    assert first.maps["saliency"].engine["model"] == "as loaded"
+    with transaction() as s:
+        stored = {r.method: r.engine for r in s.query(Explanation)}
+    assert stored == {m: first.maps[m].engine for m in methods}
+    again = explain_image("tiny", "1", methods=methods, dataset="ref", sample_key="ref-0002", options=opts)
+    assert all(sm.cached for sm in again.maps.values())
+    assert {m: sm.engine for m, sm in again.maps.items()} == stored
+    assert {r["method"]: r["engine"] for r in stored_explanations("tiny", "1")} == stored
+    assert "fast path requested, not used" in describe_engine(again.maps["integrated_gradients"].engine)
+    # a row stored before the engine path was recorded reads as "not recorded", never as float32
+    with transaction() as s:
+        s.query(Explanation).filter(Explanation.method == "saliency").update({"engine": None})
+    old = explain_image("tiny", "1", methods=["saliency"], dataset="ref", sample_key="ref-0002", options=opts)
+    assert old.maps["saliency"].engine is None
+    assert describe_engine(old.maps["saliency"].engine).startswith("not recorded")

@@ -129,6 +129,10 @@ def test_asking_twice_returns_the_stored_maps_without_computing(tiny_text, monke
     assert engine.calls == [methods, ["grad_x_input"]]
     assert more["cached"] == {"integrated_gradients": True, "occlusion": True, "grad_x_input": False}
     assert _count_rows() == 3
+    # Each row says what it was computed on: the text engine evaluates the model as loaded.
+    with transaction() as s:
+        engines = [r.engine for r in s.query(Explanation)]
+    assert engines == [{"precision": "float32", "model": "as loaded", "crops": False}] * 3
 
 
 def test_only_missing_texts_are_computed(tiny_text, monkeypatch):

@@ -26,6 +26,7 @@ class ExplanationRef:
     method: str
     target: int
     sample_sha256: str
+    engine: Optional[dict[str, Any]] = None  # the stored row's engine record (None: stored before it existed)
 
 
 @dataclass
@@ -77,6 +78,7 @@ def _images(sec: Section, ev: ImageExplanations) -> Section:
              f"(Integrated Gradients with "
              f"{ev.ig_steps} steps, zero baseline). Heat maps share one display scale: magnitude, "
              "divided by each map's 99th percentile and clipped.")
+    sec.text("Computed on (from the stored maps): " + _engine_summary(ev.references) + ".", "note")
     for kind, label in (("representative", "Representative samples: correctly classified with high confidence."),
                         ("misclassified", "Misclassified samples: the most confident mistakes.")):
         idx = [i for i, k in enumerate(ev.choice.kinds) if k == kind]
@@ -90,6 +92,19 @@ def _images(sec: Section, ev: ImageExplanations) -> Section:
     if not ev.cam_layer:
         sec.text("Grad-CAM and Grad-CAM++ are left out: the model has no convolutional layer to explain.", "note")
     return sec
+
+
+def _engine_summary(references: Sequence[ExplanationRef]) -> str:
+    """What the cited maps were computed on, read from their stored rows: methods that share a
+    description are listed together (a method whose maps differ lists each description)."""
+    from audit.attribution.engine_record import describe_engine
+
+    by_description: dict[str, list[str]] = {}
+    for ref in references:
+        names = by_description.setdefault(describe_engine(ref.engine), [])
+        if method_label(ref.method) not in names:
+            names.append(method_label(ref.method))
+    return "; ".join(f"{', '.join(names)}: {d}" for d, names in by_description.items())
 
 
 def _texts(sec: Section, ev: TextExplanations) -> Section:
