@@ -8,7 +8,7 @@ import streamlit as st
 from audit.services.datasets import list_datasets
 from audit.services.fairness import group_attributes, run_bias_audit, run_text_probe
 from audit.viz import bars_with_errors
-from pages.ui import current_principal, pick_version, show_error
+from pages.ui import current_principal, keep_result, kept_result, pick_version, show_error
 
 principal = current_principal()
 st.title("Bias audit")
@@ -19,8 +19,10 @@ if not datasets:
     st.info(f"No {kind} reference set is stored.")
     st.stop()
 
+# Outside the form: a choice inside it applies only when the form is sent, so the attribute list and
+# the probe below would still follow the previous reference set.
+dataset = st.selectbox("Reference set", datasets)
 with st.form("bias"):
-    dataset = st.selectbox("Reference set", datasets)
     attrs = group_attributes(dataset)
     attributes = st.multiselect("Sensitive attributes (several = intersections)", attrs, default=attrs[:1])
     upload = st.file_uploader("…or a CSV with sample_id and group columns (overrides the stored groups)", type=["csv"])
@@ -39,12 +41,12 @@ if run:
         st.stop()
     try:
         bar = st.progress(0.0, text="starting the bias audit…")
-        st.session_state["bias_result"] = run_bias_audit(
+        keep_result("bias_result", run_bias_audit(
             fam["family"], ver["version"], dataset=dataset, attributes=attributes, n_boot=int(n_boot),
             positive_label=None if pos.startswith("one-vs-rest") else labels.index(pos),
             csv_bytes=upload.getvalue() if upload is not None else None,
             explanation_method=None if expl == "none" else expl, actor=principal,
-            progress=lambda f, m: bar.progress(min(1.0, f), text=m))
+            progress=lambda f, m: bar.progress(min(1.0, f), text=m)), fam, ver)
         bar.empty()
     except (ValueError, PermissionError) as exc:
         show_error(exc)
@@ -53,12 +55,12 @@ def _fmt(value: object) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-res = st.session_state.get("bias_result")
+res = kept_result("bias_result", fam, ver)
 if res is not None:
     for flag in res.flags:
         st.warning(flag)
     worst = res.worst_group.get("accuracy")
-    st.subheader(f"By group ({res.n} samples) · worst accuracy: {worst}")
+    st.subheader(f"By group ({res.n} samples of {res.dataset}) · worst accuracy: {worst}")
     rows = [g.to_dict() for g in res.by_group]
     names = [g.group for g in res.by_group]
     highlight = names.index(worst) if worst in names else None
@@ -99,16 +101,21 @@ if res is not None:
 if kind == "text":
     st.divider()
     st.subheader("Identity-swap probe")
-    st.caption("Swap gendered words and names (he↔she, Mr↔Ms, …) and count how often the decision flips.")
+    st.caption(f"Swap gendered words and names (he↔she, Mr↔Ms, …) in the texts of {dataset} (the reference set "
+               "chosen above) and count how often the decision flips.")
     if st.button("Run the probe"):
+        if not principal.can("run"):
+            st.error("Your role may view stored results but not run audits.")
+            st.stop()
         try:
             with st.spinner("Swapping identity terms…"):
-                st.session_state["probe"] = run_text_probe(fam["family"], ver["version"], dataset=datasets[0],
-                                                           actor=principal)
+                keep_result("probe", run_text_probe(fam["family"], ver["version"], dataset=dataset, actor=principal),
+                            fam, ver)
         except (ValueError, PermissionError) as exc:
             show_error(exc)
-    probe = st.session_state.get("probe")
+    probe = kept_result("probe", fam, ver)
     if probe is not None:
+        st.caption(f"Probed on {probe.dataset}.")
         c1, c2, c3 = st.columns(3)
         c1.metric("Flip rate", "n/a" if probe.flip_rate is None else f"{probe.flip_rate:.1%}")
         c2.metric("Mean |Δ probability|", _fmt(probe.mean_prob_change))

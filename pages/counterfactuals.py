@@ -8,7 +8,7 @@ from audit.services.counterfactuals import (counterfactual_for_sample, run_refer
                                             text_counterfactual_for)
 from audit.services.datasets import list_datasets, load_image_samples
 from audit.viz import heatmap_grid, topk_bar
-from pages.ui import current_principal, pick_version, show_error
+from pages.ui import current_principal, keep_result, kept_result, pick_version, show_error
 
 principal = current_principal()
 st.title("Counterfactuals")
@@ -45,14 +45,14 @@ if go:
         st.stop()
     try:
         with st.spinner("Optimising the smallest change…"):
-            st.session_state["cf_result"] = counterfactual_for_sample(
+            keep_result("cf_result", counterfactual_for_sample(
                 fam["family"], ver["version"], dataset=dataset, sample_key=samples.keys[idx],
                 target=None if target == "any other class" else labels.index(target), distance=distance,
-                k_diverse=int(k), actor=principal)
+                k_diverse=int(k), actor=principal), fam, ver)
     except (ValueError, PermissionError) as exc:
         show_error(exc)
 
-cf = st.session_state.get("cf_result")
+cf = kept_result("cf_result", fam, ver)
 if cf is not None:
     (st.success if cf.valid else st.error)(
         f"{'Valid' if cf.valid else 'No valid'} counterfactual: {labels[cf.original_class]} → "

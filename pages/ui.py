@@ -48,3 +48,17 @@ def pick_version(task: str | None = None) -> tuple[dict[str, Any], dict[str, Any
     ver = c2.selectbox("Version", fam["versions"], index=len(fam["versions"]) - 1,
                        format_func=lambda v: f"{v['version']} ({v['status']})")
     return fam, ver
+
+
+def keep_result(name: str, result: Any, fam: dict[str, Any], ver: dict[str, Any]) -> None:
+    """Remember a page's result for the version it belongs to (see :func:`kept_result`)."""
+    st.session_state[name] = ((fam["family"], ver["version"]), result)
+
+
+def kept_result(name: str, fam: dict[str, Any], ver: dict[str, Any]) -> Any:
+    """The result :func:`keep_result` remembered, only while the same family and version are chosen:
+    after switching versions a page must not show the previous version's numbers under the new name."""
+    entry = st.session_state.get(name)
+    if not isinstance(entry, tuple) or len(entry) != 2 or entry[0] != (fam["family"], ver["version"]):
+        return None
+    return entry[1]

@@ -52,11 +52,51 @@ def test_counterfactual_page_side_by_side(tiny_image):
     assert not at.exception
     at.button[0].click().run()
     assert not at.exception, at.exception
-    cf = at.session_state["cf_result"]
+    (shown_for, cf) = at.session_state["cf_result"]
+    assert shown_for == ("tiny", "1")
     shown = at.success if cf.valid else at.error
     assert len(shown) == 1 and len(at.error if cf.valid else at.success) == 0
     assert shown[0].value.startswith("Valid" if cf.valid else "No valid") and f"L2 {cf.l2:.3f}" in shown[0].value
     assert len(at.get("imgs")) >= 2 or len(at.get("image")) >= 2 or len(at.get("plotly_chart")) >= 3
+
+
+def test_a_result_is_not_shown_under_another_version(tiny_image, register_small_cnn):
+    """After switching versions, the counterfactual and the bias audit of the previous version are gone
+    (their numbers would read as the new version's); switching back shows them again."""
+    register_small_cnn(version="2", seed=1)
+
+    def version(at: AppTest):  # noqa: ANN202 - the selectbox element
+        return next(sb for sb in at.selectbox if sb.label == "Version")
+
+    for name, shown in (("counterfactuals.py", lambda at: len(at.success) + len(at.error)),
+                        ("bias.py", lambda at: sum("By group" in s.value for s in at.subheader))):
+        at = _page(name).run()
+        version(at).select_index(0).run()  # version 1 (the newest, 2, is preselected)
+        at.button[0].click().run()
+        assert not at.exception, at.exception
+        assert shown(at) == 1, name
+        version(at).select_index(1).run()
+        assert not at.exception and shown(at) == 0, name
+        version(at).select_index(0).run()
+        assert shown(at) == 1, name
+
+
+def test_the_probe_runs_on_the_chosen_reference_set(tiny_text):
+    from audit.services.datasets import add_text_dataset
+
+    texts = ["mr applicant has no debt .", "she missed payments ."] * 4
+    add_text_dataset("notes-b", texts, [i % 2 for i in range(len(texts))], [{"gender": "x"}] * len(texts),
+                     label_names=["decline", "approve"])
+    at = _page("bias.py").run()
+    next(sb for sb in at.selectbox if sb.label == "Reference set").set_value("notes-b").run()
+    [b for b in at.button if b.label == "Run the probe"][0].click().run()
+    assert not at.exception, at.exception
+    assert any(c.value == "Probed on notes-b." for c in at.caption), ([c.value for c in at.caption], [e.value for e in at.error])
+    from audit.services.fairness import run_text_probe
+
+    on_b, on_notes = (run_text_probe("tiny-text", "1", dataset=d).n for d in ("notes-b", "notes"))
+    assert on_b != on_notes
+    assert [m.value for m in at.metric if m.label == "Texts probed"] == [str(on_b)]
 
 
 def test_concepts_page_renders_form(tiny_image):
