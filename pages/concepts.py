@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audit.services.concepts import (GENERATED_CONCEPTS, MIN_RUNS, concept_examples_preview, default_layers,
-                                     layer_choices, run_concept_test, stored_concept_tests)
-from audit.services.datasets import list_datasets
+from audit.services.concepts import (GENERATED_CONCEPTS, MIN_RUNS, TEXT_GENERATED_CONCEPTS, concept_examples_preview,
+                                     default_layers, layer_choices, run_concept_test, stored_concept_tests)
+from audit.services.datasets import list_datasets, pick_reference_set
 from audit.viz import bars_with_errors
 from pages.ui import current_principal, pick_version, show_error
 
@@ -16,19 +16,33 @@ st.title("Concept tests (TCAV)")
 st.caption("A concept is significant for a class when its TCAV scores differ from random-direction scores "
            "after correcting for every concept × layer tested.")
 
-fam, ver = pick_version("image-classification")
+fam, ver = pick_version()
 labels = ver["labels"]
-datasets = [d["name"] for d in list_datasets() if d["kind"] == "image"]
+text = fam["task"] == "text-classification"
+datasets = [d["name"] for d in list_datasets() if d["kind"] == ("text" if text else "image")]
+if not datasets:
+    st.info(f"No {'text' if text else 'image'} reference set is stored: import one on the Datasets page.")
+    st.stop()
+if text:
+    st.caption("A text concept is a stored text dataset of example sentences (import it on the Datasets page); "
+               "random-reference is a control drawn like the random counterparts. Layers are the encoder's blocks, "
+               "read through their [CLS] vector.")
+    reference = pick_reference_set(None, fam["task"], labels)["name"]  # the set the other pages default to
+    concept_choices = list(TEXT_GENERATED_CONCEPTS) + datasets
+    default_concepts = [d for d in datasets if d != reference][:1] + ["random-reference"]
+else:
+    reference = datasets[0]
+    concept_choices = list(GENERATED_CONCEPTS) + [d for d in datasets if d != "digits-reference"]
+    default_concepts = ["watermark", "random-reference"]
 
 with st.form("tcav"):
     c1, c2 = st.columns(2)
-    concepts = c1.multiselect("Concepts", list(GENERATED_CONCEPTS) + [d for d in datasets if d != "digits-reference"],
-                              default=["watermark", "random-reference"])
+    concepts = c1.multiselect("Concepts", concept_choices, default=default_concepts)
     target_label = c2.selectbox("Class", labels, index=min(7, len(labels) - 1))
     layers = st.multiselect("Layers", layer_choices(fam["family"], ver["version"]),
                             default=default_layers(fam["family"], ver["version"]))
     c1, c2, c3, c4, c5 = st.columns(5)
-    dataset = c1.selectbox("Reference data (inputs and random pool)", datasets)
+    dataset = c1.selectbox("Reference data (inputs and random pool)", datasets, index=datasets.index(reference))
     test = c5.selectbox("Test", ["ttest", "pseudo_concept"],
                         help="ttest: concept scores vs random-vs-random scores (standard TCAV); pseudo_concept: "
                              "the concept's mean score against random sets treated as concepts (fewer false positives)")
@@ -85,8 +99,11 @@ st.dataframe(rows, hide_index=True, use_container_width=True,
 st.subheader("Concept examples")
 for concept in result.concepts:
     try:
-        imgs = concept_examples_preview(concept, dataset=result.stored.dataset or "digits-reference")
-        st.image(imgs, width=64, caption=[concept] * len(imgs), clamp=True)
+        examples = concept_examples_preview(concept, dataset=result.stored.dataset or datasets[0])
+        if examples and isinstance(examples[0], str):
+            st.markdown(f"**{concept}**\n" + "\n".join(f"- {t}" for t in examples[:5]))
+        else:
+            st.image(examples, width=64, caption=[concept] * len(examples), clamp=True)
     except ValueError as exc:
         show_error(exc)
 

@@ -153,6 +153,8 @@ with tab_txt:
             st.success(f"stored {res['samples']} texts as {name.strip()!r}")
 
 with tab_concept:
+    st.caption("A text model's concept is a set of example sentences: import it on the Texts tab, with the label "
+               "column left empty.")
     with st.form("import-concept"):
         name = st.text_input("Name", key="concept-name")
         archive = st.file_uploader("Concept images (zip)", type=["zip"], key="concept-zip")

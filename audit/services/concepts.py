@@ -1,5 +1,9 @@
-"""Concept tests (TCAV) on registered image models: concept sets, random counterparts from the
-reference data, significance over random runs, stored results and version comparisons."""
+"""Concept tests (TCAV) on registered image and text models: concept sets, random counterparts from the
+reference data, significance over random runs, stored results and version comparisons.
+
+A text model's concepts are stored text datasets (example sentences of the concept) or the
+``random-reference`` control; its layers are the blocks of its encoder stack, read through the [CLS]
+vector of each block's hidden states."""
 
 from __future__ import annotations
 
@@ -12,10 +16,12 @@ from audit.images import image_to_tensor
 from audit.results import AnalysisSpec, ConceptCell, ConceptTest
 from audit.services.auth import SYSTEM, Principal, require
 from audit.services.core import analysis_key, find_analysis, store_analysis, stored_analyses, tracked_run
-from audit.services.datasets import load_image_samples
+from audit.services.datasets import load_image_samples, load_text_samples
 from audit.services.handles import handle_for
 
 GENERATED_CONCEPTS = ("watermark", "stripes", "texture", "random-reference")
+TEXT_GENERATED_CONCEPTS = ("random-reference",)  # drawn from the text reference set, like the counterparts
+TEXT = "text-classification"
 Progress = Optional[Callable[[float, str], None]]
 TCAV_SPEC = AnalysisSpec(
     kind="tcav",
@@ -29,9 +35,24 @@ class ConceptError(ValueError):
     """A concept test that cannot run; the message says why."""
 
 
+def _encoder_blocks(module: torch.nn.Module) -> list[str]:
+    """The blocks of a transformer's main stack: the children of its longest ``nn.ModuleList``."""
+    lists = [(name, m) for name, m in module.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m)]
+    if not lists:
+        return []
+    name, stack = max(lists, key=lambda nm: len(nm[1]))
+    return [f"{name}.{i}" for i in range(len(stack))]
+
+
 def layer_choices(family: str, version: str) -> list[str]:
-    """Named blocks a concept test can probe: top-level children and their direct children with parameters."""
+    """Named blocks a concept test can probe: top-level children and their direct children with parameters;
+    for a text model, the blocks of its encoder stack (their hidden states carry the [CLS] vector)."""
     handle = handle_for(family, version)
+    if handle.task == TEXT:
+        blocks = _encoder_blocks(handle.module)
+        if not blocks:
+            raise ConceptError("no encoder stack (a list of transformer blocks) was found in this text model")
+        return blocks
     names = []
     for name, module in handle.module.named_modules():
         depth = name.count(".")
@@ -48,6 +69,8 @@ def default_layers(family: str, version: str) -> list[str]:
     from audit.concepts.layers import block_layers
 
     names = layer_choices(family, version)
+    if handle_for(family, version).task == TEXT:
+        return names[-2:]
     conv_blocks = [n for n in names if n.startswith(("features.block", "layer"))]
     if len(conv_blocks) >= 2:
         return conv_blocks[-2:]
@@ -91,6 +114,37 @@ def _resample(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return images[torch.randperm(len(images), generator=g)[:n]]
 
 
+def text_concept_examples(name: str, *, n: int, seed: int, dataset: str,
+                          pool: Optional[Sequence[str]] = None) -> list[str]:
+    """A text concept set: ``n`` texts of a stored text dataset, resampled with ``seed`` (so every run sees
+    a fresh sample), or the ``random-reference`` control drawn from ``pool`` (default: the reference set)."""
+    if name == "random-reference":
+        source = list(load_text_samples(dataset).texts if pool is None else pool)
+        seed += 991
+    elif name in GENERATED_CONCEPTS:
+        raise ConceptError(f"{name!r} is an image concept; a text model's concepts are stored text datasets "
+                           "or random-reference")
+    else:
+        try:
+            source = load_text_samples(name).texts
+        except ValueError:
+            raise ConceptError(f"unknown concept {name!r}: use random-reference or the name of a stored text "
+                               "dataset") from None
+    g = torch.Generator().manual_seed(int(seed))
+    return [source[i] for i in torch.randperm(len(source), generator=g)[:n].tolist()]
+
+
+def _text_random_sets(pool: Sequence[str], n_sets: int, set_size: int, seed: int) -> list[list[str]]:
+    """Random counterpart sets of texts, disjoint while the pool allows (as ``random_pool_sets`` for images)."""
+    if set_size > len(pool):
+        raise ConceptError(f"set size {set_size} is larger than the random pool ({len(pool)} texts)")
+    g = torch.Generator().manual_seed(int(seed))
+    if n_sets * set_size <= len(pool):
+        order = torch.randperm(len(pool), generator=g).tolist()
+        return [[pool[i] for i in order[k * set_size:(k + 1) * set_size]] for k in range(n_sets)]
+    return [[pool[i] for i in torch.randperm(len(pool), generator=g)[:set_size].tolist()] for _ in range(n_sets)]
+
+
 def stored_concept_images(name: str) -> torch.Tensor:
     try:
         return load_image_samples(name).images
@@ -99,19 +153,24 @@ def stored_concept_images(name: str) -> torch.Tensor:
                            "or the name of a stored image dataset") from None
 
 
-def _stored_concept_hashes(concepts: Sequence[str]) -> dict[str, str]:
+def _stored_concept_hashes(concepts: Sequence[str], task: str = "image-classification") -> dict[str, str]:
     """Content hashes of the concepts that are stored datasets: they enter the result key."""
     from audit.services.datasets import DatasetError, dataset_sha256
 
+    generated = TEXT_GENERATED_CONCEPTS if task == TEXT else GENERATED_CONCEPTS
+    kind = "text" if task == TEXT else "image"
     out = {}
     for c in concepts:
-        if c in GENERATED_CONCEPTS:
+        if c in generated:
             continue
+        unknown = ConceptError(f"unknown concept {c!r}: use one of {', '.join(generated)} "
+                               f"or the name of a stored {kind} dataset")
+        if c in GENERATED_CONCEPTS:  # an image generator named for a text model
+            raise unknown
         try:
-            out[c] = dataset_sha256(c, "image-classification")
+            out[c] = dataset_sha256(c, task)
         except DatasetError:
-            raise ConceptError(f"unknown concept {c!r}: use one of {', '.join(GENERATED_CONCEPTS)} "
-                               "or the name of a stored image dataset") from None
+            raise unknown from None
     return out
 
 
@@ -134,46 +193,52 @@ def run_concept_test(
     if test not in ("ttest", "pseudo_concept"):
         raise ConceptError(f"test must be 'ttest' or 'pseudo_concept', got {test!r}")
     handle = handle_for(family, version)
-    if handle.input_spec is None:
-        raise ConceptError("concept tests on text models are not available on this page yet")
     if not 0 <= target < len(handle.labels):
         raise ConceptError(f"target {target} is not a class of this model")
     layers = list(layers or default_layers(family, version))
     given = dict(locals())
     params = {name: given[name] for name in TCAV_SPEC.result_options}
     params["concepts"] = sorted(concepts)
-    ref_hash = _dataset_hash(dataset)
-    concept_hashes = _stored_concept_hashes(concepts)
+    ref_hash = _dataset_hash(dataset, handle.task)
+    concept_hashes = _stored_concept_hashes(concepts, handle.task)
     key = analysis_key(TCAV_SPEC, model_sha256=handle.sha256, dataset_sha256=ref_hash, options=params,
                        inputs=sorted(concept_hashes.items()))
     cached = find_analysis("tcav", family, version, key)
     if cached is not None:
         return ConceptTest.from_stored(cached)
-    ref = load_image_samples(dataset)
+    text = handle.task == TEXT
+    ref = load_text_samples(dataset) if text else load_image_samples(dataset)
     class_idx = [i for i, y in enumerate(ref.labels) if y == target]
     if len(class_idx) < 5:
         raise ConceptError(f"dataset {dataset} has only {len(class_idx)} samples of class {handle.labels[target]}")
     with tracked_run("tcav", family=family, version=version, parameters=params, actor=actor, seed=seed,
                      device=str(handle.device)) as run:
-        to_model = lambda x: handle.input_spec.normalize(image_to_tensor(x, handle.input_spec))  # noqa: E731
-        inputs = to_model(ref.images[class_idx[:n_inputs]])
         # Random counterparts come from the reference data, minus samples annotated as carrying a tested
         # concept (e.g. group "watermark"): a random set half made of the concept cannot separate from it.
         keep = [i for i, g in enumerate(ref.groups) if not any(g.get(c) is True for c in concepts)]
-        pool = ref.images[keep]
         null = "all_pairs" if test == "pseudo_concept" else "cycle"
-        randoms = [to_model(r) for r in random_pool_sets(pool, n_random + 1, set_size, seed=seed)]
         # Each run draws a fresh concept sample as well as a fresh random counterpart, so the spread of the
         # concept's scores includes concept sampling: with one fixed concept set the t-test against the
         # random-vs-random null rejects far more often than alpha (docs/DECISIONS.md).
-        concept_sets = {f"{c}#{r}": to_model(concept_examples(c, n=set_size, seed=seed + 7919 * (r + 1),
-                                                              dataset=dataset, pool=pool))
-                        for c in concepts for r in range(n_random)}
+        run_seeds = [seed + 7919 * (r + 1) for r in range(n_random)]
+        if text:
+            pool: Any = [ref.texts[i] for i in keep]
+            inputs: Any = [ref.texts[i] for i in class_idx[:n_inputs]]
+            randoms: Any = _text_random_sets(pool, n_random + 1, set_size, seed)
+            concept_sets: Any = {f"{c}#{r}": text_concept_examples(c, n=set_size, seed=s, dataset=dataset, pool=pool)
+                                 for c in concepts for r, s in enumerate(run_seeds)}
+        else:
+            to_model = lambda x: handle.input_spec.normalize(image_to_tensor(x, handle.input_spec))  # noqa: E731
+            inputs = to_model(ref.images[class_idx[:n_inputs]])
+            pool = ref.images[keep]
+            randoms = [to_model(r) for r in random_pool_sets(pool, n_random + 1, set_size, seed=seed)]
+            concept_sets = {f"{c}#{r}": to_model(concept_examples(c, n=set_size, seed=s, dataset=dataset, pool=pool))
+                            for c in concepts for r, s in enumerate(run_seeds)}
         with run.phase("tcav"), handle.lock:
             try:
                 res = run_tcav_many(handle.module, layers, concept_sets, randoms, inputs, target, alpha=alpha,
                                     correction=correction, test="ttest", null=null, n_random=n_random, seed=seed,
-                                    progress=progress)
+                                    progress=progress, tokenizer=handle.tokenizer if text else None)
             except ValueError as exc:
                 raise ConceptError(str(exc)) from exc
         raw = []
@@ -220,17 +285,22 @@ def stored_concept_tests(family: str, version: str) -> list[ConceptTest]:
     return [ConceptTest.from_stored(r) for r in stored_analyses(family, version, "tcav")]
 
 
-def _dataset_hash(name: str) -> str:
+def _dataset_hash(name: str, task: str = "image-classification") -> str:
     from audit.services.datasets import DatasetError, dataset_sha256
 
     try:
-        return dataset_sha256(name, "image-classification")
+        return dataset_sha256(name, task)
     except DatasetError as exc:
         raise ConceptError(str(exc)) from None
 
 
 def concept_examples_preview(concept: str, *, dataset: str = "digits-reference", n: int = 8,
                              seed: int = 0) -> list[Any]:
-    """A few examples of a concept set as [H, W] or [H, W, 3] arrays in [0, 1], for the page."""
+    """A few examples of a concept set, for the page: [H, W] or [H, W, 3] arrays in [0, 1] for an image
+    reference set, the texts themselves for a text one."""
+    from audit.services.datasets import list_datasets
+
+    if {d["name"]: d["kind"] for d in list_datasets()}.get(dataset) == "text":
+        return text_concept_examples(concept, n=n, seed=seed, dataset=dataset)
     x = concept_examples(concept, n=n, seed=seed, dataset=dataset)
     return [img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy() for img in x]

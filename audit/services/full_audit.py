@@ -124,7 +124,7 @@ def _class_index(text: str, labels: list[str]) -> int:
 
 def _plan(family: str, version: str, dataset: str, concepts: Sequence[str], targets: Optional[Sequence[str]]) -> _Plan:
     """Check everything the caller named before any work starts."""
-    from audit.services.concepts import GENERATED_CONCEPTS
+    from audit.services.concepts import GENERATED_CONCEPTS, TEXT_GENERATED_CONCEPTS
     from audit.services.datasets import (
         DatasetError,
         list_datasets,
@@ -144,10 +144,11 @@ def _plan(family: str, version: str, dataset: str, concepts: Sequence[str], targ
         raise FullAuditError(str(exc)) from None
     kind = "text" if info["task"] == "text-classification" else "image"
     stored = {d["name"]: d["kind"] for d in list_datasets()}
+    generated = TEXT_GENERATED_CONCEPTS if kind == "text" else GENERATED_CONCEPTS
     for c in concepts:
-        if c not in GENERATED_CONCEPTS and stored.get(c) != "image":
-            raise FullAuditError(f"unknown concept {c!r}: use one of {', '.join(GENERATED_CONCEPTS)} "
-                                 "or the name of a stored image dataset")
+        if c not in generated and (c in GENERATED_CONCEPTS or stored.get(c) != kind):
+            raise FullAuditError(f"unknown concept {c!r}: use one of {', '.join(generated)} "
+                                 f"or the name of a stored {kind} dataset")
     labels = list(info["labels"] or [])
     chosen = [_class_index(t, labels) for t in targets] if targets else None
     samples = load_text_samples(ds["name"]) if kind == "text" else load_image_samples(ds["name"])
@@ -275,8 +276,6 @@ def _concepts(plan: _Plan, opts: FullAuditOptions, actor: Principal, progress: P
 
     if not plan.concepts:
         raise _Skip("no concepts given (--concepts)")
-    if plan.kind == "text":
-        raise _Skip("concept tests apply to image models")
     if all(y is None for y in plan.labels):
         raise _Skip(f"dataset {plan.dataset} has no labels: a concept test needs samples of its class")
     by_target: dict[int, list[str]] = {}

@@ -173,19 +173,25 @@ TCAV_KEYS = ("family", "version", "dataset", "concepts", "target", "layers", "n_
 
 
 def _check_tcav(p: Mapping[str, Any]) -> dict[str, Any]:
-    from audit.services.concepts import GENERATED_CONCEPTS, MIN_RUNS
+    from audit.services.concepts import GENERATED_CONCEPTS, MIN_RUNS, TEXT_GENERATED_CONCEPTS
 
     _unknown(p, TCAV_KEYS, "tcav")
-    info = _version(p, image_only=True)
-    dataset = _dataset(p.get("dataset"), "image")
+    info = _version(p)
+    kind = _task_kind(info)
+    generated = TEXT_GENERATED_CONCEPTS if kind == "text" else GENERATED_CONCEPTS
+    dataset = _dataset(p.get("dataset"), kind)
     concepts = _names(p, "concepts", required=True)
     for c in concepts:
-        if c not in GENERATED_CONCEPTS:
-            try:
-                _dataset(c, "image", what="concept")
-            except JobError:
-                raise JobError(f"unknown concept {c!r}: use one of {', '.join(GENERATED_CONCEPTS)} or the name of a "
-                               "stored image dataset") from None
+        if c in generated:
+            continue
+        unknown = JobError(f"unknown concept {c!r}: use one of {', '.join(generated)} or the name of a stored "
+                           f"{kind} dataset")
+        if c in GENERATED_CONCEPTS:  # an image generator named for a text model
+            raise unknown
+        try:
+            _dataset(c, kind, what="concept")
+        except JobError:
+            raise unknown from None
     labels = list(info["labels"])
     target = p.get("target")
     if isinstance(target, str) and target in labels:

@@ -204,12 +204,20 @@ def test_reports_page_offers_the_full_audit_to_auditors_only(family):
         assert at.selectbox(key="fa_dataset").options == ["ref"]  # the unlabelled concept set is not offered
 
 
-def test_full_audit_of_a_text_model_skips_image_only_steps(tiny_text):
-    from audit.services.full_audit import FullAuditOptions, run_full_audit
+def test_full_audit_of_a_text_model_tests_text_concepts_and_skips_image_only_steps(tiny_text):
+    from audit.services.datasets import add_text_dataset
+    from audit.services.full_audit import FullAuditError, FullAuditOptions, check_request, run_full_audit
 
-    res = run_full_audit("tiny-text", "1", dataset="notes", concepts=["stripes"],
-                         options=FullAuditOptions(bias_n_boot=5))
-    assert "image" in res.skipped["explanations"] and "image" in res.skipped["concepts"]
+    with pytest.raises(FullAuditError, match="unknown concept 'stripes': use one of random-reference or the name "
+                                             "of a stored text dataset"):
+        check_request("tiny-text", "1", dataset="notes", concepts=["stripes"])
+    texts = ["she has a stable income .", "he has no debt .", "mr applicant has a stable income ."] * 3
+    add_text_dataset("income-notes", texts, [None] * len(texts), [{}] * len(texts), label_names=[])
+    res = run_full_audit("tiny-text", "1", dataset="notes", concepts=["income-notes"],
+                         options=FullAuditOptions(bias_n_boot=5, tcav_n_random=3, tcav_set_size=6, tcav_n_inputs=8))
+    assert "image" in res.skipped["explanations"] and "concepts" not in res.skipped
+    assert res.sections["concepts"] != "MISSING"  # the report read the stored text concept test
     assert "parent" in res.skipped["drift"]
+    assert _counts("tiny-text", "1").get("tcav") == 1
     assert _counts("tiny-text", "1").get("bias") == 1 and _counts("tiny-text", "1").get("text_probe") == 1
     assert res.sections["counterfactuals"] != "MISSING"  # the report read the stored text probe
