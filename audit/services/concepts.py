@@ -153,8 +153,10 @@ def stored_concept_images(name: str) -> torch.Tensor:
                            "or the name of a stored image dataset") from None
 
 
-def _stored_concept_hashes(concepts: Sequence[str], task: str = "image-classification") -> dict[str, str]:
-    """Content hashes of the concepts that are stored datasets: they enter the result key."""
+def concept_hashes(concepts: Sequence[str], task: str = "image-classification") -> dict[str, str]:
+    """Content hashes of the concepts that are stored datasets (they enter the result key); a name that is
+    neither a generated concept of the model's kind nor a stored dataset of that kind raises ConceptError.
+    The job queue and the full audit check a request with it before anything runs."""
     from audit.services.datasets import DatasetError, dataset_sha256
 
     generated = TEXT_GENERATED_CONCEPTS if task == TEXT else GENERATED_CONCEPTS
@@ -200,9 +202,8 @@ def run_concept_test(
     params = {name: given[name] for name in TCAV_SPEC.result_options}
     params["concepts"] = sorted(concepts)
     ref_hash = _dataset_hash(dataset, handle.task)
-    concept_hashes = _stored_concept_hashes(concepts, handle.task)
     key = analysis_key(TCAV_SPEC, model_sha256=handle.sha256, dataset_sha256=ref_hash, options=params,
-                       inputs=sorted(concept_hashes.items()))
+                       inputs=sorted(concept_hashes(concepts, handle.task).items()))
     cached = find_analysis("tcav", family, version, key)
     if cached is not None:
         return ConceptTest.from_stored(cached)

@@ -124,10 +124,9 @@ def _class_index(text: str, labels: list[str]) -> int:
 
 def _plan(family: str, version: str, dataset: str, concepts: Sequence[str], targets: Optional[Sequence[str]]) -> _Plan:
     """Check everything the caller named before any work starts."""
-    from audit.services.concepts import GENERATED_CONCEPTS, TEXT_GENERATED_CONCEPTS
+    from audit.services.concepts import ConceptError, concept_hashes
     from audit.services.datasets import (
         DatasetError,
-        list_datasets,
         load_image_samples,
         load_text_samples,
         pick_reference_set,
@@ -143,12 +142,10 @@ def _plan(family: str, version: str, dataset: str, concepts: Sequence[str], targ
     except DatasetError as exc:
         raise FullAuditError(str(exc)) from None
     kind = "text" if info["task"] == "text-classification" else "image"
-    stored = {d["name"]: d["kind"] for d in list_datasets()}
-    generated = TEXT_GENERATED_CONCEPTS if kind == "text" else GENERATED_CONCEPTS
-    for c in concepts:
-        if c not in generated and (c in GENERATED_CONCEPTS or stored.get(c) != kind):
-            raise FullAuditError(f"unknown concept {c!r}: use one of {', '.join(generated)} "
-                                 f"or the name of a stored {kind} dataset")
+    try:
+        concept_hashes(concepts, info["task"])
+    except ConceptError as exc:
+        raise FullAuditError(str(exc)) from None
     labels = list(info["labels"] or [])
     chosen = [_class_index(t, labels) for t in targets] if targets else None
     samples = load_text_samples(ds["name"]) if kind == "text" else load_image_samples(ds["name"])

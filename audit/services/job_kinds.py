@@ -173,25 +173,16 @@ TCAV_KEYS = ("family", "version", "dataset", "concepts", "target", "layers", "n_
 
 
 def _check_tcav(p: Mapping[str, Any]) -> dict[str, Any]:
-    from audit.services.concepts import GENERATED_CONCEPTS, MIN_RUNS, TEXT_GENERATED_CONCEPTS
+    from audit.services.concepts import MIN_RUNS, ConceptError, concept_hashes
 
     _unknown(p, TCAV_KEYS, "tcav")
     info = _version(p)
-    kind = _task_kind(info)
-    generated = TEXT_GENERATED_CONCEPTS if kind == "text" else GENERATED_CONCEPTS
-    dataset = _dataset(p.get("dataset"), kind)
+    dataset = _dataset(p.get("dataset"), _task_kind(info))
     concepts = _names(p, "concepts", required=True)
-    for c in concepts:
-        if c in generated:
-            continue
-        unknown = JobError(f"unknown concept {c!r}: use one of {', '.join(generated)} or the name of a stored "
-                           f"{kind} dataset")
-        if c in GENERATED_CONCEPTS:  # an image generator named for a text model
-            raise unknown
-        try:
-            _dataset(c, kind, what="concept")
-        except JobError:
-            raise unknown from None
+    try:
+        concept_hashes(concepts, info["task"])
+    except ConceptError as exc:
+        raise JobError(str(exc)) from None
     labels = list(info["labels"])
     target = p.get("target")
     if isinstance(target, str) and target in labels:
