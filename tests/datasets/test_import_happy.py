@@ -143,7 +143,7 @@ def test_text_command_line(audit_home, tmp_path, capsys):
 
 def test_a_concept_set_is_every_image_and_tcav_accepts_it(audit_home, tmp_path, capsys):
     from audit.cli import main
-    from audit.services.concepts import _stored_concept_hashes, stored_concept_images
+    from audit.services.concepts import concept_hashes, stored_concept_images
 
     folder = tmp_path / "stripes"
     for i in range(5):
@@ -152,7 +152,7 @@ def test_a_concept_set_is_every_image_and_tcav_accepts_it(audit_home, tmp_path, 
     assert main(["concept", "add", "--name", "my-stripes", "--images", str(folder)]) == 0
     assert "tcav --concepts my-stripes" in capsys.readouterr().out
     assert tuple(stored_concept_images("my-stripes").shape) == (5, 1, 20, 20)
-    assert set(_stored_concept_hashes(["my-stripes", "watermark"])) == {"my-stripes"}
+    assert set(concept_hashes(["my-stripes", "watermark"])) == {"my-stripes"}
     s = load_image_samples("my-stripes")
     assert s.labels == [None] * 5 and s.label_names == []
 
