@@ -291,7 +291,7 @@ def _run(ctx: ExplainContext, instances: list[AttributionMethod], opts: Attribut
             )
         log.info("fast path: %s", fast.reason)
 
-    precision = model_precision(ctx.model)
+    precision, fast_record = model_precision(ctx.model), asdict(fast) if fast.requested else None
     for done, method in enumerate(instances):
         if cuda:
             torch.cuda.reset_peak_memory_stats(ctx.device)
@@ -331,7 +331,7 @@ def _run(ctx: ExplainContext, instances: list[AttributionMethod], opts: Attribut
         )
         if shared:
             rec.notes.append(f"shared forward+backward with: {', '.join(m.name for m in fused)}")
-        rec.engine = engine_record(ctx.evaluated_on, asdict(fast) if fast.requested else None, precision=precision)
+        rec.engine = engine_record(ctx.evaluated_on, fast_record, precision=precision)
         rec.diagnostics = dict(method.diagnose())
         rec.completeness_delta = rec.diagnostics.get("completeness_delta")  # type: ignore[assignment]
         rec.ig_steps_used = rec.diagnostics.get("ig_steps_used")  # type: ignore[assignment]

@@ -165,14 +165,19 @@ def texture_concept(
     return _to_tensor(np.stack(images), channels)
 
 
-def random_pool_sets(pool: torch.Tensor, n_sets: int, set_size: int, *, seed: int = 0) -> list[torch.Tensor]:
-    """Draw ``n_sets`` random counterpart sets of ``set_size`` examples from a reference pool.
+def random_pool_sets(pool: torch.Tensor | Sequence[str], n_sets: int, set_size: int, *,
+                     seed: int = 0) -> list[torch.Tensor] | list[list[str]]:
+    """Draw ``n_sets`` random counterpart sets of ``set_size`` examples from a reference pool: a tensor of
+    examples [M, ...] (images) or a list of sentences (a text model's reference texts).
 
-    Reproducible for a given ``seed``. Sets are disjoint when the pool is large enough
-    (``n_sets * set_size <= len(pool)``); otherwise each set is drawn without replacement on its own.
+    Reproducible for a given ``seed`` (the same draws for either kind of pool). Sets are disjoint when
+    the pool is large enough (``n_sets * set_size <= len(pool)``); otherwise each set is drawn without
+    replacement on its own.
     """
-    if not isinstance(pool, torch.Tensor) or pool.ndim < 2:
-        raise ValueError("pool must be a tensor of examples [M, ...] (e.g. the reference images)")
+    text = isinstance(pool, (list, tuple)) and all(isinstance(t, str) for t in pool)
+    if not text and (not isinstance(pool, torch.Tensor) or pool.ndim < 2):
+        raise ValueError("pool must be a tensor of examples [M, ...] (e.g. the reference images) or a list of "
+                         "sentences")
     _check_count("n_sets", n_sets)
     _check_count("set_size", set_size)
     if set_size > len(pool):
@@ -180,8 +185,12 @@ def random_pool_sets(pool: torch.Tensor, n_sets: int, set_size: int, *, seed: in
     gen = torch.Generator().manual_seed(seed)
     if n_sets * set_size <= len(pool):
         order = torch.randperm(len(pool), generator=gen)
-        return [pool[order[i * set_size : (i + 1) * set_size]].clone() for i in range(n_sets)]
-    return [pool[torch.randperm(len(pool), generator=gen)[:set_size]].clone() for _ in range(n_sets)]
+        picks = [order[i * set_size : (i + 1) * set_size] for i in range(n_sets)]
+    else:
+        picks = [torch.randperm(len(pool), generator=gen)[:set_size] for _ in range(n_sets)]
+    if text:
+        return [[pool[i] for i in idx.tolist()] for idx in picks]
+    return [pool[idx].clone() for idx in picks]
 
 
 def set_sha256(examples: torch.Tensor | Sequence[str]) -> str:

@@ -109,40 +109,25 @@ def concept_examples(name: str, *, n: int, seed: int, dataset: str,
     return _resample(stored_concept_images(name), n, seed)
 
 
-def _resample(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+def _resample(examples: Any, n: int, seed: int) -> Any:
+    """``n`` of the examples (a tensor of images or a list of texts) without replacement, drawn with ``seed``."""
     g = torch.Generator().manual_seed(int(seed))
-    return images[torch.randperm(len(images), generator=g)[:n]]
+    order = torch.randperm(len(examples), generator=g)[:n]
+    return examples[order] if isinstance(examples, torch.Tensor) else [examples[i] for i in order.tolist()]
 
 
 def text_concept_examples(name: str, *, n: int, seed: int, dataset: str,
                           pool: Optional[Sequence[str]] = None) -> list[str]:
     """A text concept set: ``n`` texts of a stored text dataset, resampled with ``seed`` (so every run sees
-    a fresh sample), or the ``random-reference`` control drawn from ``pool`` (default: the reference set)."""
+    a fresh sample), or the ``random-reference`` control drawn from ``pool`` (default: the reference set),
+    as :func:`concept_examples` does for images."""
     if name == "random-reference":
-        source = list(load_text_samples(dataset).texts if pool is None else pool)
-        seed += 991
-    elif name in GENERATED_CONCEPTS:
-        raise ConceptError(f"{name!r} is an image concept; a text model's concepts are stored text datasets "
-                           "or random-reference")
-    else:
-        try:
-            source = load_text_samples(name).texts
-        except ValueError:
-            raise ConceptError(f"unknown concept {name!r}: use random-reference or the name of a stored text "
-                               "dataset") from None
-    g = torch.Generator().manual_seed(int(seed))
-    return [source[i] for i in torch.randperm(len(source), generator=g)[:n].tolist()]
-
-
-def _text_random_sets(pool: Sequence[str], n_sets: int, set_size: int, seed: int) -> list[list[str]]:
-    """Random counterpart sets of texts, disjoint while the pool allows (as ``random_pool_sets`` for images)."""
-    if set_size > len(pool):
-        raise ConceptError(f"set size {set_size} is larger than the random pool ({len(pool)} texts)")
-    g = torch.Generator().manual_seed(int(seed))
-    if n_sets * set_size <= len(pool):
-        order = torch.randperm(len(pool), generator=g).tolist()
-        return [[pool[i] for i in order[k * set_size:(k + 1) * set_size]] for k in range(n_sets)]
-    return [[pool[i] for i in torch.randperm(len(pool), generator=g)[:set_size].tolist()] for _ in range(n_sets)]
+        return _resample(list(load_text_samples(dataset).texts if pool is None else pool), n, seed + 991)
+    try:
+        return _resample(load_text_samples(name).texts, n, seed)
+    except ValueError:
+        raise ConceptError(f"unknown concept {name!r}: use random-reference or the name of a stored text "
+                           "dataset") from None
 
 
 def stored_concept_images(name: str) -> torch.Tensor:
@@ -225,7 +210,7 @@ def run_concept_test(
         if text:
             pool: Any = [ref.texts[i] for i in keep]
             inputs: Any = [ref.texts[i] for i in class_idx[:n_inputs]]
-            randoms: Any = _text_random_sets(pool, n_random + 1, set_size, seed)
+            randoms: Any = random_pool_sets(pool, n_random + 1, set_size, seed=seed)
             concept_sets: Any = {f"{c}#{r}": text_concept_examples(c, n=set_size, seed=s, dataset=dataset, pool=pool)
                                  for c in concepts for r, s in enumerate(run_seeds)}
         else:

@@ -74,9 +74,20 @@ def test_random_pool_sets_small_pool_draws_each_set_without_replacement():
         assert len(set(s.flatten().tolist())) == 20
 
 
+@pytest.mark.parametrize(("n_sets", "set_size"), [(4, 20), (5, 20)])  # disjoint, and drawn set by set
+def test_random_pool_sets_of_sentences_draw_what_an_image_pool_draws(n_sets, set_size):
+    """A text model's pool is a list of sentences: the same seed picks the same examples as from a tensor."""
+    n = 80 if n_sets * set_size <= 80 else 30
+    texts = [f"note {i}" for i in range(n)]
+    tensor_sets = random_pool_sets(torch.arange(float(n)).reshape(n, 1), n_sets, set_size, seed=3)
+    text_sets = random_pool_sets(texts, n_sets, set_size, seed=3)
+    assert text_sets == [[f"note {int(v)}" for v in s.flatten().tolist()] for s in tensor_sets]
+
+
 @pytest.mark.parametrize(
     ("args", "match"),
-    [((torch.zeros(10, 1), 2, 11), "larger than the pool"), ((torch.zeros(10), 2, 3), "pool"), ((torch.zeros(10, 1), 0, 3), "n_sets")],
+    [((torch.zeros(10, 1), 2, 11), "larger than the pool"), ((["a", "b"], 1, 3), "larger than the pool"),
+     (([1, 2, 3], 1, 2), "list of sentences"), ((torch.zeros(10), 2, 3), "pool"), ((torch.zeros(10, 1), 0, 3), "n_sets")],
 )
 def test_random_pool_sets_errors(args, match):
     with pytest.raises(ValueError, match=match):
