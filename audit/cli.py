@@ -120,26 +120,85 @@ def cmd_register(args: argparse.Namespace) -> int:
     labels = read_labels_file(args.labels) if args.labels else None
     if labels is None and args.hf_dir:
         labels = hf_labels(args.hf_dir)  # id2label of its config.json
+    preset = _torchvision_preset(args.torchvision_weights) if args.torchvision_weights else None
+    if labels is None and preset is not None:
+        labels = preset["labels"]
     if labels is None:
         raise CliError("--labels FILE is required (one class name per line, or a JSON list)")
     spec = None
     if args.task == "image-classification":
-        if args.input_size:
+        if preset is not None and not args.input_size:
+            spec = dict(preset["input_spec"])
+        elif args.input_size:
             size = [int(v) for v in _parse_floats(args.input_size, "--input-size") or []]
             if len(size) != 3:
                 raise CliError("--input-size must be C,H,W")
             spec = {"channels": size[0], "height": size[1], "width": size[2],
                     "mean": _parse_floats(args.mean, "--mean") or [0.0], "std": _parse_floats(args.std, "--std") or [1.0]}
-        elif not (args.hf_dir and hf_image_input_spec(args.hf_dir)):
+        elif not (args.hf_dir and hf_image_input_spec(args.hf_dir)) and not args.crop:
             raise CliError("--input-size C,H,W is required for image models (a Hugging Face directory may give it "
                            "in preprocessor_config.json instead)")
         # otherwise the Hugging Face preprocessor config gives the spec
+        spec = _with_preprocessing(args, spec)
     migrate()
     row = register_version(family=args.family, version=args.version, task=args.task, source=source, labels=labels,
                            input_spec=spec, target_layer=args.target_layer, parent=args.parent, notes=args.notes or "",
                            actor=_operator())
     print(f"registered {row['family']} {row['version']} sha256={row['sha256']}")
     return 0
+
+
+def _torchvision_preset(name: str) -> dict:
+    """Input spec and class names that torchvision declares for one of its weight sets (read from its
+    metadata; no weights are downloaded)."""
+    from torchvision.models import get_weight
+
+    try:
+        weights = get_weight(name)
+    except (ValueError, KeyError, AttributeError):
+        raise CliError(f"--torchvision-weights {name!r} is not a torchvision weight set "
+                       "(e.g. ResNet18_Weights.IMAGENET1K_V1)") from None
+    t = weights.transforms()
+    crop = list(getattr(t, "crop_size", [224]))
+    resize = list(getattr(t, "resize_size", [256]))
+    spec = {"channels": 3, "height": int(crop[0]), "width": int(crop[-1]), "mean": [float(v) for v in t.mean],
+            "std": [float(v) for v in t.std], "resize_mode": "shorter", "resize": int(resize[0]),
+            "interpolation": str(getattr(t, "interpolation").value), "antialias": bool(getattr(t, "antialias", True))}
+    return {"input_spec": spec, "labels": list(weights.meta.get("categories") or []) or None}
+
+
+def _with_preprocessing(args: argparse.Namespace, spec: Optional[dict]) -> Optional[dict]:
+    """--resize (shorter side), --crop H,W, --interpolation and --pixel-range on top of the input spec."""
+    if not (args.resize or args.crop or args.interpolation or args.pixel_range):
+        return spec
+    if spec is None:
+        spec = {"channels": 3, "mean": _parse_floats(args.mean, "--mean") or [0.0],
+                "std": _parse_floats(args.std, "--std") or [1.0]}
+    spec = dict(spec)
+    if args.crop and not args.resize:
+        raise CliError("--crop H,W needs --resize N (the shorter side the image is resized to before the crop)")
+    if args.resize:
+        if args.resize < 8:
+            raise CliError("--resize must be the shorter side in pixels (at least 8)")
+        spec.update(resize_mode="shorter", resize=int(args.resize))
+    if args.crop:
+        crop = [int(v) for v in _parse_floats(args.crop, "--crop") or []]
+        if len(crop) != 2:
+            raise CliError("--crop must be H,W")
+        if args.input_size and [spec.get("height"), spec.get("width")] != crop:
+            raise CliError(f"--crop {crop[0]},{crop[1]} disagrees with --input-size {args.input_size}: the crop is "
+                           "the model's input size")
+        spec.update(height=crop[0], width=crop[1])
+    elif args.resize and not spec.get("height"):
+        raise CliError("--resize needs --crop H,W or --input-size C,H,W (the size the model takes)")
+    if args.interpolation:
+        spec["interpolation"] = args.interpolation
+    if args.pixel_range:
+        rng = _parse_floats(args.pixel_range, "--pixel-range") or []
+        if len(rng) != 2:
+            raise CliError("--pixel-range must be LOW,HIGH (what pixel values 0 and 255 become), e.g. 0,255")
+        spec["pixel_range"] = rng
+    return spec
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -293,6 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--input-size", help="C,H,W (a Hugging Face image directory's preprocessor config gives it)")
     sp.add_argument("--mean", help="per-channel mean, e.g. 0.485,0.456,0.406")
     sp.add_argument("--std", help="per-channel std, e.g. 0.229,0.224,0.225")
+    sp.add_argument("--resize", type=int, help="preprocessing: resize the shorter side to N pixels (aspect kept), "
+                                               "then centre-crop to --crop")
+    sp.add_argument("--crop", help="preprocessing: centre crop H,W after --resize (the model's input size)")
+    sp.add_argument("--interpolation", choices=["bilinear", "bicubic", "nearest"], help="resize filter (bilinear)")
+    sp.add_argument("--pixel-range", help="LOW,HIGH: what pixel values 0 and 255 become before --mean/--std "
+                                          "(default 0,1)")
+    sp.add_argument("--torchvision-weights", help="take the input spec (and class names, without --labels) that "
+                                                  "torchvision declares for a weight set, e.g. "
+                                                  "ResNet18_Weights.IMAGENET1K_V1 (no download)")
     sp.add_argument("--target-layer")
     sp.add_argument("--parent")
     sp.add_argument("--notes")

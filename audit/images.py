@@ -52,7 +52,11 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: 
 
 
 def image_to_tensor(image: Any, spec: InputSpec) -> torch.Tensor:
-    """PIL image / numpy array / tensor -> float tensor [1, C, H, W] in [0, 1], resized to the spec."""
+    """PIL image / numpy array / tensor -> float tensor [1, C, H, W] in [0, 1], prepared as the spec declares.
+
+    PIL images and arrays go through ``InputSpec.prepare`` (the model's own resize and crop). A tensor is
+    taken as already prepared pixels: only its channels are matched, and a tensor of another size is an
+    error rather than a silent stretch."""
     from PIL import Image
 
     if isinstance(image, torch.Tensor):
@@ -69,12 +73,7 @@ def image_to_tensor(image: Any, spec: InputSpec) -> torch.Tensor:
             image = Image.fromarray(arr.squeeze())
         if not isinstance(image, Image.Image):
             raise ImageError(f"cannot use {type(image).__name__} as an image")
-        image = image.convert("L" if spec.channels == 1 else "RGB")
-        image = image.resize((spec.width, spec.height), Image.BILINEAR)
-        arr = np.asarray(image, dtype=np.float32) / 255.0
-        x = torch.from_numpy(arr)
-        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)
-        x = x.unsqueeze(0)
+        x = spec.prepare(image).unsqueeze(0)
     if x.shape[1] != spec.channels:
         if x.shape[1] == 1 and spec.channels == 3:
             x = x.expand(-1, 3, -1, -1)
@@ -83,5 +82,8 @@ def image_to_tensor(image: Any, spec: InputSpec) -> torch.Tensor:
         else:
             raise ImageError(f"the image has {x.shape[1]} channels; the model takes {spec.channels}")
     if tuple(x.shape[-2:]) != (spec.height, spec.width):
+        if spec.resize_mode != "exact":
+            raise ImageError(f"an image tensor of {x.shape[-1]}x{x.shape[-2]} pixels was given where the model's "
+                             f"view ({spec.width}x{spec.height}) was expected; prepare it with the model's spec")
         x = torch.nn.functional.interpolate(x, size=(spec.height, spec.width), mode="bilinear", align_corners=False)
     return x.contiguous()

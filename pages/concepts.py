@@ -99,7 +99,8 @@ st.dataframe(rows, hide_index=True, use_container_width=True,
 st.subheader("Concept examples")
 for concept in result.concepts:
     try:
-        examples = concept_examples_preview(concept, dataset=result.stored.dataset or datasets[0])
+        examples = concept_examples_preview(concept, dataset=result.stored.dataset or datasets[0],
+                                            family=fam["family"], version=ver["version"])
         if examples and isinstance(examples[0], str):
             st.markdown(f"**{concept}**\n" + "\n".join(f"- {t}" for t in examples[:5]))
         else:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from audit.services.counterfactuals import (counterfactual_for_sample, run_reference_counterfactuals,
                                             text_counterfactual_for)
-from audit.services.datasets import list_datasets, load_image_samples
+from audit.services.datasets import list_datasets, sample_index
 from audit.viz import heatmap_grid, topk_bar
 from pages.ui import current_principal, keep_result, kept_result, pick_version, show_error
 
@@ -30,7 +30,7 @@ if fam["task"] == "text-classification":
 
 datasets = [d["name"] for d in list_datasets() if d["kind"] == "image"]
 dataset = st.selectbox("Reference set", datasets)
-samples = load_image_samples(dataset)
+samples = sample_index(dataset)
 with st.form("cf"):
     idx = st.slider("Sample", 0, len(samples.keys) - 1, 0)
     c1, c2, c3 = st.columns(3)

@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 
 from audit.services.datasets import (DatasetError, DatasetValidationError, dataset_summary, import_concept_set,
-                                     import_image_dataset, import_text_dataset, list_datasets, load_image_samples,
+                                     import_image_dataset, import_text_dataset, list_datasets, load_image_files, sample_index,
                                      preview_image_import)
 from audit.services.registry import list_models
 from audit.viz import outlined
@@ -69,14 +69,13 @@ if stored:
     c1.write({"labels": info["labels"]})
     c2.write({"groups": info["groups"], "regions": info["regions"]})
     if info["kind"] == "image":
-        samples = load_image_samples(pick)
-        n = min(12, len(samples.keys))
-        imgs = samples.images[:n].permute(0, 2, 3, 1).numpy()
-        regions = getattr(samples, "regions", None) or [None] * n
-        st.image([_with_box(im[..., 0] if im.shape[-1] == 1 else im, regions[i]) for i, im in enumerate(imgs)],
-                 width=80, clamp=True,
-                 caption=[f"{samples.keys[i]}: {'-' if samples.labels[i] is None else samples.label_names[samples.labels[i]]}"
-                          for i in range(n)])
+        index = sample_index(pick)
+        n = min(12, len(index.keys))
+        shown = load_image_files(pick, keys=index.keys[:n], with_regions=True)
+        st.image([_with_box(img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy(), region)
+                  for img, region in shown], width=80, clamp=True,
+                 caption=[f"{index.keys[i]}: {index.label_texts[i] or '-'} ({shown[i][0].shape[-1]}x"
+                          f"{shown[i][0].shape[-2]})" for i in range(n)])
 else:
     st.info("No dataset is stored yet.")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from audit.services.datasets import list_datasets, load_image_samples
+from audit.services.datasets import list_datasets, sample_index
 from audit.services.explain import ExplainError, explain_image, reverify
-from audit.services.explain_views import (cost_estimate, describe_engine, faithfulness_curves, feature_maps,
+from audit.services.explain_views import (cost_estimate, reference_view, describe_engine, faithfulness_curves, feature_maps,
                                           localisation, method_labels, sample_region, sanity, true_class_view)
 from audit.viz import curves_figure, describe_region, feature_maps_figure, heatmap_grid, outlined, sanity_figure, topk_bar
 from pages.ui import current_principal, pick_version, show_error
@@ -36,14 +36,22 @@ if source == "Reference sample":
         st.stop()
     ds = st.selectbox("Reference set", image_sets, format_func=lambda d: f"{d['name']} ({d['samples']} samples)")
     dataset = ds["name"]
-    samples = load_image_samples(dataset)
+    samples = sample_index(dataset)
     idx = st.slider("Sample", 0, len(samples.keys) - 1, 0)
     sample_key = samples.keys[idx]
-    region = samples.regions[idx]
-    label = labels[samples.labels[idx]] if samples.labels[idx] is not None else "—"
-    st.image(outlined_uint8(samples.images[idx].numpy(), region), width=160,
-             caption=f"{sample_key} · label {label} · groups {samples.groups[idx] or '—'}"
-                     + (f" · declared region {describe_region(region)} (red)" if region is not None else ""))
+    try:
+        view = reference_view(fam["family"], ver["version"], dataset, sample_key)
+    except ValueError as exc:
+        show_error(exc)
+        st.stop()
+    region = view["region"]
+    img = view["image"]
+    st.image(outlined_uint8(img[None] if img.ndim == 2 else img.transpose(2, 0, 1), region), width=160,
+             caption=f"{sample_key} · label {view['label'] or '—'} · groups {view['groups'] or '—'}"
+                     + (f" · declared region {describe_region(region)} (red)" if region is not None else "")
+                     + (" · its declared region lies outside the model's view" if view["outside_view"] else ""))
+    st.caption(f"As the model sees it ({view['stored_size'][0]}x{view['stored_size'][1]} stored): "
+               f"{view['preprocessing']}")
 else:
     up = st.file_uploader("Image (PNG, JPEG, BMP, GIF, TIFF or WebP; at most 10 MB)")
     if up is not None:

@@ -32,7 +32,7 @@ if source == "Reference sample" and text_sets:
     samples = load_text_samples(ds)
     i = st.slider("Sample", 0, len(samples.texts) - 1, 0)
     text = samples.texts[i]
-    st.caption(f"label {labels[samples.labels[i]] if samples.labels[i] is not None else '—'} · groups {samples.groups[i]}")
+    st.caption(f"label {samples.label_texts[i] or '—'} · groups {samples.groups[i]}")
     st.write(text)
 else:
     text = st.text_area("Text", "She has a stable income and has never missed a payment.", max_chars=2000)

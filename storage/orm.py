@@ -111,7 +111,11 @@ class Sample(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
     sample_key: Mapped[str] = mapped_column(String(120))
     content_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # ``label`` is a position in the dataset's own name list (``Dataset.labels``); ``label_name`` the class
+    # name it stands for. Consumers map names to a model's classes (audit.services.datasets.labels_for_model),
+    # never positions.
     label: Mapped[Optional[int]] = mapped_column(Integer)
+    label_name: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
     groups: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     text: Mapped[Optional[str]] = mapped_column(Text)
     # A pixel box [x0, y0, x1, y1] in the stored image's coordinates (x1, y1 exclusive) that the data

@@ -35,6 +35,8 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 def _dataset_add(args: argparse.Namespace) -> int:
     from audit.services.datasets import import_image_dataset, import_text_dataset
 
+    if args.labels_are_indices and not args.family:
+        raise CliError("--labels-are-indices needs --family: the indices are that family's class indices")
     if bool(args.images) == bool(args.texts):
         raise CliError("give exactly one of --images DIR_OR_ZIP (with --index FILE.csv) or --texts FILE.csv|FILE.jsonl")
     groups = _split(args.group_columns)
@@ -47,16 +49,17 @@ def _dataset_add(args: argparse.Namespace) -> int:
         out = _checked(import_image_dataset, args.name, args.images, args.index, path_column=args.path_column,
                        label_column=args.label_column, group_columns=groups, region_columns=regions,
                        mask_column=(args.mask_column or "").strip() or None,
-                       description=args.description or "", family=args.family, actor=_operator())
-        emit(f"dataset {out['name']}: {out['samples']} images stored at {out['size'][2]}x{out['size'][1]} "
-             f"({out['size'][0]} channel(s), {out['resized']} resized), regions {'yes' if out['regions'] else 'no'}, "
-             f"sha256={out['sha256']}")
+                       description=args.description or "", family=args.family, actor=_operator(),
+                       labels_are_indices=args.labels_are_indices)
+        emit(f"dataset {out['name']}: {out['samples']} images stored at their own sizes (most common "
+             f"{out['size'][2]}x{out['size'][1]}, {out['size'][0]} channel(s), {out['resized']} scaled down to the "
+             f"import cap), regions {'yes' if out['regions'] else 'no'}, sha256={out['sha256']}")
         return 0
     if args.index or args.region_columns or args.mask_column:
         raise CliError("--index, --region-columns and --mask-column apply to --images only")
     out = _checked(import_text_dataset, args.name, args.texts, text_column=args.text_column,
                    label_column=args.label_column, group_columns=groups, description=args.description or "",
-                   family=args.family, actor=_operator())
+                   family=args.family, actor=_operator(), labels_are_indices=args.labels_are_indices)
     emit(f"dataset {out['name']}: {out['samples']} texts stored, sha256={out['sha256']}")
     return 0
 
@@ -119,13 +122,15 @@ def add_commands(sub: Any) -> None:
     a.add_argument("--path-column", default="path")
     a.add_argument("--text-column", default="text")
     a.add_argument("--label-column", default="label",
-                   help="class names (or integer indices with --family); an empty name stores no labels")
+                   help="class names, matched to a model's classes by name; an empty name stores no labels")
+    a.add_argument("--labels-are-indices", action="store_true",
+                   help="the label column holds --family's class indices (stored as the names they stand for)")
     a.add_argument("--group-columns", help="comma-separated columns stored as sample groups, e.g. site,sex")
     a.add_argument("--region-columns", help="four columns x0,y0,x1,y1: one pixel box per image (its own pixels)")
     a.add_argument("--mask-column", help="column of mask image paths (same folder/zip, the image's size): nonzero "
                                          "pixels are the sample's region; an empty cell declares none")
     a.add_argument("--description")
-    a.add_argument("--family", help="match labels against this family's class names; images take its input size")
+    a.add_argument("--family", help="check labels against this family's class names")
     lst = ds.add_parser("list", help="stored datasets")
     lst.add_argument("--json", action="store_true")
     sh = ds.add_parser("show", help="samples, labels, groups and regions of one dataset")

@@ -1,10 +1,9 @@
 """Turn an images folder/zip plus an index, or a text file, into validated samples ready to store.
 
 Everything is checked before anything is returned, and every problem is reported with the row or file
-it comes from (``InvalidDataset``). Images of different sizes are resized to one common size (the
-family's input size, else the most common size) because a reference set is one [N, C, H, W] tensor;
-regions (a box from four columns, or a mask image from one) are given in each file's own pixels and scaled
-with it."""
+it comes from (``InvalidDataset``). Each image is stored at its own size (a longer side beyond the import cap is scaled down); every use prepares
+it as the model declares (``InputSpec.prepare``). Regions (a box from four columns, or a mask image from one)
+are given in each file's own pixels and stay in the stored image's pixels."""
 
 from __future__ import annotations
 
@@ -45,7 +44,8 @@ class PreparedImages:
     height: int
     width: int
     channels: int
-    resized: int = 0
+    resized: int = 0  # images whose longer side was scaled down to the import cap
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) of each stored image
 
 
 @dataclass
@@ -75,35 +75,45 @@ def _natural(names: set[str]) -> list[str]:
 
 
 def resolve_labels(rows: Sequence[Row], column: str, family_labels: Optional[Sequence[str]],
-                   problems: Problems) -> tuple[list[Optional[int]], list[str]]:
-    """Class names (or, with a family, integer indices) -> indices into the label names.
-
-    Without a family the labels found in the file, sorted (numerically when all are integers), are the
-    label names."""
+                   problems: Problems, *, as_indices: bool = False) -> tuple[list[Optional[int]], list[str]]:
+    """Class names -> positions in the dataset's own label names (the names present, sorted; numerically when
+    all are integers). With ``family_labels`` the names must be the family's class names (unknown ones are
+    one problem listing them with the nearest names). ``as_indices``: the column holds the family's class
+    indices, which are stored as the names they stand for."""
     texts = []
     for r in rows:
         t = _label_text(r.values.get(column))
         if t is None:
             problems.add(r.where, f"has no label in column {column!r}")
         texts.append(t)
-    if family_labels is None:
-        names = _natural({t for t in texts if t is not None})
+    if as_indices:
+        if family_labels is None:
+            problems.add(f"--label-column {column}", "class indices need the model family (--family) they index")
+            return [None] * len(rows), []
+        for i, (r, t) in enumerate(zip(rows, texts)):
+            if t is None:
+                continue
+            if t.lstrip("-").isdigit() and 0 <= int(t) < len(family_labels):
+                texts[i] = str(family_labels[int(t)])
+            else:
+                problems.add(r.where, f"label {t!r} is not a class index of the family (0..{len(family_labels) - 1})")
+                texts[i] = None
+    if family_labels is not None:
+        from audit.datasets.labels import nearest_names
+
+        known = set(family_labels)
+        for i, (r, t) in enumerate(zip(rows, texts)):
+            if t is not None and t not in known:
+                near = nearest_names(t, family_labels)
+                problems.add(r.where, f"unknown label {t!r}: not a class name of the family"
+                                      + (f" (nearest: {', '.join(repr(n) for n in near)})" if near else ""))
+                texts[i] = None
+        present = {t for t in texts if t is not None}
+        names = [n for n in family_labels if n in present]
     else:
-        names = list(family_labels)
+        names = _natural({t for t in texts if t is not None})
     index = {n: i for i, n in enumerate(names)}
-    out: list[Optional[int]] = []
-    for r, t in zip(rows, texts):
-        if t is None:
-            out.append(None)
-        elif t in index:
-            out.append(index[t])
-        elif family_labels is not None and t.lstrip("-").isdigit() and 0 <= int(t) < len(names):
-            out.append(int(t))
-        else:
-            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-            problems.add(r.where, f"unknown label {t!r}; the family's labels are {shown}")
-            out.append(None)
-    return out, names
+    return [index.get(t) if t is not None else None for t in texts], names
 
 
 def _groups(row: Row, columns: Sequence[str]) -> dict[str, Any]:
@@ -218,8 +228,17 @@ def _probe(source: ImageSource, rel: str, where: str, limits: ImportLimits, prob
     return img.size[0], img.size[1], img.mode
 
 
+def stored_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """Each image is stored at its own size; only a longer side beyond ``max_side`` is scaled down."""
+    longest = max(width, height)
+    if longest <= max_side:
+        return width, height
+    return max(1, round(width * max_side / longest)), max(1, round(height * max_side / longest))
+
+
 def _encode(source: ImageSource, rel: str, size: tuple[int, int], channels: int) -> bytes:
-    """The stored form: 8-bit PNG, grey or RGB, at the common size (bytes equal to ``png_bytes``)."""
+    """The stored form: 8-bit PNG, grey or RGB, at ``size`` (its own unless capped; bytes equal to
+    ``png_bytes``)."""
     from PIL import Image
 
     img = _decode(source.read(rel), source.limits)
@@ -229,7 +248,7 @@ def _encode(source: ImageSource, rel: str, size: tuple[int, int], channels: int)
         img = Image.fromarray((arr / hi * 255).round().astype(np.uint8))
     img = img.convert("L" if channels == 1 else "RGB")
     if img.size != size:
-        img = img.resize(size, Image.BILINEAR)
+        img = img.resize(size, Image.BILINEAR, reducing_gap=None)
 
     # A fresh image from the pixels alone: no ICC profile or other metadata of the source file travels
     # into the PNG, so equal pixels give equal bytes (and one shared artifact).
@@ -239,11 +258,10 @@ def _encode(source: ImageSource, rel: str, size: tuple[int, int], channels: int)
 
 
 def _common_shape(found: list[tuple[int, int, str]], target: Target) -> tuple[int, int, int]:
+    """The most common size (what a listing shows; each image keeps its own) and the stored channels."""
     sizes = Counter((w, h) for w, h, _ in found)
     best = max(sizes.values())
     width, height = next((w, h) for w, h, _ in found if sizes[(w, h)] == best)  # ties: the first seen
-    if target.height and target.width:
-        width, height = target.width, target.height
     channels = target.channels or (1 if all(m in _GREY_MODES for _, _, m in found) else 3)
     return width, height, channels
 
@@ -252,7 +270,7 @@ def prepare_images(images: str | Path, index: Optional[str | Path], *, path_colu
                    label_column: Optional[str] = "label", group_columns: Sequence[str] = (),
                    region_columns: Optional[Sequence[str]] = None, mask_column: Optional[str] = None,
                    family_labels: Optional[Sequence[str]] = None, target: Optional[Target] = None,
-                   limits: Optional[ImportLimits] = None) -> PreparedImages:
+                   limits: Optional[ImportLimits] = None, labels_are_indices: bool = False) -> PreparedImages:
     """Validate and convert. Without ``index`` every image in the folder/zip is a sample, unlabelled
     (a concept set). ``mask_column`` names a column of mask image paths (in the same folder/zip; nonzero
     pixels are the region; empty cell: no region); a row may declare a box or a mask, not both.
@@ -294,9 +312,10 @@ def prepare_images(images: str | Path, index: Optional[str | Path], *, path_colu
             resolved.append(rel)
             found.append(_probe(source, rel, r.where, limits, problems) if rel else None)
 
-        labels, label_names = ([None] * len(rows), list(family_labels or []))
+        labels, label_names = [None] * len(rows), []
         if label_column:
-            labels, label_names = resolve_labels(rows, label_column, family_labels, problems)
+            labels, label_names = resolve_labels(rows, label_column, family_labels, problems,
+                                                 as_indices=labels_are_indices)
         regions = None
         if region_columns:
             regions = [_box(r, region_columns, f[0], f[1], problems) if f else None for r, f in zip(rows, found)]
@@ -313,22 +332,25 @@ def prepare_images(images: str | Path, index: Optional[str | Path], *, path_colu
 
         shapes = [f for f in found if f is not None]
         width, height, channels = _common_shape(shapes, target)
-        pngs, resized = [], 0
-        for rel, (w, h, _) in zip(resolved, shapes):
-            pngs.append(_encode(source, rel, (width, height), channels))
-            resized += (w, h) != (width, height)
+        pngs, resized, sizes = [], 0, []
+        for rel, (w, h, _) in zip([r for r in resolved if r], shapes):
+            size = stored_size(w, h, limits.max_side)
+            pngs.append(_encode(source, rel, size, channels))
+            sizes.append(size)
+            resized += (w, h) != size
         if regions is not None:
-            regions = [None if b is None else scale_mask(b, (height, width)) if isinstance(b, np.ndarray)
-                       else scale_box(b, (w, h), (width, height)) for b, (w, h, _) in zip(regions, shapes)]
+            regions = [b if b is None or (w, h) == size else
+                       scale_mask(b, (size[1], size[0])) if isinstance(b, np.ndarray) else scale_box(b, (w, h), size)
+                       for b, (w, h, _), size in zip(regions, shapes, sizes)]
     return PreparedImages(pngs, labels, [_groups(r, group_columns) for r in rows], regions, label_names,
-                          [rel for rel in resolved if rel], height, width, channels, resized)
+                          [rel for rel in resolved if rel], height, width, channels, resized, sizes)
 
 
 # ------------------------------------------------------------------ texts
 
 def prepare_texts(path: str | Path, *, text_column: str = "text", label_column: Optional[str] = "label",
                   group_columns: Sequence[str] = (), family_labels: Optional[Sequence[str]] = None,
-                  limits: Optional[ImportLimits] = None) -> PreparedTexts:
+                  limits: Optional[ImportLimits] = None, labels_are_indices: bool = False) -> PreparedTexts:
     """Validate a CSV or JSON Lines file of texts. Raises InvalidDataset listing every problem found."""
     limits = limits or ImportLimits()
     problems = Problems()
@@ -341,9 +363,10 @@ def prepare_texts(path: str | Path, *, text_column: str = "text", label_column: 
         if not isinstance(t, str) or not t.strip():
             problems.add(r.where, f"has no text in column {text_column!r}")
         texts.append(t if isinstance(t, str) else "")
-    labels, label_names = ([None] * len(rows), list(family_labels or []))
+    labels, label_names = [None] * len(rows), []
     if label_column:
-        labels, label_names = resolve_labels(rows, label_column, family_labels, problems)
+        labels, label_names = resolve_labels(rows, label_column, family_labels, problems,
+                                             as_indices=labels_are_indices)
     problems.raise_if_any()
     return PreparedTexts(texts, labels, [_groups(r, group_columns) for r in rows], label_names,
                          [r.where for r in rows])

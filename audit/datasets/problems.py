@@ -34,6 +34,7 @@ class ImportLimits:
     ratio_min_bytes: int = 1 << 20              # the ratio check applies from 1 MiB uncompressed
     max_index_bytes: int = 64 * 1024 * 1024     # the CSV / JSONL index or text file
     max_rows: int = 100_000                     # rows of the index or text file
+    max_side: int = 2048                        # a longer side beyond this is scaled down (aspect kept)
 
 
 class Problems:

@@ -107,7 +107,10 @@ def build_handle(
                 )
         elif input_spec is None:
             raise ModelLoadError("an input spec (channels, height, width, mean, std) is required for image models")
-        spec = InputSpec.from_dict(input_spec)
+        try:
+            spec = InputSpec.from_dict(input_spec)
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from None
         if fmt == "state_dict":
             if not architecture:
                 raise ModelLoadError("an architecture name is required with a weights file")

@@ -12,13 +12,14 @@ import logging
 import os
 import pickle
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
 import torch
 from torch import nn
 
+from audit.models.preprocess import InputSpec, PreprocessError  # noqa: F401 - re-exported
 from audit.models.zoo import build_architecture
 
 log = logging.getLogger(__name__)
@@ -35,57 +36,6 @@ SAFE_EXPORT_HINT = (
 
 class ModelLoadError(ValueError):
     """A model file or directory that cannot be loaded safely; the message says why in one line."""
-
-
-@dataclass
-class InputSpec:
-    channels: int = 3
-    height: int = 224
-    width: int = 224
-    mean: list[float] = field(default_factory=lambda: [0.0])
-    std: list[float] = field(default_factory=lambda: [1.0])
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "InputSpec":
-        spec = cls(
-            channels=int(d.get("channels", 3)), height=int(d.get("height", 224)), width=int(d.get("width", 224)),
-            mean=[float(v) for v in d.get("mean", [0.0])], std=[float(v) for v in d.get("std", [1.0])],
-        )
-        spec.validate()
-        return spec
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"channels": self.channels, "height": self.height, "width": self.width,
-                "mean": list(self.mean), "std": list(self.std)}
-
-    def validate(self) -> None:
-        if self.channels not in (1, 3):
-            raise ModelLoadError(f"input spec: channels must be 1 or 3, got {self.channels}")
-        if not (8 <= self.height <= 1024 and 8 <= self.width <= 1024):
-            raise ModelLoadError(f"input spec: size {self.height}x{self.width} is outside 8..1024")
-        for name, vals in (("mean", self.mean), ("std", self.std)):
-            if len(vals) not in (1, self.channels):
-                raise ModelLoadError(f"input spec: {name} needs 1 or {self.channels} values, got {len(vals)}")
-        if any(v <= 0 for v in self.std):
-            raise ModelLoadError("input spec: std values must be positive")
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.channels, self.height, self.width)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        return (x - mean) / std
-
-    def value_range(self) -> tuple[float, float]:
-        """The range of normalised inputs that correspond to pixel values in [0, 1]."""
-        lows = [(0.0 - m) / s for m, s in zip(self._per_channel(self.mean), self._per_channel(self.std))]
-        highs = [(1.0 - m) / s for m, s in zip(self._per_channel(self.mean), self._per_channel(self.std))]
-        return min(lows), max(highs)
-
-    def _per_channel(self, vals: list[float]) -> list[float]:
-        return vals * self.channels if len(vals) == 1 else vals
 
 
 def select_device(preference: Optional[str] = None) -> torch.device:
@@ -288,12 +238,14 @@ def _size_of(value: Any) -> Optional[tuple[int, int]]:
     return None
 
 
-def hf_image_input_spec(path: str | Path) -> Optional[dict[str, Any]]:
-    """The input spec a Hugging Face image processor implies, from ``preprocessor_config.json``.
+_HF_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 
-    Size: ``crop_size`` when the processor centre-crops, else ``size``; mean/std: ``image_mean`` /
-    ``image_std`` (0 and 1 when it does not normalise); 3 channels. None when the file is absent.
-    """
+
+def hf_image_input_spec(path: str | Path) -> Optional[dict[str, Any]]:
+    """The preprocessing a Hugging Face image processor declares, from ``preprocessor_config.json``, as an
+    input spec: its resize (exact ``height``/``width``, or ``shortest_edge`` with ConvNeXt's ``crop_pct``),
+    centre crop, resample filter, rescale factor and mean/std, on torchvision's tensor kernels as the
+    processors run them. None when the file is absent."""
     cfg_path = Path(path) / "preprocessor_config.json"
     if not cfg_path.is_file():
         return None
@@ -301,19 +253,39 @@ def hf_image_input_spec(path: str | Path) -> Optional[dict[str, Any]]:
         cfg = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as exc:
         raise ModelLoadError(f"{cfg_path.name} is not valid JSON ({exc.msg})") from None
-    size = _size_of(cfg.get("crop_size")) if cfg.get("do_center_crop") else None
-    size = size or _size_of(cfg.get("size"))
-    if size is None:
-        raise ModelLoadError(f"{cfg_path.name} gives no usable image size (size: {cfg.get('size')!r})")
+    size, crop = cfg.get("size"), _size_of(cfg.get("crop_size")) if cfg.get("do_center_crop") else None
+    spec: dict[str, Any] = {"channels": 3, "backend": "tensor", "crop_origin": "floor",
+                            "interpolation": _HF_RESAMPLE.get(int(cfg.get("resample", 2)), "bilinear")}
+    if isinstance(size, dict) and "shortest_edge" in size and not ("height" in size and "width" in size):
+        edge = int(size["shortest_edge"])
+        if cfg.get("crop_pct") is not None and edge < 384:  # ConvNeXt: resize edge / crop_pct, crop edge
+            spec.update(resize_mode="shorter", resize=int(edge / float(cfg["crop_pct"])), height=edge, width=edge)
+        elif crop is not None:
+            spec.update(resize_mode="shorter", resize=edge, height=crop[0], width=crop[1])
+        else:
+            spec.update(height=edge, width=edge)
+    else:
+        hw = _size_of(size)
+        if hw is None:
+            raise ModelLoadError(f"{cfg_path.name} gives no usable image size (size: {size!r})")
+        if crop is not None and crop != hw:
+            spec.update(resize_hw=list(hw), height=crop[0], width=crop[1])
+        else:
+            spec.update(height=hw[0], width=hw[1])
+    if cfg.get("do_resize") is False:
+        raise ModelLoadError(f"{cfg_path.name} does not resize (do_resize: false); give the input spec instead")
     if cfg.get("do_normalize", True):
         mean, std = cfg.get("image_mean"), cfg.get("image_std")
         if mean is None or std is None:
             raise ModelLoadError(f"{cfg_path.name} normalises but gives no image_mean/image_std")
     else:
         mean, std = [0.0], [1.0]
-    mean = [float(v) for v in (mean if isinstance(mean, list) else [mean])]
-    std = [float(v) for v in (std if isinstance(std, list) else [std])]
-    return {"channels": 3, "height": size[0], "width": size[1], "mean": mean, "std": std}
+    spec["mean"] = [float(v) for v in (mean if isinstance(mean, list) else [mean])]
+    spec["std"] = [float(v) for v in (std if isinstance(std, list) else [std])]
+    scale = float(cfg.get("rescale_factor", 1 / 255)) * 255 if cfg.get("do_rescale", True) else 255.0
+    if abs(scale - 1.0) > 1e-6:
+        spec["pixel_range"] = [0.0, scale]
+    return spec
 
 
 def find_default_target_layer(module: nn.Module, input_shape: Optional[tuple[int, int, int]] = None) -> Optional[str]:

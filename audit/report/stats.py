@@ -90,6 +90,15 @@ def per_class_rates(cm: np.ndarray, labels: Sequence[str]) -> list[ClassRates]:
     return out
 
 
+def confusions_outside(cm: np.ndarray, present: Sequence[int], top: int = 5) -> list[tuple[int, int]]:
+    """(class, count) of the most frequent predictions of classes outside ``present`` made on samples of
+    the ``present`` classes, largest first."""
+    keep = set(int(c) for c in present)
+    counts = cm[list(keep)].sum(axis=0) if keep else np.zeros(cm.shape[1], dtype=int)
+    out = [(int(c), int(n)) for c, n in enumerate(counts) if n > 0 and c not in keep]
+    return sorted(out, key=lambda cn: (-cn[1], cn[0]))[:top]
+
+
 @dataclass(frozen=True)
 class GroupAccuracy:
     attribute: str

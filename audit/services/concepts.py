@@ -85,8 +85,9 @@ def default_layers(family: str, version: str) -> list[str]:
 
 
 def concept_examples(name: str, *, n: int, seed: int, dataset: str,
-                     pool: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """A concept set at the reference images' native size (pixel values in [0, 1]).
+                     pool: Optional[torch.Tensor] = None, model: Any = None) -> torch.Tensor:
+    """A concept set in the model's view of the reference images (pixel values in [0, 1]); without
+    ``model``, at the stored reference images' size (which must be one).
 
     Generated concepts are drawn with ``seed``; a stored image dataset is resampled with it (n of its
     images without replacement), so every run of a test sees a fresh sample either way.
@@ -94,7 +95,7 @@ def concept_examples(name: str, *, n: int, seed: int, dataset: str,
     the whole reference set), which should never come out significant."""
     from audit.concepts import stripes_concept, texture_concept, watermark_concept
 
-    ref = load_image_samples(dataset)
+    ref = load_image_samples(dataset, model=model)
     size, channels = ref.images.shape[-1], ref.images.shape[1]
     if name == "watermark":
         backgrounds = ref.images[torch.tensor([not g.get("watermark", False) for g in ref.groups])]
@@ -106,7 +107,7 @@ def concept_examples(name: str, *, n: int, seed: int, dataset: str,
     if name == "random-reference":
         source = ref.images if pool is None else pool
         return _resample(source, n, seed + 991)
-    return _resample(stored_concept_images(name), n, seed)
+    return _resample(stored_concept_images(name, model=model), n, seed)
 
 
 def _resample(examples: Any, n: int, seed: int) -> Any:
@@ -130,9 +131,10 @@ def text_concept_examples(name: str, *, n: int, seed: int, dataset: str,
                            "dataset") from None
 
 
-def stored_concept_images(name: str) -> torch.Tensor:
+def stored_concept_images(name: str, *, model: Any = None) -> torch.Tensor:
+    """A stored concept set's images, prepared as ``model`` declares (its resize and crop)."""
     try:
-        return load_image_samples(name).images
+        return load_image_samples(name, model=model).images
     except ValueError:
         raise ConceptError(f"unknown concept {name!r}: use one of {', '.join(GENERATED_CONCEPTS)} "
                            "or the name of a stored image dataset") from None
@@ -186,14 +188,17 @@ def run_concept_test(
     given = dict(locals())
     params = {name: given[name] for name in TCAV_SPEC.result_options}
     params["concepts"] = sorted(concepts)
-    ref_hash = _dataset_hash(dataset, handle.task)
+    ref_hash = _dataset_hash(dataset, handle)
     key = analysis_key(TCAV_SPEC, model_sha256=handle.sha256, dataset_sha256=ref_hash, options=params,
                        inputs=sorted(concept_hashes(concepts, handle.task).items()))
     cached = find_analysis("tcav", family, version, key)
     if cached is not None:
         return ConceptTest.from_stored(cached)
     text = handle.task == TEXT
-    ref = load_text_samples(dataset) if text else load_image_samples(dataset)
+    try:
+        ref = load_text_samples(dataset, model=handle) if text else load_image_samples(dataset, model=handle)
+    except ValueError as exc:
+        raise ConceptError(str(exc)) from None
     class_idx = [i for i, y in enumerate(ref.labels) if y == target]
     if len(class_idx) < 5:
         raise ConceptError(f"dataset {dataset} has only {len(class_idx)} samples of class {handle.labels[target]}")
@@ -218,7 +223,8 @@ def run_concept_test(
             inputs = to_model(ref.images[class_idx[:n_inputs]])
             pool = ref.images[keep]
             randoms = [to_model(r) for r in random_pool_sets(pool, n_random + 1, set_size, seed=seed)]
-            concept_sets = {f"{c}#{r}": to_model(concept_examples(c, n=set_size, seed=s, dataset=dataset, pool=pool))
+            concept_sets = {f"{c}#{r}": to_model(concept_examples(c, n=set_size, seed=s, dataset=dataset, pool=pool,
+                                                                 model=handle))
                             for c in concepts for r, s in enumerate(run_seeds)}
         with run.phase("tcav"), handle.lock:
             try:
@@ -271,22 +277,25 @@ def stored_concept_tests(family: str, version: str) -> list[ConceptTest]:
     return [ConceptTest.from_stored(r) for r in stored_analyses(family, version, "tcav")]
 
 
-def _dataset_hash(name: str, task: str = "image-classification") -> str:
-    from audit.services.datasets import DatasetError, dataset_sha256
+def _dataset_hash(name: str, handle: Any) -> str:
+    from audit.services.datasets import DatasetError, dataset_key, dataset_sha256
 
     try:
-        return dataset_sha256(name, task)
+        dataset_sha256(name, handle.task)  # the set must hold the model's kind
+        return dataset_key(name, handle)
     except DatasetError as exc:
         raise ConceptError(str(exc)) from None
 
 
 def concept_examples_preview(concept: str, *, dataset: str = "digits-reference", n: int = 8,
-                             seed: int = 0) -> list[Any]:
+                             seed: int = 0, family: Optional[str] = None, version: Optional[str] = None) -> list[Any]:
     """A few examples of a concept set, for the page: [H, W] or [H, W, 3] arrays in [0, 1] for an image
-    reference set, the texts themselves for a text one."""
+    reference set (in the model's view when ``family`` and ``version`` are given), the texts themselves for
+    a text one."""
     from audit.services.datasets import list_datasets
 
     if {d["name"]: d["kind"] for d in list_datasets()}.get(dataset) == "text":
         return text_concept_examples(concept, n=n, seed=seed, dataset=dataset)
-    x = concept_examples(concept, n=n, seed=seed, dataset=dataset)
+    model = handle_for(family, version) if family and version else None
+    x = concept_examples(concept, n=n, seed=seed, dataset=dataset, model=model)
     return [img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy() for img in x]

@@ -25,7 +25,7 @@ from audit.services.auth import SYSTEM, Principal, require
 from audit.services.core import find_analysis, store_analysis, tracked_run
 from audit.services.datasets import load_image_samples
 from audit.services.core import analysis_key
-from audit.services.datasets import dataset_sha256
+from audit.services.datasets import dataset_key
 from audit.services.handles import handle_for
 
 PIXEL_LEVELS = 256  # images are shown and stored with 8 bits per channel
@@ -59,11 +59,11 @@ def counterfactual_options(*, dataset: str, limit: int = 40, distance: str = "l2
 
 
 def channel_range(spec: Any) -> tuple[list[float], list[float]]:
-    """Per channel, the normalised values of pixels 0 and 1: [(0 - mean_c) / std_c, (1 - mean_c) / std_c]."""
+    """Per channel, the normalised values of pixels 0 and 1 (the spec's value range and mean/std applied)."""
     c = spec.channels
-    mean = list(spec.mean) * c if len(spec.mean) == 1 else list(spec.mean)
-    std = list(spec.std) * c if len(spec.std) == 1 else list(spec.std)
-    return [(0.0 - m) / s for m, s in zip(mean, std)], [(1.0 - m) / s for m, s in zip(mean, std)]
+    lo = spec.normalize(torch.zeros(1, c, 1, 1, dtype=torch.float64)).flatten().tolist()
+    hi = spec.normalize(torch.ones(1, c, 1, 1, dtype=torch.float64)).flatten().tolist()
+    return lo, hi
 
 
 def _engine_options(handle: Any, search: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,10 +76,7 @@ def _model_input(handle: Any, images: torch.Tensor) -> torch.Tensor:
 
 def shown_pixels(handle: Any, x: torch.Tensor) -> np.ndarray:
     """Model inputs [N, C, H, W] -> the 8-bit images [N, C, H, W] that are shown (and could be stored)."""
-    spec = handle.input_spec
-    mean = torch.tensor(spec.mean, dtype=torch.float64, device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, dtype=torch.float64, device=x.device).view(1, -1, 1, 1)
-    pixels = (x.detach().double() * std + mean).clamp(0, 1)
+    pixels = handle.input_spec.denormalize(x.detach().double()).clamp(0, 1)
     return (pixels * (PIXEL_LEVELS - 1)).round().to(torch.uint8).cpu().numpy()
 
 
@@ -110,7 +107,7 @@ def counterfactual_for_sample(family: str, version: str, *, dataset: str, sample
     if distance not in ("l1", "l2"):
         raise CounterfactualError("distance must be l1 or l2")
     search = search_options(search)
-    samples = load_image_samples(dataset, keys=[sample_key])
+    samples = load_image_samples(dataset, keys=[sample_key], model=handle)
     x = _model_input(handle, samples.images)
     # The search only reads the module (no hooks, gradients w.r.t. the input only): no handle lock needed.
     cf = image_counterfactual(handle.module, x, target=target, distance=distance, seed=seed,
@@ -150,7 +147,7 @@ def run_reference_counterfactuals(family: str, version: str, *, dataset: str, li
     if distance not in ("l1", "l2"):
         raise CounterfactualError("distance must be l1 or l2")
     options = counterfactual_options(dataset=dataset, limit=limit, distance=distance, seed=seed, **search)
-    key = analysis_key(CF_SPEC, model_sha256=handle.sha256, dataset_sha256=dataset_sha256(dataset, handle.task),
+    key = analysis_key(CF_SPEC, model_sha256=handle.sha256, dataset_sha256=dataset_key(dataset, handle),
                        options=options)
     cached = find_analysis("counterfactual", family, version, key)
     if cached is not None:
@@ -158,7 +155,7 @@ def run_reference_counterfactuals(family: str, version: str, *, dataset: str, li
     search = {k: options[k] for k in SEARCH_OPTIONS}
     with tracked_run("counterfactual", family=family, version=version, parameters=options, actor=actor, seed=seed,
                      device=str(handle.device)) as run:
-        samples = load_image_samples(dataset)
+        samples = load_image_samples(dataset, model=handle)
         x = _model_input(handle, samples.images[:limit])
         with run.phase("search"):
             cs = image_counterfactuals(handle.module, x, None, distance=distance, seed=seed, progress=progress,

@@ -44,6 +44,14 @@ class ImageSamples:
     groups: list[dict[str, Any]]
     label_names: list[str]
     regions: list[Optional[Region]] = field(default_factory=list)
+    # Each sample's class name (None: unlabelled), and its stored image's (width, height).
+    label_texts: list[Optional[str]] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    # Loaded for a model: ``images`` are its view (its resize and crop), ``labels`` its class indices,
+    # ``label_names`` its class names, and ``regions`` moved into the view; ``outside_view`` marks samples
+    # whose declared region the crop left entirely out.
+    for_model: bool = False
+    outside_view: list[bool] = field(default_factory=list)
 
     @property
     def has_regions(self) -> bool:
@@ -52,6 +60,9 @@ class ImageSamples:
 
 @dataclass
 class TextSamples:
+    """Texts with their labels: positions in ``label_names`` (the dataset's own names, or the model's class
+    indices and names when loaded for a model)."""
+
     name: str
     texts: list[str]
     keys: list[str]
@@ -59,6 +70,8 @@ class TextSamples:
     labels: list[Optional[int]]
     groups: list[dict[str, Any]]
     label_names: list[str]
+    label_texts: list[Optional[str]] = field(default_factory=list)
+    for_model: bool = False
 
 
 def png_bytes(image: torch.Tensor) -> bytes:
@@ -147,13 +160,29 @@ def _add_pngs(name, pngs, labels, groups, label_names, description, actor, boxes
     hashes = [store.put_bytes(data) for data in pngs]
     regions = list(boxes) if boxes is not None else [None] * len(pngs)
     masks = [store.put_bytes(mask_png(r)) if is_mask(r) else None for r in regions]
-    samples = [Sample(sample_key=f"{name}-{i:04d}", content_sha256=h, label=None if y is None else int(y), groups=dict(g),
+    samples = [Sample(sample_key=f"{name}-{i:04d}", content_sha256=h, label=None if y is None else int(y),
+                      label_name=_name_of(y, label_names), groups=dict(g),
                       region=None if r is None or m is not None else [int(v) for v in r], region_mask=m)
                for i, (h, y, g, r, m) in enumerate(zip(hashes, labels, groups, regions, masks))]
     # The content hash names a mask by its artifact's hash, so equal masks give equal hashes.
     keyed = None if boxes is None else [m if m is not None else r for r, m in zip(regions, masks)]
     return _add(name, "image", samples, hashes, labels, groups, label_names, description, actor, regions=keyed,
                 details=details)
+
+
+def _name_of(position: Optional[int], label_names: Sequence[str]) -> Optional[str]:
+    """The class name a label position stands for; a position outside the names is refused."""
+    if position is None:
+        return None
+    if not 0 <= int(position) < len(label_names):
+        raise DatasetError(f"label {position} is not a position in the label names ({len(label_names)} given)")
+    return str(label_names[int(position)])
+
+
+def _row_label_name(row: Sample, names: Sequence[str]) -> Optional[str]:
+    if row.label_name is not None:
+        return row.label_name
+    return _name_of(row.label, names) if row.label is not None else None
 
 
 def mask_png(mask: Any) -> bytes:
@@ -187,7 +216,7 @@ def add_text_dataset(
         raise DatasetError("texts, labels and groups must have the same length")
     hashes = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
     samples = [Sample(sample_key=f"{name}-{i:04d}", content_sha256=h, label=None if y is None else int(y),
-                      groups=dict(g), text=t)
+                      label_name=_name_of(y, label_names), groups=dict(g), text=t)
                for i, (t, h, y, g) in enumerate(zip(texts, hashes, labels, groups))]
     return _add(name, "text", samples, hashes, labels, groups, label_names, description, actor)
 
@@ -223,39 +252,149 @@ def _group_names(samples: Sequence[Sample]) -> list[str]:
     return list(names)
 
 
-def load_image_samples(name: str, *, keys: Optional[Sequence[str]] = None) -> ImageSamples:
-    store = ArtifactStore()
+def _dataset_rows(name: str, kind: str) -> tuple[list[Sample], list[str]]:
     with transaction() as s:
         ds = DatasetRepository(s).get(name)
         if ds is None:
             raise DatasetError(f"dataset {name!r} does not exist")
-        if ds.kind != "image":
-            raise DatasetError(f"dataset {name!r} holds {ds.kind}, not images")
+        if ds.kind != kind:
+            raise DatasetError(f"dataset {name!r} holds {ds.kind}, not {'images' if kind == 'image' else 'texts'}")
         rows = list(ds.samples)
-        label_names = list(ds.labels or [])
+        for r in rows:  # detach what is read after the session closes
+            s.expunge(r)
+        return rows, list(ds.labels or [])
+
+
+def _model_labels(model: Any, names: Sequence[Optional[str]], dataset: str) -> list[Optional[int]]:
+    from audit.datasets.labels import LabelMismatch, labels_for_model
+
+    try:
+        return labels_for_model(names, list(model.labels), what=f"dataset {dataset!r}")
+    except LabelMismatch as exc:
+        raise DatasetError(str(exc)) from None
+
+
+def load_image_samples(name: str, *, keys: Optional[Sequence[str]] = None, model: Any = None) -> ImageSamples:
+    """A stored image set. With ``model`` (a ModelHandle): each image prepared as the model declares (its
+    resize and crop, at its input size), labels as the model's class indices (by name), regions moved into
+    the model's view. Without: the stored images, which must share one size to be stacked."""
+    from PIL import Image
+
+    store = ArtifactStore()
+    rows, label_names = _dataset_rows(name, "image")
     if keys is not None:
         wanted = set(keys)
         rows = [r for r in rows if r.sample_key in wanted]
         missing = wanted - {r.sample_key for r in rows}
         if missing:
             raise DatasetError(f"unknown sample ids in {name}: {', '.join(sorted(missing)[:5])}")
-    images = torch.stack([decode_png(store.get_bytes(r.content_sha256)) for r in rows]) if rows else torch.empty(0)
-    return ImageSamples(name, images, [r.sample_key for r in rows], [r.content_sha256 for r in rows],
-                        [r.label for r in rows], [dict(r.groups or {}) for r in rows], label_names,
-                        [_sample_region(store, r) for r in rows])
+    names = [_row_label_name(r, label_names) for r in rows]
+    stored_regions = [_sample_region(store, r) for r in rows]
+    keys_, hashes, groups = [r.sample_key for r in rows], [r.content_sha256 for r in rows], [dict(r.groups or {}) for r in rows]
+    if model is None:
+        tensors = [decode_png(store.get_bytes(r.content_sha256)) for r in rows]
+        sizes = [(int(t.shape[-1]), int(t.shape[-2])) for t in tensors]
+        if len({tuple(t.shape) for t in tensors}) > 1:
+            raise DatasetError(f"dataset {name!r} holds images of several sizes; they are prepared for a model "
+                               "(load_image_samples(..., model=handle)) or read one by one (load_image_files)")
+        images = torch.stack(tensors) if tensors else torch.empty(0)
+        return ImageSamples(name, images, keys_, hashes, [r.label for r in rows], groups, label_names,
+                            stored_regions, names, sizes)
+    spec = model.input_spec
+    if spec is None:
+        raise DatasetError(f"dataset {name!r} holds images but the model takes text")
+    prepared, sizes, regions, outside = [], [], [], []
+    for r, region in zip(rows, stored_regions):
+        with Image.open(io.BytesIO(store.get_bytes(r.content_sha256))) as img:
+            img.load()
+            sizes.append(img.size)
+            prepared.append(spec.prepare(img))
+        moved = spec.region_in_view(region, *img.size) if region is not None else None
+        regions.append(moved)
+        outside.append(region is not None and moved is None)
+    images = torch.stack(prepared) if prepared else torch.empty(0)
+    return ImageSamples(name, images, keys_, hashes, _model_labels(model, names, name), groups, list(model.labels),
+                        regions, names, sizes, True, outside)
 
 
-def load_text_samples(name: str) -> TextSamples:
+def load_image_files(name: str, *, keys: Optional[Sequence[str]] = None, with_regions: bool = False) -> list[Any]:
+    """The stored images one by one ([C, H, W] in [0, 1], each at its own size), for viewing; with
+    ``with_regions``, (image, region in its own pixels) pairs."""
+    store = ArtifactStore()
+    rows, _ = _dataset_rows(name, "image")
+    if keys is not None:
+        order = {k: i for i, k in enumerate(keys)}
+        rows = sorted((r for r in rows if r.sample_key in order), key=lambda r: order[r.sample_key])
+    images = [decode_png(store.get_bytes(r.content_sha256)) for r in rows]
+    if with_regions:
+        return [(img, _sample_region(store, r)) for img, r in zip(images, rows)]
+    return images
+
+
+@dataclass
+class SampleIndex:
+    """What a stored set holds, without decoding an image: keys, hashes, class names, groups, sizes unknown."""
+
+    name: str
+    kind: str
+    keys: list[str]
+    hashes: list[str]
+    label_texts: list[Optional[str]]
+    groups: list[dict[str, Any]]
+    label_names: list[str]
+
+
+def sample_index(name: str) -> SampleIndex:
     with transaction() as s:
         ds = DatasetRepository(s).get(name)
         if ds is None:
             raise DatasetError(f"dataset {name!r} does not exist")
-        if ds.kind != "text":
-            raise DatasetError(f"dataset {name!r} holds {ds.kind}, not texts")
+        names = list(ds.labels or [])
         rows = list(ds.samples)
-        return TextSamples(name, [r.text or "" for r in rows], [r.sample_key for r in rows],
-                           [r.content_sha256 for r in rows], [r.label for r in rows],
-                           [dict(r.groups or {}) for r in rows], list(ds.labels or []))
+        return SampleIndex(ds.name, ds.kind, [r.sample_key for r in rows], [r.content_sha256 for r in rows],
+                           [_row_label_name(r, names) for r in rows], [dict(r.groups or {}) for r in rows], names)
+
+
+def find_sample(sample_sha256: str, *, dataset: Optional[str] = None) -> Optional[tuple[str, str]]:
+    """(dataset name, sample key) of a stored image sample with this content hash, or None (no image is
+    decoded)."""
+    with transaction() as s:
+        for ds in DatasetRepository(s).all():
+            if ds.kind != "image" or (dataset and ds.name != dataset):
+                continue
+            for r in ds.samples:
+                if r.content_sha256 == sample_sha256:
+                    return ds.name, r.sample_key
+    return None
+
+
+def load_text_samples(name: str, *, model: Any = None) -> TextSamples:
+    """A stored text set; with ``model`` its labels are the model's class indices (by name)."""
+    rows, label_names = _dataset_rows(name, "text")
+    names = [_row_label_name(r, label_names) for r in rows]
+    out = TextSamples(name, [r.text or "" for r in rows], [r.sample_key for r in rows],
+                      [r.content_sha256 for r in rows], [r.label for r in rows],
+                      [dict(r.groups or {}) for r in rows], label_names, names)
+    if model is not None:
+        out.labels, out.label_names, out.for_model = _model_labels(model, names, name), list(model.labels), True
+    return out
+
+
+def dataset_key(name: str, model: Any) -> str:  # model: a ModelHandle or its list of class names
+    """What a result computed on a stored set for ``model`` depends on: the set's content and how its label
+    names map to the model's classes (the same names in another class order give another key)."""
+    from audit.datasets.labels import label_map
+
+    with transaction() as s:
+        ds = DatasetRepository(s).get(name)
+        if ds is None:
+            raise DatasetError(f"dataset {name!r} does not exist")
+        content, names = ds.content_sha256, list(ds.labels or [])
+    if not names:
+        return content
+    labels = model.labels if hasattr(model, "labels") else model  # a handle, or its class names
+    payload = json.dumps([content, label_map(names, list(labels))])
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def dataset_sha256(name: str, task: str) -> str:
@@ -336,23 +475,26 @@ def import_image_dataset(
     label_column: Optional[str] = "label", group_columns: Sequence[str] = (),
     region_columns: Optional[Sequence[str]] = None, mask_column: Optional[str] = None, description: str = "",
     family: Optional[str] = None, limits: Optional[ImportLimits] = None, actor: Principal = SYSTEM,
+    labels_are_indices: bool = False,
 ) -> dict[str, Any]:
     """Import an image reference set from a folder or zip plus a CSV index; all-or-nothing.
 
-    Labels are class names (of ``family`` when given, else the set found in the CSV) or, with a family,
-    integer indices. Images are stored at one common size: the family's input size, else the most
-    common size in the set. Raises DatasetValidationError listing every problem; nothing is stored then."""
+    Labels are class names (checked against ``family``'s names when given); with ``labels_are_indices`` and a
+    family, the family's class indices (stored as the names they stand for). Each image is stored at its own
+    size; every use prepares it as the model declares. Raises DatasetValidationError listing every problem;
+    nothing is stored then."""
     require(actor, "register")
     prepared = _prepare_images(name, images, index, path_column=path_column, label_column=label_column,
                                group_columns=group_columns, region_columns=region_columns, mask_column=mask_column,
-                               family=family, limits=limits)
+                               family=family, limits=limits, labels_are_indices=labels_are_indices)
     return _store_prepared(name, prepared, description, actor, source=str(images))
 
 
 def _prepare_images(name: str, images: str | Path, index: str | Path, *, path_column: str,
                     label_column: Optional[str], group_columns: Sequence[str],
                     region_columns: Optional[Sequence[str]], family: Optional[str],
-                    limits: Optional[ImportLimits], mask_column: Optional[str] = None) -> Any:
+                    limits: Optional[ImportLimits], mask_column: Optional[str] = None,
+                    labels_are_indices: bool = False) -> Any:
     """Validate and convert an image import (the one path of the import and its preview)."""
     from audit.datasets import Target, prepare_images
 
@@ -361,7 +503,7 @@ def _prepare_images(name: str, images: str | Path, index: str | Path, *, path_co
     return _validated(name, lambda: prepare_images(
         images, index, path_column=path_column, label_column=label_column, group_columns=list(group_columns),
         region_columns=list(region_columns) if region_columns else None, mask_column=mask_column or None,
-        family_labels=family_labels,
+        family_labels=family_labels, labels_are_indices=labels_are_indices,
         target=target, limits=limits or ImportLimits()))
 
 
@@ -389,7 +531,7 @@ def _store_prepared(name, prepared, description, actor, *, source, purpose="refe
 def import_text_dataset(
     name: str, path: str | Path, *, text_column: str = "text", label_column: Optional[str] = "label",
     group_columns: Sequence[str] = (), description: str = "", family: Optional[str] = None,
-    limits: Optional[ImportLimits] = None, actor: Principal = SYSTEM,
+    limits: Optional[ImportLimits] = None, actor: Principal = SYSTEM, labels_are_indices: bool = False,
 ) -> dict[str, Any]:
     """Import a text reference set from CSV or JSON Lines; all-or-nothing (see import_image_dataset)."""
     from audit.datasets import prepare_texts
@@ -398,7 +540,7 @@ def import_text_dataset(
     family_labels, _ = _family_info(family, "text-classification")
     prepared = _validated(name, lambda: prepare_texts(
         path, text_column=text_column, label_column=label_column, group_columns=list(group_columns),
-        family_labels=family_labels, limits=limits or ImportLimits()))
+        family_labels=family_labels, limits=limits or ImportLimits(), labels_are_indices=labels_are_indices))
     return add_text_dataset(name, prepared.texts, prepared.labels, prepared.groups, label_names=prepared.label_names,
                             description=description, actor=actor)
 
@@ -433,7 +575,7 @@ def preview_image_import(
     name: str, images: str | Path, index: str | Path, *, path_column: str = "path",
     label_column: Optional[str] = "label", group_columns: Sequence[str] = (),
     region_columns: Optional[Sequence[str]] = None, mask_column: Optional[str] = None, family: Optional[str] = None,
-    n: int = 12, limits: Optional[ImportLimits] = None,
+    n: int = 12, limits: Optional[ImportLimits] = None, labels_are_indices: bool = False,
 ) -> dict[str, Any]:
     """Validate an image import exactly as ``import_image_dataset`` would, store nothing, and return what
     would be stored: counts, label names, group columns, and the first ``n`` samples as [H, W(, 3)] arrays in
@@ -442,7 +584,7 @@ def preview_image_import(
 
     prepared = _prepare_images(name, images, index, path_column=path_column, label_column=label_column,
                                group_columns=group_columns, region_columns=region_columns, mask_column=mask_column,
-                               family=family, limits=limits)
+                               family=family, limits=limits, labels_are_indices=labels_are_indices)
     shown = []
     for i, png in enumerate(prepared.pngs[:n]):
         img = decode_png(png)

@@ -15,7 +15,7 @@ from audit.images import image_to_tensor
 from audit.results import AnalysisSpec, ConceptTest, StoredResult
 from audit.results.drift import DriftAssessment
 from audit.services.auth import SYSTEM, Principal, require
-from audit.services.datasets import load_image_samples, load_text_samples
+from audit.services.datasets import dataset_key, load_image_samples, load_text_samples
 from audit.services.core import result_key, store_analysis, stored_analyses, tracked_run
 from audit.services.explain import ExplainError, explain_batch
 from audit.services.handles import handle_for
@@ -123,7 +123,8 @@ def _image_pair_maps(family: str, base: str, new: str, dataset: str, *, methods:
                      target_mode: str, options: dict[str, Any], batch_size: int, actor: Principal,
                      run_id: int, progress: Progress) -> _PairMaps:
     hb, hn = handle_for(family, base), handle_for(family, new)
-    samples = load_image_samples(dataset)
+    samples = load_image_samples(dataset, model=hb)  # labels: the base version's class indices, by name
+    other = samples if hn.input_spec == hb.input_spec else load_image_samples(dataset, model=hn)
     n = len(samples.keys) if limit is None else min(limit, len(samples.keys))
     if n == 0:
         raise DriftError(f"dataset {dataset} has no samples")
@@ -132,7 +133,7 @@ def _image_pair_maps(family: str, base: str, new: str, dataset: str, *, methods:
     for b0 in range(0, n, batch_size):
         b1 = min(n, b0 + batch_size)
         xb = hb.input_spec.normalize(image_to_tensor(samples.images[b0:b1], hb.input_spec)).to(hb.device)
-        xn = hn.input_spec.normalize(image_to_tensor(samples.images[b0:b1], hn.input_spec)).to(hn.device)
+        xn = hn.input_spec.normalize(image_to_tensor(other.images[b0:b1], hn.input_spec)).to(hn.device)
         pb = hb.predict_proba(xb).argmax(1).tolist()
         pn = hn.predict_proba(xn).argmax(1).tolist()
         targets = _targets_for(target_mode, pb, samples.labels[b0:b1], dataset)
@@ -176,7 +177,7 @@ def _text_pair_maps(family: str, base: str, new: str, dataset: str, *, methods: 
     from audit.text import attribute_text
 
     hb, hn = handle_for(family, base), handle_for(family, new)
-    samples = load_text_samples(dataset)
+    samples = load_text_samples(dataset, model=hb)
     n = len(samples.texts) if limit is None else min(limit, len(samples.texts))
     if n == 0:
         raise DriftError(f"dataset {dataset} has no samples")
@@ -245,7 +246,8 @@ def compute_drift(
     # enter the key, so storing a new one makes the next request recompute instead of serving stale.
     inputs = _input_results(info_b["id"], info_n["id"])
     phash = result_key(KIND, model_sha256=info_n["sha256"], other_model_sha256=info_b["sha256"],
-                       dataset_sha256=ds["sha256"], options=options_key, inputs=[r.id for r in inputs])
+                       dataset_sha256=dataset_key(ds["name"], info_b["labels"]), options=options_key,
+                       inputs=[r.id for r in inputs])
     if not recompute:
         with transaction() as s:
             row = ResultRepository(s).find(kind=KIND, model_version_id=info_n["id"], params_sha256=phash)

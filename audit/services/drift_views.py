@@ -113,13 +113,12 @@ def drift_gallery(result_id: int, *, method: str, n: int = 6, actor: Principal =
         for it, a, b in zip(items, rb, rn):
             it.tokens, it.base_scores, it.new_scores = a.tokens, a.scores[method].numpy(), b.scores[method].numpy()
         return items
-    samples = load_image_samples(params["dataset"], keys=[it.key for it in items])
-    order = [samples.keys.index(it.key) for it in items]
-    images = samples.images[order]
-    hashes = [samples.hashes[i] for i in order]
     for version, attr in ((base, "base_map"), (new, "new_map")):
         h = handle_for(family, version)
-        raw = image_to_tensor(images, h.input_spec)
+        samples = load_image_samples(params["dataset"], keys=[it.key for it in items], model=h)
+        order = [samples.keys.index(it.key) for it in items]
+        hashes = [samples.hashes[i] for i in order]
+        raw = image_to_tensor(samples.images[order], h.input_spec)
         x = h.input_spec.normalize(raw).to(h.device)
         maps, _ = explain_batch(h, family, version, x, hashes, targets, [method], dict(params["options"]),
                                  sample_ids=[None] * len(items), actor=actor, progress=None)

@@ -16,7 +16,7 @@ from audit.images import decode_image, image_to_tensor
 from audit.models.handle import ModelHandle
 from audit.services.auth import SYSTEM, Principal, require
 from audit.services.core import digest, tracked_run
-from audit.services.datasets import load_image_samples
+from audit.services.datasets import load_image_samples, sample_index
 from audit.services.handles import cached_handle, handle_for  # noqa: F401 - re-exported for callers
 from audit.services.registry import RegistryError
 from storage import auditlog
@@ -112,7 +112,7 @@ def _image_input(handle: ModelHandle, *, dataset: Optional[str], sample_key: Opt
         return raw, sha256_bytes(image_bytes), None, None, None
     if dataset is None or sample_key is None:
         raise ExplainError("give a reference sample (dataset and sample id) or an uploaded image")
-    samples = load_image_samples(dataset, keys=[sample_key])
+    samples = load_image_samples(dataset, keys=[sample_key], model=handle)
     raw = image_to_tensor(samples.images[0], handle.input_spec)
     return raw, samples.hashes[0], sample_key, samples.labels[0], None
 
@@ -346,7 +346,7 @@ def explain_reference_set(
         raise ExplainError(f"batch size must be at least 1, got {batch_size}")
     options = dict(options or {})
     handle = handle_for(family, version)
-    samples = load_image_samples(dataset)
+    samples = load_image_samples(dataset, model=handle)
     n = len(samples.keys) if limit is None else min(limit, len(samples.keys))
     if n == 0:
         raise ExplainError(f"dataset {dataset} has no samples")
@@ -445,13 +445,12 @@ def reverify(explanation_id: int, *, dataset: Optional[str] = None, image_bytes:
 
 
 def _find_sample(dataset: Optional[str], sample_sha: str, handle: ModelHandle) -> torch.Tensor:
-    from audit.services.datasets import list_datasets
+    from audit.services.datasets import find_sample
 
-    names = [dataset] if dataset else [d["name"] for d in list_datasets() if d["kind"] == "image"]
-    for name in names:
-        samples = load_image_samples(name)
-        if sample_sha in samples.hashes:
-            return image_to_tensor(samples.images[samples.hashes.index(sample_sha)], handle.input_spec)
+    found = find_sample(sample_sha, dataset=dataset) or (find_sample(sample_sha) if dataset else None)
+    if found is not None:
+        samples = load_image_samples(found[0], keys=[found[1]], model=handle)
+        return image_to_tensor(samples.images[0], handle.input_spec)
     raise ExplainError("the sample of this explanation is not in a stored dataset; upload the image to re-verify")
 
 
@@ -473,7 +472,7 @@ def stored_maps_for(family: str, version: str, dataset: str, method: str,
     """The stored maps of one method for every sample of a reference set, in dataset order, computed
     with ``options`` (default: the engine defaults). Raises when a sample has none: run
     explain_reference_set with the same options first."""
-    samples = load_image_samples(dataset)
+    samples = sample_index(dataset)
     store = ArtifactStore()
     opts = dict(options or {})
     layer = opts.pop("layer", None) or handle_for(family, version).target_layer

@@ -121,35 +121,45 @@ def sanity(exp: ImageExplanation, *, methods: Sequence[str], max_steps: int = 4,
             "reasons": {m: res.reason(m) for m in res.status}}
 
 
+def reference_view(family: str, version: str, dataset: str, key: str) -> dict[str, Any]:
+    """One reference sample as the model sees it (its resize and crop), for a page: the image [H, W(, 3)] in
+    [0, 1], its declared region moved into the view, its class name, groups and stored size. One image is
+    decoded, not the whole set."""
+    from audit.services.datasets import load_image_samples
+
+    handle = handle_for(family, version)
+    s = load_image_samples(dataset, keys=[key], model=handle)
+    img = s.images[0]
+    return {"key": key, "image": img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy(),
+            "region": s.regions[0], "label": s.label_texts[0], "groups": dict(s.groups[0]),
+            "stored_size": tuple(s.sizes[0]), "outside_view": bool(s.outside_view[0]),
+            "preprocessing": handle.input_spec.describe()}
+
+
 def sample_region(exp: ImageExplanation) -> Optional[Any]:
-    """The region the explained reference sample declares (a pixel box or a boolean mask in stored-image
-    coordinates), or None."""
+    """The region the explained reference sample declares, moved into the model's view (the image the maps
+    are on: a pixel box or a boolean mask), or None (none declared, or the crop leaves it out)."""
     from audit.services.datasets import load_image_samples
 
     if exp.sample_key is None:
         return None
-    return load_image_samples(_dataset_of(exp), keys=[exp.sample_key]).regions[0]
+    handle = handle_for(exp.family, exp.version)
+    return load_image_samples(_dataset_of(exp), keys=[exp.sample_key], model=handle).regions[0]
 
 
 def localisation(exp: ImageExplanation, region: Optional[Any]) -> dict[str, dict[str, float]]:
     """Per method: relevance mass accuracy and pointing game of its map against ``region``.
 
-    ``region`` is a box [x0, y0, x1, y1] or a boolean mask in the stored sample image's pixels; it is scaled
-    to the map's size by `region_masks` (a pixel the region touches is in it), so both audits score the
-    same pixels.
+    ``region`` is a box [x0, y0, x1, y1] or a boolean mask in the model's view of the image (``exp.image``,
+    as ``sample_region`` gives it); it is scaled to the map's size by `region_masks` (a pixel the region
+    touches is in it), so both audits score the same pixels.
     An empty dict when there is no region or no map.
     """
     from audit.fairness.disparity import region_masks
     from audit.quality import localisation as score
-    from audit.services.datasets import load_image_samples
-
     if region is None or not exp.maps:
         return {}
-    if exp.sample_key is not None:
-        stored = load_image_samples(_dataset_of(exp), keys=[exp.sample_key]).images
-        image_size = (int(stored.shape[-2]), int(stored.shape[-1]))
-    else:
-        image_size = (int(exp.image.shape[-2]), int(exp.image.shape[-1]))
+    image_size = (int(exp.image.shape[-2]), int(exp.image.shape[-1]))
     out: dict[str, dict[str, float]] = {}
     for method, sm in exp.maps.items():
         attr = torch.from_numpy(np.asarray(sm.attribution))

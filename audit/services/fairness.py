@@ -4,7 +4,7 @@ uploaded CSV), explanation disparity, and the identity-swap probe for text model
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -24,7 +24,7 @@ from audit.results.fairness import (
 )
 from audit.services.auth import SYSTEM, Principal, require
 from audit.services.core import analysis_key, find_analysis, store_analysis, tracked_run
-from audit.services.datasets import dataset_sha256
+from audit.services.datasets import dataset_key
 from audit.services.handles import handle_for
 from audit.services.predict import predict_dataset, text_predict_proba
 
@@ -46,13 +46,12 @@ class BiasAuditError(ValueError):
 
 
 def group_attributes(dataset: str) -> list[str]:
-    from audit.services.datasets import list_datasets, load_image_samples, load_text_samples
+    from audit.services.datasets import list_datasets
 
-    kind = {d["name"]: d["kind"] for d in list_datasets()}.get(dataset)
-    if kind is None:
+    found = next((d for d in list_datasets() if d["name"] == dataset), None)
+    if found is None:
         raise BiasAuditError(f"dataset {dataset!r} does not exist")
-    samples = load_image_samples(dataset) if kind == "image" else load_text_samples(dataset)
-    return sorted({k for g in samples.groups for k in g})
+    return sorted(found["groups"])
 
 
 def bias_options(*, dataset: str, attributes: Sequence[str], n_boot: int = 200, positive_label: Optional[int] = None,
@@ -95,7 +94,7 @@ def run_bias_audit(
     handle = handle_for(family, version)
     options = bias_options(dataset=dataset, attributes=attributes, n_boot=n_boot, positive_label=positive_label,
                            csv_bytes=csv_bytes, explanation_method=explanation_method, seed=seed)
-    key = analysis_key(BIAS_SPEC, model_sha256=handle.sha256, dataset_sha256=dataset_sha256(dataset, handle.task),
+    key = analysis_key(BIAS_SPEC, model_sha256=handle.sha256, dataset_sha256=dataset_key(dataset, handle),
                        options=options)
     cached = find_analysis("bias", family, version, key)
     if cached is not None:
@@ -204,9 +203,14 @@ def _explanation_disparity(family: str, version: str, dataset: str, method: str,
 
     explain_reference_set(family, version, dataset, methods=[method], actor=actor, progress=progress)
     maps = stored_maps_for(family, version, dataset, method)[idx]
-    samples = load_image_samples(dataset)
-    return image_disparity(method, maps, [samples.regions[i] if samples.regions else None for i in idx],
-                           labels, image_size=tuple(samples.images.shape[-2:]), seed=seed)
+    samples = load_image_samples(dataset, model=handle)  # regions moved into the model's view, as the maps are
+    finding = image_disparity(method, maps, [samples.regions[i] if samples.regions else None for i in idx],
+                              labels, image_size=tuple(samples.images.shape[-2:]), seed=seed)
+    cropped = sum(samples.outside_view[i] for i in idx) if samples.outside_view else 0
+    if cropped:
+        finding = replace(finding, note=f"{finding.note}; {cropped} sample(s) declare a region that the model's "
+                                        "crop leaves outside its view (left out)")
+    return finding
 
 
 def image_disparity(method: str, maps: np.ndarray, regions: Sequence[Optional[Sequence[int]]], labels: Sequence[Any],
@@ -273,7 +277,7 @@ def run_text_probe(family: str, version: str, *, dataset: str, actor: Principal 
     if handle.task != "text-classification":
         raise BiasAuditError("the identity-swap probe applies to text models")
     options = {"dataset": dataset}
-    key = analysis_key(TEXT_PROBE_SPEC, model_sha256=handle.sha256, dataset_sha256=dataset_sha256(dataset, handle.task),
+    key = analysis_key(TEXT_PROBE_SPEC, model_sha256=handle.sha256, dataset_sha256=dataset_key(dataset, handle),
                        options=options)
     cached = find_analysis("text_probe", family, version, key)
     if cached is not None:

@@ -119,18 +119,16 @@ def _class_index(text: str, labels: list[str]) -> int:
         return labels.index(text)
     if text.lstrip("-").isdigit() and 0 <= int(text) < len(labels):
         return int(text)
-    raise FullAuditError(f"unknown class {text!r}: use one of {', '.join(labels)}")
+    from audit.datasets.labels import unknown_labels_message
+
+    raise FullAuditError(unknown_labels_message([text], labels, what="--targets"))
 
 
 def _plan(family: str, version: str, dataset: str, concepts: Sequence[str], targets: Optional[Sequence[str]]) -> _Plan:
     """Check everything the caller named before any work starts."""
     from audit.services.concepts import ConceptError, concept_hashes
-    from audit.services.datasets import (
-        DatasetError,
-        load_image_samples,
-        load_text_samples,
-        pick_reference_set,
-    )
+    from audit.datasets.labels import LabelMismatch, labels_for_model
+    from audit.services.datasets import DatasetError, pick_reference_set, sample_index
     from audit.services.registry import RegistryError, get_version
 
     try:
@@ -148,8 +146,12 @@ def _plan(family: str, version: str, dataset: str, concepts: Sequence[str], targ
         raise FullAuditError(str(exc)) from None
     labels = list(info["labels"] or [])
     chosen = [_class_index(t, labels) for t in targets] if targets else None
-    samples = load_text_samples(ds["name"]) if kind == "text" else load_image_samples(ds["name"])
-    return _Plan(family, version, ds["name"], info, kind, list(samples.labels), [dict(g or {}) for g in samples.groups],
+    index = sample_index(ds["name"])
+    try:  # the data's class names as the model's class indices (never the set's own positions)
+        model_labels = labels_for_model(index.label_texts, labels, what=f"dataset {ds['name']!r}")
+    except LabelMismatch as exc:
+        raise FullAuditError(str(exc)) from None
+    return _Plan(family, version, ds["name"], info, kind, model_labels, [dict(g or {}) for g in index.groups],
                  list(dict.fromkeys(concepts)), chosen)
 
 

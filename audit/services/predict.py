@@ -45,12 +45,13 @@ def text_predict_proba(family: str, version: str):  # noqa: ANN201 - returns a c
 
 
 def predict_dataset(family: str, version: str, dataset: str, *, batch_size: int = 64) -> Predictions:
+    """Class probabilities of every sample, with its labels as the model's class indices (mapped by name)."""
     handle = handle_for(family, version)
     if handle.task == "text-classification":
-        s = load_text_samples(dataset)
+        s = load_text_samples(dataset, model=handle)
         probs = text_predict_proba(family, version)(s.texts)
         return Predictions(s.keys, s.labels, s.groups, probs, texts=s.texts)
-    s = load_image_samples(dataset)
+    s = load_image_samples(dataset, model=handle)
     chunks = []
     for i in range(0, len(s.keys), batch_size):
         x = handle.input_spec.normalize(image_to_tensor(s.images[i:i + batch_size], handle.input_spec))

@@ -27,7 +27,7 @@ def gather_localisation(handle: Any, family: str, version: str, dataset: str, ke
     from audit.services.datasets import load_image_samples
     from audit.services.explain import explain_batch
 
-    samples = load_image_samples(dataset)
+    samples = load_image_samples(dataset, model=handle)  # regions in the model's view (a cropped-away one: None)
     picks = [i for i, r in enumerate(samples.regions or []) if r is not None][:N_LOCALISATION]
     if not picks:
         return None

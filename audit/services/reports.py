@@ -138,7 +138,7 @@ def _stored_maps(g: _Gathering, hashes: list[str], methods: list[str]) -> Option
 
 def _explain_images(g: _Gathering) -> tuple[Optional[S.ImageExplanations], Optional[S.Gap]]:
     h, choice, m = g.handle, g.choice, g.model
-    samples = load_image_samples(g.dataset, keys=choice.keys)
+    samples = load_image_samples(g.dataset, keys=choice.keys, model=h)
     order = [samples.keys.index(k) for k in choice.keys]
     raw = image_to_tensor(samples.images[order], h.input_spec)
     hashes = [samples.hashes[i] for i in order]

@@ -58,6 +58,15 @@ def masked_folder(tmp_path: Path) -> tuple[Path, Path, dict[str, np.ndarray]]:
     return folder, index, masks
 
 
+def _model_32():
+    """A model that resizes every image exactly to 32x32 (what the loader reads of a model)."""
+    from types import SimpleNamespace
+
+    from audit.models.preprocess import InputSpec
+
+    return SimpleNamespace(labels=["dog", "cat"], input_spec=InputSpec(channels=3, height=32, width=32))
+
+
 def test_masks_are_stored_with_their_samples_and_scaled_with_their_images(audit_home, masked_folder):
     from audit.datasets.prepare import scale_box
     from audit.services.datasets import dataset_summary, list_datasets
@@ -65,12 +74,13 @@ def test_masks_are_stored_with_their_samples_and_scaled_with_their_images(audit_
     folder, index, masks = masked_folder
     out = import_image_dataset("masked", folder, index, group_columns=["site"], mask_column="mask")
     assert out["regions"] is True and out["size"] == [3, 32, 32]
-    s = load_image_samples("masked")
+    s = load_image_samples("masked", model=_model_32())
     assert [r is None for r in s.regions] == [False, False, True, True, False]
     np.testing.assert_array_equal(s.regions[0], masks["a"])
     # a palette image: the region is where the colour is not black, whatever the palette index
     np.testing.assert_array_equal(s.regions[1], masks["b"])
-    # e.png (48x40) was resized to 32x32; its rectangle [12, 8, 30, 20] grows outwards exactly as a box would
+    # e.png (48x40) keeps its size; the model's exact 32x32 resize moves its rectangle [12, 8, 30, 20], which
+    # grows outwards exactly as a box would
     x0, y0, x1, y1 = scale_box([12, 8, 30, 20], (48, 40), (32, 32))
     expected = np.zeros((32, 32), dtype=bool)
     expected[y0:y1, x0:x1] = True
@@ -147,7 +157,7 @@ def test_cli_mask_column(audit_home, masked_folder, capsys):
     assert "regions: yes (3 as masks)" in capsys.readouterr().out
     assert main(["dataset", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["regions"] is True
-    np.testing.assert_array_equal(load_image_samples("cli-masks").regions[0], masks["a"])
+    np.testing.assert_array_equal(load_image_samples("cli-masks", model=_model_32()).regions[0], masks["a"])
     assert main(["dataset", "add", "--name", "t", "--texts", str(index), "--mask-column", "mask"]) != 0
     assert "apply to --images only" in capsys.readouterr().err
 

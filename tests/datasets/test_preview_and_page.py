@@ -22,7 +22,7 @@ def test_preview_validates_like_the_import_and_stores_nothing(audit_home, image_
     pv = preview_image_import("mine", folder, index, **OPTS)
     assert stored_counts() == before
     assert pv["samples"] == 6 and pv["label_counts"] == {"cat": 3, "dog": 3} and pv["unlabelled"] == 0
-    assert pv["groups"] == ["sex", "site"] and pv["regions"] and pv["resized"] == 2
+    assert pv["groups"] == ["sex", "site"] and pv["regions"] and pv["resized"] == 0
     assert pv["size"] == [3, 32, 32]  # the most common size
     first = pv["preview"][0]
     assert first["label"] == "cat" and first["groups"] == {"site": "A", "sex": "f"} and first["region"] == [0, 0, 8, 8]

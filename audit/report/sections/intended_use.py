@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from audit.models.preprocess import InputSpec
+
 from audit.report.content import Section, Table
 from audit.report.sections.base import ModelFacts, new_section
 
@@ -14,13 +16,15 @@ def intended_use_section(model: ModelFacts) -> Section:
     sec.text("The registry keeps no separate intended-use statement, user population or deployment context; "
              "the reviewer should confirm them before sign-off.", "note")
     spec = info.get("input_spec") or {}
-    model_input = (f"image {spec.get('channels')}x{spec.get('height')}x{spec.get('width')}, mean {spec.get('mean')}, "
-                   f"std {spec.get('std')}" if spec else "text (the model's own tokenizer)")
+    model_input = (f"image {spec.get('channels')}x{spec.get('height')}x{spec.get('width')}"
+                   if spec else "text (the model's own tokenizer)")
     labels = model.labels
     rows = [["Family", model.family], ["Version", model.version], ["Task", model.task],
             ["Architecture", info.get("architecture")], ["Format", info.get("format")],
             ["Classes", f"{len(labels)}: {', '.join(labels[:20])}{' ...' if len(labels) > 20 else ''}"],
-            ["Input", model_input], ["Explained layer (CAM methods)", info.get("target_layer") or "-"],
+            ["Input", model_input],
+            *([["Preprocessing", InputSpec.from_dict(spec).describe()]] if spec else []),
+            ["Explained layer (CAM methods)", info.get("target_layer") or "-"],
             ["Parent version", model.parent or "- (first version)"], ["Status", info.get("status")],
             ["Registered by", info.get("created_by")], ["Registered at (UTC)", (info.get("created_at") or "")[:19]],
             ["Model SHA-256", info.get("sha256")]]

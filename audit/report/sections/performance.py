@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
+
 from audit.report import figures as figs
 from audit.report import stats
 from audit.report.content import Figure, Section, Table
@@ -54,11 +56,25 @@ def _measured(sec: Section, model: ModelFacts, preds: ReferencePredictions) -> O
              f"({acc.correct} of {acc.n} correct; 95% Wilson interval {acc.low:.4f} to {acc.high:.4f}).")
     labels = model.labels
     cm = stats.confusion_matrix(y, p, len(labels))
+    # Only the classes the data holds: a 1,000-class model audited on five classes gets five rows.
+    present = sorted({int(v) for v in y})
+    rates = stats.per_class_rates(cm, labels)
     sec.add(Table(["Class", "Samples", "Recall", "Precision"],
-                  [[r.label, r.samples, fmt(r.recall), fmt(r.precision)] for r in stats.per_class_rates(cm, labels)],
-                  widths=[0.3, 0.2, 0.25, 0.25], caption="Per-class recall and precision on the reference set."))
-    if len(labels) <= MAX_CONFUSION_CLASSES:
-        sec.add(Figure(figs.confusion_matrix(cm, labels), "Confusion matrix on the reference set.", 9.5))
+                  [[rates[c].label, rates[c].samples, fmt(rates[c].recall), fmt(rates[c].precision)] for c in present],
+                  widths=[0.3, 0.2, 0.25, 0.25],
+                  caption=f"Per-class recall and precision on the reference set ({len(present)} of the model's "
+                          f"{len(labels)} classes occur in it)."))
+    outside = stats.confusions_outside(cm, present)
+    if outside:
+        sec.add(Table(["Predicted class (not in the data)", "Predictions"], [[labels[c], n] for c, n in outside],
+                      widths=[0.6, 0.4], caption="The most frequent predictions of classes the reference set does "
+                                                 "not hold (each is an error)."))
+    if len(present) <= MAX_CONFUSION_CLASSES:
+        sub = cm[np.ix_(present, present)]
+        off = int(cm[present].sum() - sub.sum())
+        sec.add(Figure(figs.confusion_matrix(sub, [labels[c] for c in present]),
+                       "Confusion matrix on the reference set, among the classes it holds"
+                       + (f" ({off} prediction(s) of other classes are listed above)." if off else "."), 9.5))
     by_group = stats.group_accuracy(y, p, [preds.groups[i] for i in known])
     if by_group:
         sec.add(Table(["Attribute", "Group", "Samples", "Accuracy", "95% CI (Wilson)"],
