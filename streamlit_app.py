@@ -53,9 +53,18 @@ def _start_session(principal: Principal, cookie: str) -> None:
     st.session_state.pop("session_note", None)
 
 
+def _browser_cookie() -> str | None:
+    """The HttpOnly session cookie the browser sent with this tab's connection. On HTTPS only its __Host- form
+    is read (serve.py sets that one there), so a cookie planted over plain HTTP by another service on the same
+    host name is never taken for a session. serve.py decides HTTPS by the same rule (TLS, or an https Origin)."""
+    origin = (st.context.headers.get("Origin") or "").lower()
+    https = origin.startswith("https://") or (st.context.url or "").lower().startswith("https://")
+    return st.context.cookies.get(sessions.cookie_name(https=https))
+
+
 def _resolve() -> Principal | None:
     """The user this tab is signed in as now (the role read afresh), or None."""
-    cookie = st.session_state.get("session_cookie") or st.context.cookies.get(sessions.COOKIE_NAME)
+    cookie = st.session_state.get("session_cookie") or _browser_cookie()
     principal = sessions.resolve_session(cookie) if cookie else None
     if principal is None:
         if st.session_state.pop("principal", None) is not None:
