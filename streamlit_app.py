@@ -18,6 +18,7 @@ import streamlit as st
 from audit.services import sessions
 from audit.services.auth import AuthError, Principal, authenticate
 from audit.services.identities import UnmappedIdentity, sign_in_with_identity
+from pages.ui import literal
 
 st.set_page_config(page_title="Model audit workbench", page_icon=":material/search:", layout="wide")
 
@@ -105,7 +106,7 @@ def login_page() -> None:
             _start_session(principal, sessions.create_session(principal))
             st.rerun()
         except AuthError as exc:
-            st.error(str(exc))
+            st.error(literal(exc))
     providers = _sso_providers()
     if providers is None:
         return
@@ -113,11 +114,11 @@ def login_page() -> None:
         st.caption("Single sign-on is configured but Authlib is not installed (pip install 'streamlit[auth]').")
         return
     if refused := st.session_state.get("sso_refused"):
-        st.error(refused[1])
+        st.error(literal(refused[1]))
         st.button("Sign out of the identity provider", on_click=st.logout)
         return
     for provider in providers:
-        label = f"Sign in with {provider}" if provider else "Sign in with single sign-on"
+        label = f"Sign in with {literal(provider)}" if provider else "Sign in with single sign-on"
         st.button(label, key=f"sso-{provider}", on_click=st.login, args=(provider,) if provider else ())
 
 
@@ -143,7 +144,7 @@ if principal is None:
     nav = st.navigation([st.Page(login_page, title="Sign in", icon=":material/login:")])
 else:
     with st.sidebar:
-        st.caption(f"Signed in as **{principal.username}** ({principal.role})")
+        st.caption(f"Signed in as **{literal(principal.username)}** ({principal.role})")
         st.button("Sign out", on_click=sign_out)
         code = st.session_state.get("cookie_handoff")
         if code and sessions.handoff_pending(code):
