@@ -135,6 +135,8 @@ def test_bias_group_values_are_text(text_attacks):
     # Groups of ten are below the minimum size: each one is named in a warning.
     assert_shown_as_text([w.value for w in at.warning])
     assert_shown_as_text(values)
+    charts = [c.proto.spec for c in at.get("plotly_chart")]
+    assert charts and not any("<img src=x>" in spec for spec in charts)  # Plotly reads tags in its labels
 
 
 def test_job_messages_and_errors_are_text(tiny_image):
