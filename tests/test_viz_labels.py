@@ -3,6 +3,8 @@ tags in any text it draws into markup, and these labels come from users (class n
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from audit import viz
@@ -10,8 +12,18 @@ from audit import viz
 LINK = '<a href="http://x.example/p">Session expired</a>'
 
 
+def _strings(obj) -> list[str]:  # noqa: ANN001 - a figure's JSON-like tree
+    if isinstance(obj, str):
+        return [obj]
+    if isinstance(obj, dict):
+        return [s for v in obj.values() for s in _strings(v)]
+    if isinstance(obj, (list, tuple)):
+        return [s for v in obj for s in _strings(v)]
+    return []
+
+
 def _drawn(fig) -> str:  # noqa: ANN001 - a plotly Figure
-    return fig.to_json()
+    return "\n".join(_strings(json.loads(fig.to_json())))
 
 
 def test_every_figure_builder_escapes_its_labels():

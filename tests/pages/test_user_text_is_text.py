@@ -5,6 +5,7 @@ with an account would, and reads what the page hands to Streamlit's Markdown ren
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -135,8 +136,9 @@ def test_bias_group_values_are_text(text_attacks):
     # Groups of ten are below the minimum size: each one is named in a warning.
     assert_shown_as_text([w.value for w in at.warning])
     assert_shown_as_text(values)
-    charts = [c.proto.spec for c in at.get("plotly_chart")]
+    charts = [json.dumps(json.loads(c.proto.spec), ensure_ascii=False) for c in at.get("plotly_chart")]
     assert charts and not any("<img src=x>" in spec for spec in charts)  # Plotly reads tags in its labels
+    assert any("&lt;img src=x&gt;" in spec for spec in charts)
 
 
 def test_job_messages_and_errors_are_text(tiny_image):
