@@ -64,4 +64,8 @@ def test_a_page_on_another_port_cannot_open_the_signed_in_stream(browser, signed
 
     page.reload()  # the app's own page still opens its stream with the cookie
     page.get_by_text("Signed in as").wait_for()
+    page.get_by_role("button", name="Sign out").click()  # the sign-out route passes the guard and clears it
+    page.get_by_role("button", name="Sign in").wait_for()
+    page.wait_for_timeout(1500)
+    assert not any(c["name"] == "audit_session" for c in ctx.cookies())
     ctx.close()
