@@ -18,6 +18,7 @@ import streamlit as st
 from audit.services import sessions
 from audit.services.auth import AuthError, Principal, authenticate
 from audit.services.identities import UnmappedIdentity, sign_in_with_identity
+from pages.ui import literal
 
 st.set_page_config(page_title="Model audit workbench", page_icon=":material/search:", layout="wide")
 
@@ -53,9 +54,18 @@ def _start_session(principal: Principal, cookie: str) -> None:
     st.session_state.pop("session_note", None)
 
 
+def _browser_cookie() -> str | None:
+    """The HttpOnly session cookie the browser sent with this tab's connection. On HTTPS only its __Host- form
+    is read (serve.py sets that one there), so a cookie planted over plain HTTP by another service on the same
+    host name is never taken for a session. serve.py decides HTTPS by the same rule (TLS, or an https Origin)."""
+    origin = (st.context.headers.get("Origin") or "").lower()
+    https = origin.startswith("https://") or (st.context.url or "").lower().startswith("https://")
+    return st.context.cookies.get(sessions.cookie_name(https=https))
+
+
 def _resolve() -> Principal | None:
     """The user this tab is signed in as now (the role read afresh), or None."""
-    cookie = st.session_state.get("session_cookie") or st.context.cookies.get(sessions.COOKIE_NAME)
+    cookie = st.session_state.get("session_cookie") or _browser_cookie()
     principal = sessions.resolve_session(cookie) if cookie else None
     if principal is None:
         if st.session_state.pop("principal", None) is not None:
@@ -96,7 +106,7 @@ def login_page() -> None:
             _start_session(principal, sessions.create_session(principal))
             st.rerun()
         except AuthError as exc:
-            st.error(str(exc))
+            st.error(literal(exc))
     providers = _sso_providers()
     if providers is None:
         return
@@ -104,11 +114,11 @@ def login_page() -> None:
         st.caption("Single sign-on is configured but Authlib is not installed (pip install 'streamlit[auth]').")
         return
     if refused := st.session_state.get("sso_refused"):
-        st.error(refused[1])
+        st.error(literal(refused[1]))
         st.button("Sign out of the identity provider", on_click=st.logout)
         return
     for provider in providers:
-        label = f"Sign in with {provider}" if provider else "Sign in with single sign-on"
+        label = f"Sign in with {literal(provider)}" if provider else "Sign in with single sign-on"
         st.button(label, key=f"sso-{provider}", on_click=st.login, args=(provider,) if provider else ())
 
 
@@ -134,7 +144,7 @@ if principal is None:
     nav = st.navigation([st.Page(login_page, title="Sign in", icon=":material/login:")])
 else:
     with st.sidebar:
-        st.caption(f"Signed in as **{principal.username}** ({principal.role})")
+        st.caption(f"Signed in as **{literal(principal.username)}** ({principal.role})")
         st.button("Sign out", on_click=sign_out)
         code = st.session_state.get("cookie_handoff")
         if code and sessions.handoff_pending(code):

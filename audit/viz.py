@@ -5,6 +5,7 @@ Heat maps go through the engine's one display normalisation, so every grid share
 
 from __future__ import annotations
 
+import html
 import math
 from typing import Any, Mapping, Optional, Sequence
 
@@ -14,6 +15,12 @@ from plotly.subplots import make_subplots
 
 HEAT_SCALE = "Inferno"
 DIVERGING = "RdBu"
+
+
+def _plain(text: Any) -> str:
+    """A label shown as typed: Plotly reads <a href>, <b> and a few other tags in any text it draws (axis ticks,
+    titles, legends, hover), and labels here come from users (class names, groups, tokens, version names)."""
+    return html.escape(str(text), quote=False)
 
 
 def display_maps(maps: Mapping[str, np.ndarray], *, mode: str = "abs") -> dict[str, np.ndarray]:
@@ -42,7 +49,7 @@ def heatmap_grid(image: np.ndarray, maps: Mapping[str, np.ndarray], *, cols: int
     names = list(shown)
     cols = max(1, min(cols, len(names)))
     rows = max(1, math.ceil(len(names) / cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[(titles or {}).get(n, n) for n in names],
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_plain((titles or {}).get(n, n)) for n in names],
                         horizontal_spacing=0.03, vertical_spacing=0.08)
     grey = _grey(image)
     zmin, zmax, scale = (0.0, 1.0, HEAT_SCALE) if mode != "signed" else (-1.0, 1.0, DIVERGING)
@@ -50,7 +57,7 @@ def heatmap_grid(image: np.ndarray, maps: Mapping[str, np.ndarray], *, cols: int
         r, c = i // cols + 1, i % cols + 1
         fig.add_trace(go.Heatmap(z=grey, colorscale="Greys", reversescale=True, showscale=False, hoverinfo="skip"), r, c)
         fig.add_trace(go.Heatmap(z=shown[name], colorscale=scale, zmin=zmin, zmax=zmax, opacity=opacity,
-                                 showscale=(i == 0), colorbar={"title": "relevance"}, name=name), r, c)
+                                 showscale=(i == 0), colorbar={"title": "relevance"}, name=_plain(name)), r, c)
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if i == 0 else i + 1}", showticklabels=False,
                          row=r, col=c)
         fig.update_xaxes(showticklabels=False, row=r, col=c)
@@ -63,7 +70,7 @@ def topk_bar(probabilities: Sequence[float], labels: Sequence[str], *, k: int = 
     p = np.asarray(probabilities, dtype=float)
     order = np.argsort(-p)[:k]
     colors = ["#d62728" if highlight is not None and int(i) == highlight else "#1f77b4" for i in order]
-    fig = go.Figure(go.Bar(x=p[order][::-1], y=[labels[i] for i in order][::-1], orientation="h",
+    fig = go.Figure(go.Bar(x=p[order][::-1], y=[_plain(labels[i]) for i in order][::-1], orientation="h",
                            marker_color=colors[::-1], text=[f"{v:.1%}" for v in p[order][::-1]]))
     fig.update_layout(height=60 + 30 * len(order), xaxis={"range": [0, 1], "title": "probability"},
                       margin={"l": 10, "r": 10, "t": 10, "b": 10})
@@ -74,7 +81,7 @@ def curves_figure(fractions: Sequence[float], curves: Mapping[str, Sequence[floa
                   aucs: Mapping[str, float], *, title: str) -> go.Figure:
     fig = go.Figure()
     for name, ys in curves.items():
-        fig.add_trace(go.Scatter(x=list(fractions), y=list(ys), mode="lines", name=f"{name} (AUC {aucs[name]:.3f})"))
+        fig.add_trace(go.Scatter(x=list(fractions), y=list(ys), mode="lines", name=_plain(f"{name} (AUC {aucs[name]:.3f})")))
     fig.update_layout(title=title, xaxis_title="fraction of pixels", yaxis_title="probability of the class",
                       yaxis={"range": [0, 1.02]}, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
@@ -89,16 +96,16 @@ def feature_maps_figure(layer: Mapping[str, Any]) -> go.Figure:
         fig.add_trace(go.Heatmap(z=maps[i], colorscale="Viridis", showscale=False), 1, i + 1)
         fig.update_yaxes(autorange="reversed", showticklabels=False, row=1, col=i + 1)
         fig.update_xaxes(showticklabels=False, row=1, col=i + 1)
-    fig.update_layout(height=200, title=f"{layer['layer']} {tuple(layer['shape'])}",
+    fig.update_layout(height=200, title=_plain(f"{layer['layer']} {tuple(layer['shape'])}"),
                       margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return fig
 
 
 def sanity_figure(steps: Sequence[str], correlations: Mapping[str, Sequence[float]], threshold: float) -> go.Figure:
     fig = go.Figure()
-    xs = ["trained"] + list(steps)
+    xs = ["trained"] + [_plain(s) for s in steps]
     for name, ys in correlations.items():
-        fig.add_trace(go.Scatter(x=xs, y=[1.0] + list(ys), mode="lines+markers", name=name))
+        fig.add_trace(go.Scatter(x=xs, y=[1.0] + list(ys), mode="lines+markers", name=_plain(name)))
     fig.add_hline(y=threshold, line_dash="dash", annotation_text="flag threshold")
     fig.update_layout(xaxis_title="randomised down to", yaxis_title="rank correlation with trained maps",
                       yaxis={"range": [-0.2, 1.05]}, height=320, margin={"l": 10, "r": 10, "t": 20, "b": 10})
@@ -109,10 +116,10 @@ def bars_with_errors(names: Sequence[str], values: Sequence[float], lows: Sequen
                      *, title: str, highlight: Optional[int] = None, yrange: Optional[tuple[float, float]] = None) -> go.Figure:
     v, lo, hi = (_floats(a) for a in (values, lows, highs))
     colors = ["#d62728" if highlight is not None and i == highlight else "#1f77b4" for i in range(len(v))]
-    fig = go.Figure(go.Bar(x=list(names), y=v, marker_color=colors,
+    fig = go.Figure(go.Bar(x=[_plain(n) for n in names], y=v, marker_color=colors,
                            error_y={"type": "data", "symmetric": False, "array": np.nan_to_num(hi - v),
                                     "arrayminus": np.nan_to_num(v - lo)}))
-    fig.update_layout(title=title, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    fig.update_layout(title=_plain(title), height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       yaxis={"range": list(yrange)} if yrange else {})
     return fig
 
@@ -139,8 +146,9 @@ def token_html(tokens: Sequence[str], scores: Sequence[float], *, scale: Optiona
 
 def matrix_heatmap(z: np.ndarray, x: Sequence[str], y: Sequence[str], *, title: str, zmin: Optional[float] = None,
                    zmax: Optional[float] = None, colorscale: str = "Blues") -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=z, x=list(x), y=list(y), colorscale=colorscale, zmin=zmin, zmax=zmax))
-    fig.update_layout(title=title, height=max(260, 22 * len(y) + 80), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    fig = go.Figure(go.Heatmap(z=z, x=[_plain(v) for v in x], y=[_plain(v) for v in y], colorscale=colorscale,
+                               zmin=zmin, zmax=zmax))
+    fig.update_layout(title=_plain(title), height=max(260, 22 * len(y) + 80), margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       yaxis={"autorange": "reversed"})
     return fig
 
@@ -148,8 +156,8 @@ def matrix_heatmap(z: np.ndarray, x: Sequence[str], y: Sequence[str], *, title: 
 def lines_figure(x: Sequence[Any], series: Mapping[str, Sequence[float]], *, title: str, ytitle: str) -> go.Figure:
     fig = go.Figure()
     for name, ys in series.items():
-        fig.add_trace(go.Scatter(x=list(x), y=list(ys), mode="lines+markers", name=name))
-    fig.update_layout(title=title, yaxis_title=ytitle, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+        fig.add_trace(go.Scatter(x=[_plain(v) for v in x], y=list(ys), mode="lines+markers", name=_plain(name)))
+    fig.update_layout(title=_plain(title), yaxis_title=ytitle, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
 
 

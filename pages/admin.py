@@ -9,7 +9,7 @@ import streamlit as st
 
 from audit.services import auth, identities, sessions, settings
 from audit.services.audit_trail import log_head, recent_entries, verify_log
-from pages.ui import current_principal, show_error
+from pages.ui import current_principal, literal, show_error
 
 principal = current_principal()
 st.title("Users and audit trail")
@@ -29,7 +29,7 @@ with tab_users:
             if st.form_submit_button("Add user"):
                 try:
                     auth.create_user(name, password, role, actor=principal)
-                    st.success(f"User {name} ({role}) created")
+                    st.success(f"User {literal(name.strip())} ({role}) created")
                 except (ValueError, PermissionError) as exc:
                     show_error(exc)
         users = [u["username"] for u in auth.list_users(actor=principal)]
@@ -38,7 +38,7 @@ with tab_users:
         if c2.button("Disable user") and who:
             try:
                 auth.set_active(who, False, actor=principal)
-                st.success(f"{who} disabled")
+                st.success(f"{literal(who)} disabled")
             except (ValueError, PermissionError) as exc:
                 show_error(exc)
 
@@ -81,7 +81,7 @@ with tab_sso:
                 try:
                     key = {"subject": value} if claim == "subject" else {"email": value}
                     row = identities.map_identity(issuer, target, actor=principal, **key)
-                    st.success(f"{row['claim']}={row['value']} now signs in as {row['username']}")
+                    st.success(f"{literal(row['claim'])}={literal(row['value'])} now signs in as {literal(row['username'])}")
                 except (ValueError, PermissionError) as exc:
                     show_error(exc)
         mapped = identities.list_identities(actor=principal)
@@ -145,5 +145,5 @@ with tab_log:
         else:
             st.error(f"Tampered: {len(report.problems)} problem(s)")
             for p in report.problems:
-                st.write(p)
+                st.markdown(literal(p))
     st.dataframe(recent_entries(200), hide_index=True, use_container_width=True)

@@ -8,7 +8,7 @@ import streamlit as st
 from audit.services.datasets import list_datasets
 from audit.services.fairness import group_attributes, run_bias_audit, run_text_probe
 from audit.viz import bars_with_errors
-from pages.ui import current_principal, keep_result, kept_result, pick_version, show_error
+from pages.ui import current_principal, keep_result, kept_result, literal, pick_version, show_error
 
 principal = current_principal()
 st.title("Bias audit")
@@ -46,7 +46,7 @@ if run:
             positive_label=None if pos.startswith("one-vs-rest") else labels.index(pos),
             csv_bytes=upload.getvalue() if upload is not None else None,
             explanation_method=None if expl == "none" else expl, actor=principal,
-            progress=lambda f, m: bar.progress(min(1.0, f), text=m)), fam, ver)
+            progress=lambda f, m: bar.progress(min(1.0, f), text=literal(m))), fam, ver)
         bar.empty()
     except (ValueError, PermissionError) as exc:
         show_error(exc)
@@ -58,9 +58,9 @@ def _fmt(value: object) -> str:
 res = kept_result("bias_result", fam, ver)
 if res is not None:
     for flag in res.flags:
-        st.warning(flag)
+        st.warning(literal(flag))
     worst = res.worst_group.get("accuracy")
-    st.subheader(f"By group ({res.n} samples of {res.dataset}) · worst accuracy: {worst}")
+    st.subheader(f"By group ({res.n} samples of {literal(res.dataset)}) · worst accuracy: {literal(worst)}")
     rows = [g.to_dict() for g in res.by_group]
     names = [g.group for g in res.by_group]
     highlight = names.index(worst) if worst in names else None
@@ -81,7 +81,7 @@ if res is not None:
     if d is not None:
         if d.kind == "map_similarity":
             st.subheader(f"Explanation disparity ({d.method}: region-free comparison of the groups' mean maps)")
-            st.info(d.note)
+            st.info(literal(d.note))
             if d.maps is not None:
                 st.caption(f"largest total-variation distance {_fmt(d.maps.difference)} (chance level "
                            f"{_fmt(d.maps.null_difference)}, permutation p = {_fmt(d.maps.p_value)})")
@@ -91,7 +91,7 @@ if res is not None:
         else:
             where = "the regions the data declares" if d.kind == "region" else "identity tokens"
             st.subheader(f"Explanation disparity ({d.method}: share of |attribution| on {where})")
-            st.caption(d.note)
+            st.caption(literal(d.note))
             means = [g.mean for g in d.by_group]
             st.plotly_chart(bars_with_errors([g.group for g in d.by_group], means,
                                              [g.ci[0] if g.ci[0] is not None else g.mean for g in d.by_group],
@@ -101,7 +101,7 @@ if res is not None:
 if kind == "text":
     st.divider()
     st.subheader("Identity-swap probe")
-    st.caption(f"Swap gendered words and names (he↔she, Mr↔Ms, …) in the texts of {dataset} (the reference set "
+    st.caption(f"Swap gendered words and names (he↔she, Mr↔Ms, …) in the texts of {literal(dataset)} (the reference set "
                "chosen above) and count how often the decision flips.")
     if st.button("Run the probe"):
         if not principal.can("run"):
@@ -115,7 +115,7 @@ if kind == "text":
             show_error(exc)
     probe = kept_result("probe", fam, ver)
     if probe is not None:
-        st.caption(f"Probed on {probe.dataset}.")
+        st.caption(f"Probed on {literal(probe.dataset)}.")
         c1, c2, c3 = st.columns(3)
         c1.metric("Flip rate", "n/a" if probe.flip_rate is None else f"{probe.flip_rate:.1%}")
         c2.metric("Mean |Δ probability|", _fmt(probe.mean_prob_change))

@@ -9,7 +9,7 @@ from audit.services.concepts import (GENERATED_CONCEPTS, MIN_RUNS, TEXT_GENERATE
                                      default_layers, layer_choices, run_concept_test, stored_concept_tests)
 from audit.services.datasets import list_datasets, pick_reference_set
 from audit.viz import bars_with_errors
-from pages.ui import current_principal, pick_version, show_error
+from pages.ui import current_principal, literal, pick_version, show_error
 
 principal = current_principal()
 st.title("Concept tests (TCAV)")
@@ -60,7 +60,7 @@ if run:
         st.session_state["tcav_result"] = run_concept_test(
             fam["family"], ver["version"], concepts=concepts, target=labels.index(target_label), layers=layers,
             dataset=dataset, n_random=int(n_random), alpha=float(alpha), correction=correction, test=test, actor=principal,
-            progress=lambda f, m: bar.progress(min(1.0, f), text=m))
+            progress=lambda f, m: bar.progress(min(1.0, f), text=literal(m)))
     except (ValueError, PermissionError) as exc:
         show_error(exc)
     bar.empty()
@@ -73,7 +73,7 @@ if result is None or result.stored is None or result.stored.version != ver["vers
 if result is None:
     st.stop()
 
-st.subheader(f"Class {result.target_label} · {result.n_random} random runs · α={result.alpha} "
+st.subheader(f"Class {literal(result.target_label)} · {result.n_random} random runs · α={result.alpha} "
              f"({result.correction}, {result.test})")
 rows = [{"concept": c.concept, "layer": c.layer, "TCAV score": c.score, "random mean": c.random_mean,
          "magnitude": c.magnitude, "p (raw)": c.p_value, "p (corrected)": c.p_value_corrected,
@@ -102,9 +102,9 @@ for concept in result.concepts:
         examples = concept_examples_preview(concept, dataset=result.stored.dataset or datasets[0],
                                             family=fam["family"], version=ver["version"])
         if examples and isinstance(examples[0], str):
-            st.markdown(f"**{concept}**\n" + "\n".join(f"- {t}" for t in examples[:5]))
+            st.markdown(f"**{literal(concept)}**\n" + "\n".join(f"- {literal(t)}" for t in examples[:5]))
         else:
-            st.image(examples, width=64, caption=[concept] * len(examples), clamp=True)
+            st.image(examples, width=64, caption=[literal(concept)] * len(examples), clamp=True)
     except ValueError as exc:
         show_error(exc)
 

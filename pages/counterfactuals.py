@@ -8,7 +8,7 @@ from audit.services.counterfactuals import (counterfactual_for_sample, run_refer
                                             text_counterfactual_for)
 from audit.services.datasets import list_datasets, sample_index
 from audit.viz import heatmap_grid, topk_bar
-from pages.ui import current_principal, keep_result, kept_result, pick_version, show_error
+from pages.ui import current_principal, keep_result, kept_result, literal, pick_version, show_error
 
 principal = current_principal()
 st.title("Counterfactuals")
@@ -55,8 +55,8 @@ if go:
 cf = kept_result("cf_result", fam, ver)
 if cf is not None:
     (st.success if cf.valid else st.error)(
-        f"{'Valid' if cf.valid else 'No valid'} counterfactual: {labels[cf.original_class]} → "
-        f"{labels[cf.cf_class]} · L1 {cf.l1:.3f} · L2 {cf.l2:.3f} · changed {cf.changed_fraction:.1%} of pixels")
+        f"{'Valid' if cf.valid else 'No valid'} counterfactual: {literal(labels[cf.original_class])} → "
+        f"{literal(labels[cf.cf_class])} · L1 {cf.l1:.3f} · L2 {cf.l2:.3f} · changed {cf.changed_fraction:.1%} of pixels")
     st.caption("Judged on the 8-bit image shown here, fed back through the model.")
     c1, c2, c3 = st.columns(3)
     c1.image(cf.original.transpose(1, 2, 0).squeeze(), caption="original", use_container_width=True)
@@ -73,7 +73,7 @@ if cf is not None:
         spread = "n/a" if d.diversity_l2 is None else f"{d.diversity_l2:.3f}"
         st.subheader(f"Diverse set: validity {d.validity:.0%}, mean pairwise L2 {spread}")
         st.image([im.transpose(1, 2, 0).squeeze() for im in d.images],
-                 caption=[labels[c] + ("" if v else " (invalid)") for c, v in zip(d.classes, d.valid)], width=96)
+                 caption=[literal(labels[c]) + ("" if v else " (invalid)") for c, v in zip(d.classes, d.valid)], width=96)
 
 st.divider()
 st.subheader("Whole reference set")
@@ -85,13 +85,13 @@ if st.button("Run on the reference set"):
     bar = st.progress(0.0)
     try:
         res = run_reference_counterfactuals(fam["family"], ver["version"], dataset=dataset, limit=int(limit),
-                                            actor=principal, progress=lambda f, m: bar.progress(min(1.0, f), text=m))
+                                            actor=principal, progress=lambda f, m: bar.progress(min(1.0, f), text=literal(m)))
         c1, c2, c3, c4 = st.columns(4)
         c1.metric("Valid", "n/a" if res.valid_rate is None else f"{res.valid_rate:.0%}")
         c2.metric("Mean L2", "n/a" if res.mean_l2 is None else f"{res.mean_l2:.3f}")
         c3.metric("Mean L1", "n/a" if res.mean_l1 is None else f"{res.mean_l1:.2f}")
         c4.metric("Changed pixels", "n/a" if res.mean_changed_fraction is None else f"{res.mean_changed_fraction:.1%}")
-        st.caption(f"Validity judged on the {res.validity_judged_on}.")
+        st.caption(f"Validity judged on the {literal(res.validity_judged_on)}.")
     except (ValueError, PermissionError) as exc:
         show_error(exc)
     bar.empty()

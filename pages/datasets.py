@@ -17,7 +17,7 @@ from audit.services.datasets import (DatasetError, DatasetValidationError, datas
                                      preview_image_import)
 from audit.services.registry import list_models
 from audit.viz import outlined
-from pages.ui import current_principal, show_error
+from pages.ui import current_principal, literal, show_error
 
 principal = current_principal()
 st.title("Datasets")
@@ -74,8 +74,8 @@ if stored:
         shown = load_image_files(pick, keys=index.keys[:n], with_regions=True)
         st.image([_with_box(img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy(), region)
                   for img, region in shown], width=80, clamp=True,
-                 caption=[f"{index.keys[i]}: {index.label_texts[i] or '-'} ({shown[i][0].shape[-1]}x"
-                          f"{shown[i][0].shape[-2]})" for i in range(n)])
+                 caption=[literal(f"{index.keys[i]}: {index.label_texts[i] or '-'} ({shown[i][0].shape[-1]}x"
+                                  f"{shown[i][0].shape[-2]})") for i in range(n)])
 else:
     st.info("No dataset is stored yet.")
 
@@ -119,16 +119,16 @@ with tab_img:
             if imported:
                 res = import_image_dataset(name.strip(), zpath, cpath, description=description, actor=principal,
                                            **opts)
-                st.success(f"stored {res['samples']} samples as {name.strip()!r} at "
+                st.success(f"stored {res['samples']} samples as {literal(repr(name.strip()))} at "
                            f"{res['size'][1]}x{res['size'][2]} ({res['resized']} resized)")
             else:
                 pv = preview_image_import(name.strip(), zpath, cpath, **opts)
                 st.success(f"{pv['samples']} samples pass validation; stored at {pv['size'][1]}x{pv['size'][2]} "
-                           f"({pv['resized']} resized); groups: {', '.join(pv['groups']) or 'none'}; "
+                           f"({pv['resized']} resized); groups: {literal(', '.join(pv['groups'])) or 'none'}; "
                            f"regions: {'yes' if pv['regions'] else 'no'}. Nothing is stored until you import.")
                 st.write({"labels": pv["label_counts"], "unlabelled": pv["unlabelled"]})
                 st.image([_with_box(p["image"], p["region"]) for p in pv["preview"]], width=80, clamp=True,
-                         caption=[f"{p['source']}: {p['label'] or '-'} {p['groups'] or ''}" for p in pv["preview"]])
+                         caption=[literal(f"{p['source']}: {p['label'] or '-'} {p['groups'] or ''}") for p in pv["preview"]])
 
 with tab_txt:
     with st.form("import-texts"):
@@ -149,7 +149,7 @@ with tab_txt:
                                       label_column=label_col.strip() or None,
                                       group_columns=[c.strip() for c in group_cols.split(",") if c.strip()],
                                       description=description, actor=principal)
-            st.success(f"stored {res['samples']} texts as {name.strip()!r}")
+            st.success(f"stored {res['samples']} texts as {literal(repr(name.strip()))}")
 
 with tab_concept:
     st.caption("A text model's concept is a set of example sentences: import it on the Texts tab, with the label "
@@ -166,5 +166,5 @@ with tab_concept:
         with _importing("file") as tmp:
             import_concept_set(name.strip(), _save(archive, tmp),
                                family=None if family == "(most common size)" else family, actor=principal)
-            st.success(f"stored concept set {name.strip()!r}: use it on the Concept tests page or with "
-                       f"`python -m audit tcav --concepts {name.strip()}`")
+            st.success(f"stored concept set {literal(repr(name.strip()))}: use it on the Concept tests page or with "
+                       f"`python -m audit tcav --concepts` {literal(name.strip())}")

@@ -3,6 +3,8 @@ the samples whose explanations changed most, base and new side by side."""
 
 from __future__ import annotations
 
+import html
+
 import streamlit as st
 
 from audit.services.datasets import list_datasets
@@ -10,7 +12,7 @@ from audit.services.drift import DriftError, available_methods, drift_assessment
 from audit.services.drift_views import drift_gallery, drift_trend
 from audit.services.registry import list_models
 from audit.viz import heatmap_grid, lines_figure, token_html
-from pages.ui import current_principal, show_error
+from pages.ui import current_principal, literal, show_error
 
 MEASURES = {"rank_correlation": "rank correlation", "topk_iou": "top-k IoU", "ssim": "SSIM"}
 
@@ -63,7 +65,7 @@ if run:
         st.session_state[key] = drift_trend(
             fam["family"], compute_missing=True, dataset=dataset, methods=methods, limit=int(limit), target=target,
             options={"ig_steps": int(ig_steps), "seed": 0}, thresholds=thresholds, top_k=float(top_k),
-            actor=principal, progress=lambda f, m: bar.progress(min(1.0, f), text=m))
+            actor=principal, progress=lambda f, m: bar.progress(min(1.0, f), text=literal(m)))
     except (ValueError, PermissionError) as exc:
         bar.empty()
         show_error(exc)
@@ -95,10 +97,10 @@ except DriftError as exc:
     show_error(exc)
     st.stop()
 if res.flagged:
-    st.error("Drift flagged:\n\n" + "\n".join(f"- {f}" for f in res.flags))
+    st.error("Drift flagged:\n\n" + "\n".join(f"- {literal(f)}" for f in res.flags))
 else:
     st.success("No drift flagged for this pair.")
-st.caption(f"{res.samples} samples of {res.dataset}; {res.target_rule}; top-k = {res.top_k:.0%}.")
+st.caption(f"{res.samples} samples of {literal(res.dataset)}; {literal(res.target_rule)}; top-k = {res.top_k:.0%}.")
 rows = []
 for m, d in res.methods.items():
     row = {"method": m, "flagged": "yes" if d.flagged else "no"}
@@ -136,15 +138,14 @@ except (ValueError, PermissionError) as exc:
     st.stop()
 for i, it in enumerate(items):
     meas = ", ".join(f"{MEASURES[k]} {v:.2f}" for k, v in it.measures.items() if v is not None and k in MEASURES)
-    st.markdown(f"**{it.key}** · explained class **{it.target_label}** · predictions {res.base}: "
-                f"{it.base_prediction}, {res.new}: {it.new_prediction} · {meas}")
+    st.markdown(f"**{literal(it.key)}** · explained class **{literal(it.target_label)}** · predictions "
+                f"{literal(res.base)}: {literal(it.base_prediction)}, {literal(res.new)}: {literal(it.new_prediction)} · {meas}")
     if it.image is not None:
         st.plotly_chart(heatmap_grid(it.image, {f"version {res.base}": it.base_map,
                                                 f"version {res.new}": it.new_map}, cols=2),
                         use_container_width=True, key=f"gallery-{i}")
     elif it.tokens is not None:
         scale = max(float(abs(it.base_scores).max()), float(abs(it.new_scores).max())) or 1.0
-        st.markdown(f"version {res.base}: " + token_html(it.tokens, it.base_scores, scale=scale),
-                    unsafe_allow_html=True)
-        st.markdown(f"version {res.new}: " + token_html(it.tokens, it.new_scores, scale=scale),
-                    unsafe_allow_html=True)
+        # st.html, not Markdown: the tokens are the texts' own words, escaped as HTML by token_html.
+        st.html(f"version {html.escape(str(res.base))}: " + token_html(it.tokens, it.base_scores, scale=scale))
+        st.html(f"version {html.escape(str(res.new))}: " + token_html(it.tokens, it.new_scores, scale=scale))

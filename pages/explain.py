@@ -10,7 +10,7 @@ from audit.services.explain import ExplainError, explain_image, reverify
 from audit.services.explain_views import (cost_estimate, reference_view, describe_engine, faithfulness_curves, feature_maps,
                                           localisation, method_labels, sample_region, sanity, true_class_view)
 from audit.viz import curves_figure, describe_region, feature_maps_figure, heatmap_grid, outlined, sanity_figure, topk_bar
-from pages.ui import current_principal, pick_version, show_error
+from pages.ui import current_principal, literal, pick_version, show_error
 
 METHODS = ["saliency", "grad_x_input", "smoothgrad", "integrated_gradients", "cam", "gradcam", "gradcam_pp",
            "scorecam", "occlusion", "rise", "lime", "shap", "attention_rollout"]
@@ -47,11 +47,12 @@ if source == "Reference sample":
     region = view["region"]
     img = view["image"]
     st.image(outlined_uint8(img[None] if img.ndim == 2 else img.transpose(2, 0, 1), region), width=160,
-             caption=f"{sample_key} · label {view['label'] or '—'} · groups {view['groups'] or '—'}"
+             caption=f"{literal(sample_key)} · label {literal(view['label'] or '—')} · groups "
+                     f"{literal(view['groups'] or '—')}"
                      + (f" · declared region {describe_region(region)} (red)" if region is not None else "")
                      + (" · its declared region lies outside the model's view" if view["outside_view"] else ""))
     st.caption(f"As the model sees it ({view['stored_size'][0]}x{view['stored_size'][1]} stored): "
-               f"{view['preprocessing']}")
+               f"{literal(view['preprocessing'])}")
 else:
     up = st.file_uploader("Image (PNG, JPEG, BMP, GIF, TIFF or WebP; at most 10 MB)")
     if up is not None:
@@ -84,7 +85,7 @@ if go:
                             image_bytes=upload_bytes,
                             target=None if target_choice == "predicted" else labels.index(target_choice),
                             options=options, actor=principal,
-                            progress=lambda f, m: bar.progress(min(1.0, f), text=m))
+                            progress=lambda f, m: bar.progress(min(1.0, f), text=literal(m)))
     except (ValueError, PermissionError) as exc:
         bar.empty()
         show_error(exc)
@@ -101,17 +102,17 @@ pred = int(exp.probabilities.argmax())
 c1, c2 = st.columns([1, 2])
 with c1:
     st.subheader("Prediction")
-    st.metric("Predicted", exp.labels[pred], f"{exp.probabilities[pred]:.1%}")
+    st.metric("Predicted", literal(exp.labels[pred]), f"{exp.probabilities[pred]:.1%}")
     if exp.true_label is not None:
-        st.caption(f"True label: {exp.labels[exp.true_label]}" + (" ✅" if exp.true_label == pred else " ❌ misclassified"))
+        st.caption(f"True label: {literal(exp.labels[exp.true_label])}" + (" ✅" if exp.true_label == pred else " ❌ misclassified"))
     st.plotly_chart(topk_bar(exp.probabilities, exp.labels, highlight=exp.true_label), use_container_width=True)
 with c2:
-    st.subheader(f"Attributions for class {exp.labels[exp.target]}")
+    st.subheader(f"Attributions for class {literal(exp.labels[exp.target])}")
     if exp.maps:
         st.plotly_chart(heatmap_grid(exp.image, {m: sm.attribution for m, sm in exp.maps.items()}),
                         use_container_width=True, key="grid")
     for m, why in exp.skipped.items():
-        st.info(f"{m} skipped: {why}")
+        st.info(f"{m} skipped: {literal(why)}")
     cached = [m for m, sm in exp.maps.items() if sm.cached]
     if cached:
         st.caption(f"Returned from the store (not recomputed): {', '.join(cached)}")
@@ -159,13 +160,13 @@ with tab_t:
     else:
         view = true_class_view(exp, methods=list(exp.maps), options=st.session_state.get("explain_options"),
                                actor=principal)
-        st.markdown(f"True class **{exp.labels[view['true_label']]}** ranks **{view['rank']}** of {len(exp.labels)}.")
+        st.markdown(f"True class **{literal(exp.labels[view['true_label']])}** ranks **{view['rank']}** of {len(exp.labels)}.")
         c1, c2 = st.columns(2)
         c1.plotly_chart(heatmap_grid(exp.image, {m: sm.attribution for m, sm in exp.maps.items()}, cols=2),
                         use_container_width=True, key="pred-maps")
-        c1.caption(f"Predicted class {exp.labels[pred]}")
+        c1.caption(f"Predicted class {literal(exp.labels[pred])}")
         c2.plotly_chart(heatmap_grid(exp.image, view["maps"], cols=2), use_container_width=True, key="true-maps")
-        c2.caption(f"True class {exp.labels[view['true_label']]}")
+        c2.caption(f"True class {literal(exp.labels[view['true_label']])}")
 with tab_s:
     st.caption("Cascading model-parameter randomisation: maps that do not change are not explaining the model.")
     if st.button("Run the sanity check"):
@@ -176,7 +177,7 @@ with tab_s:
         flagged = [m for m, f in res["flagged"].items() if f]
         if flagged:
             st.error("Failed the randomisation check:\n\n" + "\n".join(
-                f"- {m}: {res['reasons'].get(m, 'maps barely change')}" for m in flagged))
+                f"- {m}: {literal(res['reasons'].get(m, 'maps barely change'))}" for m in flagged))
         else:
             st.success("Every method's maps change when the model is randomised.")
 with tab_v:
@@ -189,6 +190,7 @@ with tab_v:
         try:
             r = reverify(exp.maps[pick].explanation_id, dataset=dataset, image_bytes=upload_bytes, actor=principal)
             (st.success if r.matches else st.error)(
-                f"{r.method}: {r.message} (max |diff| {r.max_abs_diff:.2e}, rank correlation {r.rank_correlation:.4f})")
+                f"{r.method}: {literal(r.message)} (max |diff| {r.max_abs_diff:.2e}, "
+                f"rank correlation {r.rank_correlation:.4f})")
         except (ValueError, PermissionError) as exc:
             show_error(exc)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from audit.services.jobs import NO_WORKER_AFTER_S, NO_WORKER_HINT, JobView, can_steer, cancel_job, job_report, list_jobs, queue_counts, retry_job
-from pages.ui import current_principal
+from pages.ui import current_principal, literal
 
 REFRESH_S = 2
 STATUS_TEXT = {"queued": "⏳ queued", "running": "▶️ running", "done": "✅ done", "failed": "❌ failed",
@@ -32,19 +32,21 @@ def job_card(job: JobView, *, key: str) -> None:
     """One job: what it is, its progress or outcome, and the actions the user's role allows."""
     with st.container(border=True):
         c1, c2, c3 = st.columns([3, 5, 2], vertical_alignment="center")
-        c1.markdown(f"**#{job.id} · {job.label}**  \n{job.subject}")
-        c1.caption(f"{job.submitted_by} · {(job.created_at or '')[:19].replace('T', ' ')} UTC · {job.executor}")
+        c1.markdown(f"**#{job.id} · {literal(job.label)}**  \n{literal(job.subject)}")
+        c1.caption(f"{literal(job.submitted_by)} · {(job.created_at or '')[:19].replace('T', ' ')} UTC · "
+                   f"{literal(job.executor)}")
         if job.status in ("queued", "running"):
-            text = job.message if job.status == "running" else "waiting for a worker"
+            text = literal(job.message[:100]) if job.status == "running" else "waiting for a worker"
             if job.waiting_s > NO_WORKER_AFTER_S:
                 text = NO_WORKER_HINT
-            c2.progress(min(1.0, job.progress), text=f"{STATUS_TEXT[job.status]} · {job.progress:.0%} · {text}"[:120])
+            c2.progress(min(1.0, job.progress),
+                        text=f"{STATUS_TEXT[job.status]} · {job.progress:.0%} · {text}")
         elif job.status == "done":
-            c2.success(f"done · {_result_text(job)}")
+            c2.success(f"done · {literal(_result_text(job))}")
         elif job.status == "failed":
-            c2.error(job.error or "failed")
+            c2.error(literal(job.error or "failed"))
         else:
-            c2.warning(job.message or "cancelled")
+            c2.warning(literal(job.message or "cancelled"))
         steer = can_steer(principal, job)
         if job.status in ("queued", "running") and steer:
             c3.button("Cancel", key=f"{key}-cancel-{job.id}", on_click=_act, args=(cancel_job, job.id),
@@ -89,7 +91,7 @@ def active_jobs() -> None:
 
 error = st.session_state.pop("jobs_error", None)
 if error:
-    st.error(error)
+    st.error(literal(error))
 st.fragment(run_every=REFRESH_S)(active_jobs)()
 
 final = [s for s in statuses if s in ("done", "failed", "cancelled")] if statuses else ["done", "failed", "cancelled"]

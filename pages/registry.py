@@ -7,7 +7,7 @@ import json
 import streamlit as st
 
 from audit.services.registry import MAX_MODEL_BYTES, allowed_statuses, list_models, register_upload, set_status
-from pages.ui import current_principal, short_hash, show_error
+from pages.ui import current_principal, literal, short_hash, show_error
 
 principal = current_principal()
 st.title("Model registry")
@@ -18,8 +18,8 @@ if not models:
 
 for fam in models:
     with st.container(border=True):
-        st.subheader(f"{fam['family']}")
-        st.caption(f"{fam['task']} · {fam['description']}")
+        st.subheader(literal(fam["family"]))
+        st.caption(f"{literal(fam['task'])} · {literal(fam['description'])}")
         rows = [{
             "version": v["version"], "status": v["status"], "sha256": short_hash(v["sha256"], 16),
             "format": v["format"], "architecture": v["architecture"], "parent": v["parent"] or "—",
@@ -27,12 +27,12 @@ for fam in models:
             "created by": v["created_by"], "created at": (v["created_at"] or "")[:19],
         } for v in fam["versions"]]
         st.dataframe(rows, hide_index=True, use_container_width=True)
-        lineage = " → ".join(v["version"] for v in fam["versions"])
+        lineage = " → ".join(literal(v["version"]) for v in fam["versions"])
         st.markdown(f"**Lineage:** {lineage}")
         for v in fam["versions"]:
-            with st.expander(f"Version {v['version']} details"):
+            with st.expander(f"Version {literal(v['version'])} details"):
                 st.markdown(f"**SHA-256:** `{v['sha256']}`")
-                st.markdown(f"**Notes:** {v['notes'] or '—'}")
+                st.markdown(f"**Notes:** {literal(v['notes']) or '—'}")
                 st.json({"labels": v["labels"], "input_spec": v["input_spec"], "metrics": v["metrics"]},
                         expanded=False)
                 moves = allowed_statuses(v["status"])
@@ -93,8 +93,8 @@ else:
                     version=version, task="image-classification", labels=labels, input_spec=spec,
                     architecture=arch or None, arch_kwargs=kwargs, notes=notes,
                 )
-            st.success(f"Registered {row['family']} {row['version']} (sha256 {row['sha256']})")
+            st.success(f"Registered {literal(row['family'])} {literal(row['version'])} (sha256 {row['sha256']})")
         except json.JSONDecodeError as exc:
-            st.error(f"Architecture arguments are not valid JSON: {exc.msg}")
+            st.error(f"Architecture arguments are not valid JSON: {literal(exc.msg)}")
         except (ValueError, PermissionError) as exc:
             show_error(exc)

@@ -15,7 +15,7 @@ from audit.services.text import (
     text_params_key,
 )
 from audit.viz import matrix_heatmap, token_html, topk_bar
-from pages.ui import current_principal, pick_version, show_error
+from pages.ui import current_principal, literal, pick_version, show_error
 
 METHODS = text_methods()  # name -> label as people say it, from the methods' own specs
 IG_MAX_STEPS = text_params_key("integrated_gradients")[0]["ig_max_steps"]  # the engine's default cap
@@ -32,8 +32,9 @@ if source == "Reference sample" and text_sets:
     samples = load_text_samples(ds)
     i = st.slider("Sample", 0, len(samples.texts) - 1, 0)
     text = samples.texts[i]
-    st.caption(f"label {samples.label_texts[i] or '—'} · groups {samples.groups[i]}")
-    st.write(text)
+    label = samples.label_texts[i]
+    st.caption(f"label {literal(label) if label is not None else '—'} · groups {literal(samples.groups[i])}")
+    st.markdown(literal(text))
 else:
     text = st.text_area("Text", "She has a stable income and has never missed a payment.", max_chars=2000)
 
@@ -60,7 +61,7 @@ if go:
             target=None if target_choice == "predicted" else labels.index(target_choice),
             options={"ig_steps": int(ig_steps), "ig_baseline": baseline,
                      "ig_tolerance": float(tolerance) if tolerance > 0 else None}, actor=principal,
-            progress=lambda f, m: bar.progress(min(1.0, f), text=m))[0]
+            progress=lambda f, m: bar.progress(min(1.0, f), text=literal(m)))[0]
         st.session_state["text_exp_key"] = (fam["family"], ver["version"])
     except (ValueError, PermissionError) as exc:
         show_error(exc)
@@ -73,12 +74,12 @@ if entry is None or st.session_state.get("text_exp_key") != (fam["family"], ver[
 c1, c2 = st.columns([1, 2])
 with c1:
     pred = entry["prediction"]
-    st.metric("Predicted", labels[pred], f"{entry['probabilities'][pred]:.1%}")
+    st.metric("Predicted", literal(labels[pred]), f"{entry['probabilities'][pred]:.1%}")
     st.plotly_chart(topk_bar(entry["probabilities"], labels), use_container_width=True)
     if entry["delta"] is not None:
         st.caption(f"IG completeness gap: {entry['delta']:.2e}")
 with c2:
-    st.subheader(f"Tokens towards class {labels[entry['target']]}")
+    st.subheader(f"Tokens towards class {literal(labels[entry['target']])}")
     view = st.radio("View", ["words", "tokens"], horizontal=True)
     for m, scores in entry["scores"].items():
         # The options shown are those stored with this map, not the form's current values.

@@ -5,11 +5,34 @@ Pages import streamlit and service functions only; nothing here touches torch or
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import streamlit as st
 
 from audit.services.auth import Principal
+
+# What turns plain text into Markdown in Streamlit's renderer (CommonMark, GFM, LaTeX, its :directives[...]):
+# marks that act anywhere in a line, and list and heading-underline marks at the start of a line. A backslash
+# before an ASCII punctuation mark makes it plain text.
+_INLINE_MARKS = re.compile(r"[\\`*_~\[\]<>&!|$#]")
+_LINE_START_MARKS = re.compile(r"^([ \t]*)(?:([-+=])|(\d+)([.)]))", re.MULTILINE)
+# Bare links (http://..., www...., a@b.c) and :emoji:/:material/icon: shortcodes are found in the text after the
+# Markdown is parsed, so a backslash does not stop them; an invisible word joiner inside the pattern does.
+_WORD_JOINER = "\u2060"
+_AUTO_MARKS = re.compile(r":(?=\S)|(?<=www)(?=\.)|(?=@)", re.IGNORECASE)
+
+
+def literal(value: object) -> str:
+    """Text from users or stored data (names, notes, reasons, samples, groups, messages) made safe for any
+    element that renders Markdown (st.markdown, st.caption, st.info and its kin, headers, expander, metric and
+    radio labels, progress text, image captions, st.table cells): it shows as typed and can never become an
+    image the browser fetches, a link, emphasis, a list, HTML, an icon or LaTeX."""
+    text = _INLINE_MARKS.sub(lambda m: "\\" + m.group(0), "" if value is None else str(value))
+    text = _LINE_START_MARKS.sub(lambda m: m.group(1) + (f"\\{m.group(2)}" if m.group(2) else
+                                                         f"{m.group(3)}\\{m.group(4)}"), text)
+    return _AUTO_MARKS.sub(lambda m: m.group(0) + _WORD_JOINER, text)
+
 
 def current_principal() -> Principal:
     """The signed-in user; stops the page when nobody is signed in. The router (streamlit_app.py) resolves the
@@ -30,7 +53,8 @@ def version_label(v: dict[str, Any]) -> str:
 
 
 def show_error(exc: BaseException) -> None:
-    st.error(f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
+    # Error messages quote what the user typed or stored (names, values): shown as text.
+    st.error(literal(f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)))
 
 
 def pick_version(task: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -29,6 +29,9 @@ from storage.orm_sessions import SignInSession
 from storage.repositories import UserRepository
 
 COOKIE_NAME = "audit_session"
+# On HTTPS the cookie carries the __Host- prefix: browsers then accept it only with Secure, Path=/ and no Domain,
+# so it is bound to this exact host name and a plain-HTTP service on the same name cannot plant one.
+SECURE_COOKIE_NAME = "__Host-" + COOKIE_NAME
 SESSION_HOURS_ENV = "AUDIT_SESSION_HOURS"
 SESSION_KEY_ENV = "AUDIT_SESSION_KEY"
 DEFAULT_SESSION_HOURS = 12.0
@@ -36,6 +39,11 @@ KEY_FILE = "session.key"
 
 ERR_HOURS = "AUDIT_SESSION_HOURS must be a number of hours between 0.01 and 720, got {!r}"
 ERR_INACTIVE = "user {!r} does not exist or is disabled; no session was created"
+
+
+def cookie_name(*, https: bool) -> str:
+    """The name of the browser's session cookie: ``__Host-audit_session`` when the browser uses HTTPS."""
+    return SECURE_COOKIE_NAME if https else COOKIE_NAME
 
 
 def session_hours() -> float:
