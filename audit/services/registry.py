@@ -17,7 +17,7 @@ from audit.models.handle import ModelHandle, build_handle, manifest_sha256, mate
 from audit.models.loading import FORMATS, TASKS, ModelLoadError, hf_labels
 from audit.services.auth import SYSTEM, Principal, require
 from storage import auditlog
-from storage.artifacts import ArtifactStore, sha256_file
+from storage.artifacts import ArtifactStore, discard_on_failure, sha256_file
 from storage.db import audit_home, transaction
 from storage.orm import VERSION_STATUSES, ModelVersion
 from storage.repositories import ModelRepository
@@ -99,6 +99,14 @@ def register_version(
         architecture=source.architecture, arch_kwargs=source.arch_kwargs, input_spec=input_spec,
         target_layer=target_layer, device="cpu",
     )
+    with discard_on_failure():  # the files this call stores go again unless the version row commits
+        return _store_version(family, version, task, source, files, handle, parent, notes, description, metrics,
+                              actor)
+
+
+def _store_version(family: str, version: str, task: str, source: ModelSource, files: dict[str, Path],
+                   handle: ModelHandle, parent: Optional[str], notes: str, description: str,
+                   metrics: Optional[dict[str, Any]], actor: Principal) -> dict[str, Any]:
     store = ArtifactStore()
     if source.format == "hf":
         manifest = {rel: sha256_file(p) for rel, p in files.items()}
