@@ -22,8 +22,8 @@ class NonFiniteOutputs(ValueError):
         self.keys = list(keys)
         shown = ", ".join(self.keys[:MAX_NAMED]) + (f", ... ({len(self.keys) - MAX_NAMED} more)"
                                                      if len(self.keys) > MAX_NAMED else "")
-        super().__init__(f"{what} are not finite for {len(self.keys)} sample(s) of {total}: {shown}; the analysis "
-                         "stopped (an argmax of NaN would read as class 0)")
+        super().__init__(f"{what} are not finite for {len(self.keys)} sample(s): {shown} (of {total} evaluated); "
+                         "the analysis stopped, since an argmax of NaN would read as class 0")
 
 
 def require_finite(outputs: Any, keys: Sequence[Any], *, what: str = "model outputs") -> None:
@@ -49,7 +49,8 @@ class Predictions:
         return self.probabilities.argmax(1)
 
 
-def _text_names(texts: Sequence[str]) -> list[str]:
+def text_keys(texts: Sequence[str]) -> list[str]:
+    """Names for texts that have no sample key: position and opening words."""
     return [f"text {i} ({t[:40]!r})" for i, t in enumerate(texts)]
 
 
@@ -68,7 +69,7 @@ def text_predict_proba(family: str, version: str):  # noqa: ANN201 - returns a c
             with handle.lock:
                 out.append(torch.softmax(model(**enc).logits.float(), -1).cpu().numpy())
         probs = np.concatenate(out) if out else np.zeros((0, len(handle.labels)))
-        require_finite(probs, list(keys) if keys is not None else _text_names(texts))
+        require_finite(probs, list(keys) if keys is not None else text_keys(texts))
         return probs
 
     return predict

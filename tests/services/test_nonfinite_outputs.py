@@ -53,7 +53,7 @@ def test_require_finite_names_the_samples():
     require_finite(np.ones((3, 2)), ["a", "b", "c"])
     out = np.ones((4, 2))
     out[1, 0], out[3, 1] = np.nan, np.inf
-    with pytest.raises(NonFiniteOutputs, match=r"model outputs are not finite for 2 sample\(s\) of 4: b, d") as err:
+    with pytest.raises(NonFiniteOutputs, match=r"model outputs are not finite for 2 sample\(s\): b, d \(of 4 evaluated\)") as err:
         require_finite(torch.from_numpy(out), ["a", "b", "c", "d"])
     assert isinstance(err.value, ValueError) and err.value.keys == ["b", "d"]
     many = np.full((15, 2), np.nan)
@@ -73,7 +73,7 @@ def test_bias_audit_stops_naming_the_samples_and_stores_nothing(overflowing):
     from audit.services.fairness import run_bias_audit
     from audit.services.predict import predict_dataset
 
-    with pytest.raises(ValueError, match=r"model outputs are not finite for 12 sample\(s\) of 12: ref-0000, ref-0001"):
+    with pytest.raises(ValueError, match=r"model outputs are not finite for 12 sample\(s\): ref-0000, ref-0001"):
         predict_dataset("boom", "1", "ref")
     with pytest.raises(ValueError, match=r"model outputs are not finite.*ref-0000"):
         run_bias_audit("boom", "1", dataset="ref", attributes=["site"], n_boot=5)
@@ -97,7 +97,7 @@ def test_explanations_and_counterfactuals_stop_too(overflowing):
     from audit.services.counterfactuals import counterfactual_for_sample, run_reference_counterfactuals
     from audit.services.explain import explain_image, explain_reference_set
 
-    with pytest.raises(ValueError, match=r"model outputs are not finite.*for 1 sample\(s\) of 1: ref-0003"):
+    with pytest.raises(ValueError, match=r"model outputs are not finite.*for 1 sample\(s\): ref-0003 \(of 1 evaluated\)"):
         explain_image("boom", "1", methods=["saliency"], dataset="ref", sample_key="ref-0003")
     with pytest.raises(ValueError, match=r"model outputs are not finite.*ref-0000"):
         explain_reference_set("boom", "1", "ref", methods=["saliency"], limit=4)
@@ -130,3 +130,49 @@ def test_full_audit_stops_at_the_first_step(overflowing):
         run_full_audit("boom", "1", dataset="ref")
     rows = _rows("full_audit")
     assert [s for s, _ in rows["runs"]] == ["failed"] and rows["results"] == 0 and rows["reports"] == 0
+
+
+@pytest.fixture()
+def overflowing_text(audit_home, tmp_path):
+    """Family 'boom-text': a tiny BERT whose embedding of the word "debt" is near the float32 maximum, so a text
+    without "debt" (the registration check's) is finite and any text with it gives NaN. Dataset 'notes'."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    from audit.services.datasets import add_text_dataset
+    from audit.services.registry import ModelSource, register_version
+    from tests.conftest import TINY_VOCAB
+
+    d = tmp_path / "boom-bert"
+    d.mkdir()
+    (d / "vocab.txt").write_text("\n".join(TINY_VOCAB) + "\n")
+    BertTokenizer(str(d / "vocab.txt")).save_pretrained(str(d))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(TINY_VOCAB), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, num_labels=2, max_position_embeddings=64,
+                     id2label={0: "decline", 1: "approve"}, label2id={"decline": 0, "approve": 1})
+    model = BertForSequenceClassification(cfg)
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight[TINY_VOCAB.index("debt")] = 3e38
+    model.save_pretrained(str(d), safe_serialization=True)
+    register_version(family="boom-text", version="1", task="text-classification", source=ModelSource("hf", d),
+                     labels=["decline", "approve"])
+    texts = ["she has a stable income .", "he has no debt .", "ms applicant missed payments ."] * 2
+    add_text_dataset("notes", texts, [i % 2 for i in range(6)], [{"gender": "fm"[i % 2]} for i in range(6)],
+                     label_names=["decline", "approve"])
+    return audit_home
+
+
+def test_text_models_stop_naming_the_texts(overflowing_text):
+    from audit.services.fairness import run_bias_audit, run_text_probe
+    from audit.services.predict import predict_dataset
+    from audit.services.text import explain_texts
+
+    with pytest.raises(ValueError, match=r"model outputs are not finite for 2 sample\(s\): notes-0001, notes-0004 "):
+        predict_dataset("boom-text", "1", "notes")
+    with pytest.raises(ValueError, match=r"not finite for 2 sample\(s\): notes-0001, notes-0004 "):
+        run_bias_audit("boom-text", "1", dataset="notes", attributes=["gender"], n_boot=0)
+    with pytest.raises(ValueError, match=r"not finite for 1 sample\(s\): text 1 \('he has no debt \.'\)"):
+        explain_texts("boom-text", "1", ["she has a stable income .", "he has no debt ."], methods=["grad_x_input"])
+    with pytest.raises(ValueError, match=r"not finite"):
+        run_text_probe("boom-text", "1", dataset="notes")
+    assert _rows("bias")["results"] == 0 and _rows("bias")["explanations"] == 0
