@@ -12,7 +12,11 @@ from audit.models.loading import InputSpec
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 4096 * 4096
+# The formats the README lists. Every decoder of outside bytes hands these to ``Image.open(formats=...)`` so
+# Pillow never even tries its other plugins (EPS would start Ghostscript; PSD, ICO and the rest are attack
+# surface nobody needs here).
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+FORMATS_TEXT = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 
 
 class ImageError(ValueError):
@@ -28,11 +32,15 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: 
     if len(data) > max_bytes:
         raise ImageError(f"the file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
     try:
-        with Image.open(io.BytesIO(data)) as probe:
+        # Pillow refuses from about 179 Mpx (DecompressionBombError) and only warns from half that, where our
+        # own pixel limit below refuses. (No warnings filter here: changing it is not thread-safe.)
+        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as probe:
             fmt = probe.format
             w, h = probe.size
     except UnidentifiedImageError:
-        raise ImageError("the file is not an image (PNG, JPEG, BMP, GIF, TIFF or WebP expected)") from None
+        raise ImageError(f"the file is not an image in an accepted format ({FORMATS_TEXT} expected)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"the image declares too many pixels; the limit is {max_pixels} pixels ({exc})") from None
     except (OSError, ValueError, SyntaxError) as exc:  # Pillow reports some broken PNG chunks as SyntaxError
         raise ImageError(f"the image could not be read ({exc})") from None
     if fmt not in ALLOWED_FORMATS:
@@ -42,7 +50,7 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: 
     if w < 1 or h < 1:
         raise ImageError("the image has no pixels")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
         img.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(f"the image is corrupt or truncated ({exc})") from None

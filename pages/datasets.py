@@ -43,7 +43,7 @@ def _importing(what: str) -> Iterator[Path]:
             yield Path(tmp)
         except DatasetValidationError as exc:
             _problems(exc)
-        except (DatasetError, PermissionError) as exc:
+        except (DatasetError, OSError) as exc:  # OSError: a full disk, PermissionError among them
             show_error(exc)
 
 

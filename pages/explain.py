@@ -86,7 +86,7 @@ if go:
                             target=None if target_choice == "predicted" else labels.index(target_choice),
                             options=options, actor=principal,
                             progress=lambda f, m: bar.progress(min(1.0, f), text=literal(m)))
-    except (ValueError, PermissionError) as exc:
+    except (ValueError, OSError) as exc:  # OSError: a full disk, PermissionError among them
         bar.empty()
         show_error(exc)
         st.stop()

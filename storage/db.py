@@ -77,11 +77,16 @@ def session_factory(engine: Engine | None = None) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(engine: Engine | None = None) -> Iterator[Session]:
-    """A session whose work is committed on success and rolled back on any error."""
+    """A session whose work is committed on success and rolled back on any error. Artifact files first
+    written inside the block are removed on a rollback, and kept (claimed) once the commit succeeds."""
+    from storage.artifacts import claim_written, discard_on_failure
+
     session = session_factory(engine)()
     try:
-        yield session
-        session.commit()
+        with discard_on_failure():
+            yield session
+            session.commit()
+        claim_written()
     except BaseException:
         session.rollback()
         raise

@@ -194,24 +194,27 @@ def _mask(source: ImageSource, row: Row, column: str, image: tuple[int, int], li
 # ------------------------------------------------------------------ images
 
 def _decode(data: bytes, limits: ImportLimits):  # noqa: ANN202
-    """Bytes -> a fully decoded PIL image in any format Pillow reads, or ValueError with the reason."""
+    """Bytes -> a fully decoded PIL image in one of the accepted formats (``audit.images.ALLOWED_FORMATS``;
+    Pillow's other plugins are never tried), or ValueError with the reason. Samples and masks both come here."""
     from PIL import Image, UnidentifiedImageError
 
-    from audit.images import MAX_PIXELS
+    from audit.images import ALLOWED_FORMATS, FORMATS_TEXT, MAX_PIXELS
 
     if not data:
         raise ValueError("is empty")
     try:
-        with Image.open(io.BytesIO(data)) as probe:
+        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as probe:  # bombs: as in decode_image
             w, h = probe.size
     except UnidentifiedImageError:
-        raise ValueError("is not an image Pillow can read") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"is not an image in an accepted format ({FORMATS_TEXT})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError(f"declares too many pixels; at most {MAX_PIXELS} pixels are accepted") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ValueError(f"cannot be read as an image ({exc})") from None
     if w < 1 or h < 1 or w * h > MAX_PIXELS:
         raise ValueError(f"is {w}x{h} pixels; at most {MAX_PIXELS} pixels are accepted")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
         img.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ValueError(f"is corrupt or truncated ({exc})") from None

@@ -8,7 +8,7 @@ import posixpath
 import stat
 import zipfile
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from audit.datasets.problems import ImportLimits, Problems
 
@@ -30,6 +30,27 @@ def normalise_member(name: str) -> Optional[str]:
     if norm == ".." or norm.startswith("../") or norm.startswith("/"):
         return None
     return "" if norm == "." else norm
+
+
+def check_expansion(infos: Sequence[zipfile.ZipInfo], limits: ImportLimits, problems: Problems,
+                    label: str) -> list[zipfile.ZipInfo]:
+    """The zip-bomb guard of every archive the app unpacks (dataset and concept imports, Hugging Face model
+    uploads), applied to the declared sizes before any entry is read: an entry that expands more than
+    ``limits.max_compression_ratio``-fold (from ``limits.ratio_min_bytes`` up) is a problem, and so is a total
+    beyond ``limits.max_total_bytes``. Returns the entries that pass. Reading stays bounded by the declared
+    sizes, since zipfile stops at an entry's declared size and rejects a mismatch by its CRC."""
+    passed, total = [], 0
+    for info in infos:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > limits.ratio_min_bytes and ratio > limits.max_compression_ratio:
+            problems.add(f"{label} entry {info.filename!r}", f"expands {ratio:.0f}-fold; the cap is "
+                                                             f"{limits.max_compression_ratio:.0f} (zip bomb?)")
+            continue
+        total += info.file_size
+        passed.append(info)
+    if total > limits.max_total_bytes:
+        problems.add(label, f"expands to {total} bytes; the cap is {limits.max_total_bytes}")
+    return passed
 
 
 class ImageSource:
@@ -98,7 +119,7 @@ class ImageSource:
         if len(infos) > self.limits.max_files:
             problems.add(self.label, f"holds {len(infos)} files; the cap is {self.limits.max_files}")
             return
-        total = 0
+        kept: dict[str, zipfile.ZipInfo] = {}
         for info in infos:
             where = f"{self.label} entry {info.filename!r}"
             rel = normalise_member(info.filename)
@@ -110,16 +131,10 @@ class ImageSource:
                 continue
             if _ignored(rel):
                 continue
-            if info.file_size > self.limits.ratio_min_bytes and \
-                    info.file_size > self.limits.max_compression_ratio * max(info.compress_size, 1):
-                problems.add(where, f"expands {info.file_size / max(info.compress_size, 1):.0f}-fold; the cap is "
-                                    f"{self.limits.max_compression_ratio:.0f} (zip bomb?)")
-                continue
-            total += info.file_size
-            self._files[rel] = info
-        if total > self.limits.max_total_bytes:
-            problems.add(self.label, f"expands to {total} bytes; the cap is {self.limits.max_total_bytes}")
-        self._total = total
+            kept[rel] = info
+        passed = set(map(id, check_expansion(list(kept.values()), self.limits, problems, self.label)))
+        self._files = {rel: info for rel, info in kept.items() if id(info) in passed}
+        self._total = sum(info.file_size for info in self._files.values())
         # An archive of one top folder ("imgs/a.png") may be indexed without that folder ("a.png").
         tops = {r.split("/", 1)[0] for r in self._files if "/" in r}
         if len(tops) == 1 and all("/" in r for r in self._files):

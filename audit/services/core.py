@@ -20,7 +20,7 @@ from audit.jsonsafe import json_safe
 from audit.results.base import AnalysisSpec, StoredResult
 from audit.services.auth import Principal
 from storage import auditlog
-from storage.artifacts import sha256_bytes
+from storage.artifacts import discard_on_failure, disk_full_message, sha256_bytes
 from storage.db import transaction
 from storage.orm import AnalysisResult, Run, utcnow
 from storage.repositories import DatasetRepository, ModelRepository, ResultRepository, RunRepository
@@ -73,6 +73,9 @@ def analysis_key(spec: AnalysisSpec, *, model_sha256: str, dataset_sha256: Optio
 
 
 def one_line(exc: BaseException) -> str:
+    full = disk_full_message(exc)
+    if full is not None:
+        return f"StorageFullError: {full}"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
 
@@ -143,12 +146,29 @@ def tracked_run(kind: str, *, family: Optional[str], version: Optional[str], par
                         details={"run_id": run_id, "kind": kind})
     tr = TrackedRun(run_id, kind, subject, time.perf_counter())
     try:
-        yield tr
+        with discard_on_failure():  # before the run is closed: closing it commits, which would claim them
+            yield tr
     except BaseException as exc:
         status = "failed" if isinstance(exc, Exception) else "interrupted"
-        _close(tr, status, one_line(exc), actor)
+        _close_after_error(tr, status, one_line(exc), actor)
         raise
     _close(tr, "succeeded", None, actor)
+
+
+def _close_after_error(tr: TrackedRun, status: str, error: str, actor: Principal) -> None:
+    """Close a run that raised. On a full disk the database write can fail too: the failed attempt's
+    artifacts are removed by then, so try once more; if that fails as well, log it and let the original
+    error (the one the caller must see) propagate, leaving the row for an administrator."""
+    for attempt in (1, 2):
+        try:
+            _close(tr, status, error, actor)
+            return
+        except Exception as close_exc:  # noqa: BLE001 - reported below, the original error follows
+            if attempt == 2:
+                log.error("run %s (%s) could not be closed as %s: %s", tr.run_id, tr.kind, status,
+                          one_line(close_exc))
+            else:
+                time.sleep(0.2)
 
 
 def _close(tr: TrackedRun, status: str, error: Optional[str], actor: Principal) -> None:

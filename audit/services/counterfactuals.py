@@ -27,6 +27,7 @@ from audit.services.datasets import load_image_samples
 from audit.services.core import analysis_key
 from audit.services.datasets import dataset_key
 from audit.services.handles import handle_for
+from audit.services.predict import require_finite
 
 PIXEL_LEVELS = 256  # images are shown and stored with 8 bits per channel
 # The engine's budget knobs a caller may pass (``**search``); the service sets distance, ranges and levels.
@@ -85,10 +86,11 @@ def _pixels_to_input(handle: Any, pixels: np.ndarray) -> torch.Tensor:
     return handle.input_spec.normalize(x).to(handle.device)
 
 
-def _judge(handle: Any, pixels: np.ndarray, original: np.ndarray, target: Optional[int]
+def _judge(handle: Any, pixels: np.ndarray, original: np.ndarray, target: Optional[int], keys: list[str]
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Feed shown images back: (probabilities [N, K], predicted class [N], valid [N])."""
     probs = handle.predict_proba(_pixels_to_input(handle, pixels)).cpu().numpy()
+    require_finite(probs, keys, what="model outputs on the counterfactuals")
     cls = probs.argmax(1)
     valid = cls == target if target is not None else cls != np.asarray(original)
     return probs, cls, valid
@@ -109,19 +111,22 @@ def counterfactual_for_sample(family: str, version: str, *, dataset: str, sample
     search = search_options(search)
     samples = load_image_samples(dataset, keys=[sample_key], model=handle)
     x = _model_input(handle, samples.images)
+    require_finite(handle.predict_proba(x), [sample_key])
     # The search only reads the module (no hooks, gradients w.r.t. the input only): no handle lock needed.
     cf = image_counterfactual(handle.module, x, target=target, distance=distance, seed=seed,
                               **_engine_options(handle, search))
     before = shown_pixels(handle, x)
     after = shown_pixels(handle, cf.x_cf)
     p0 = handle.predict_proba(_pixels_to_input(handle, before))[0].cpu().numpy()
-    p1, cls, valid = _judge(handle, after, np.array([cf.original_class]), target)
+    require_finite(p0[None], [sample_key])
+    p1, cls, valid = _judge(handle, after, np.array([cf.original_class]), target, [sample_key])
     diverse = None
     if k_diverse:
         ds = diverse_counterfactuals(handle.module, x, k=k_diverse, distance=distance, seed=seed,
                                      **_engine_options(handle, search))
         images = shown_pixels(handle, torch.cat([it.x_cf for it in ds.items]))
-        _, d_cls, _ = _judge(handle, images, np.array([cf.original_class] * len(images)), None)
+        _, d_cls, _ = _judge(handle, images, np.array([cf.original_class] * len(images)), None,
+                             [f"{sample_key} (diverse {i})" for i in range(len(images))])
         d_valid = [bool(c == it.target) if it.target is not None else bool(c != cf.original_class)
                    for c, it in zip(d_cls, ds.items)]
         diverse = DiverseCounterfactuals(images=tuple(images), classes=tuple(int(c) for c in d_cls),
@@ -157,11 +162,13 @@ def run_reference_counterfactuals(family: str, version: str, *, dataset: str, li
                      device=str(handle.device)) as run:
         samples = load_image_samples(dataset, model=handle)
         x = _model_input(handle, samples.images[:limit])
+        require_finite(handle.predict_proba(x), samples.keys[:limit])
         with run.phase("search"):
             cs = image_counterfactuals(handle.module, x, None, distance=distance, seed=seed, progress=progress,
                                        **_engine_options(handle, search))
         original = np.array([it.original_class for it in cs.items])
-        _, cls, valid = _judge(handle, shown_pixels(handle, torch.cat([it.x_cf for it in cs.items])), original, None)
+        _, cls, valid = _judge(handle, shown_pixels(handle, torch.cat([it.x_cf for it in cs.items])), original, None,
+                               list(samples.keys[:limit]))
         outcomes = tuple(CounterfactualOutcome(sample=k, original=int(it.original_class), cf=int(c), valid=bool(v),
                                                l1=it.l1, l2=it.l2, changed_fraction=it.changed_fraction)
                          for k, it, c, v in zip(samples.keys, cs.items, cls, valid))

@@ -16,7 +16,7 @@ from audit.datasets.problems import ImportLimits
 from audit.regions import as_mask, is_mask
 from audit.services.auth import SYSTEM, Principal, require
 from storage import auditlog
-from storage.artifacts import ArtifactStore
+from storage.artifacts import ArtifactStore, discard_on_failure
 from storage.db import transaction
 from storage.orm import Dataset, Sample
 from storage.repositories import DatasetRepository
@@ -155,19 +155,21 @@ def add_image_dataset(
 
 def _add_pngs(name, pngs, labels, groups, label_names, description, actor, boxes,  # noqa: ANN001
               details=None) -> dict[str, Any]:  # noqa: ANN001
-    """Store PNG samples: artifacts first (content-addressed, harmless if unreferenced), then one transaction."""
+    """Store PNG samples: artifacts first, then one transaction; the files this call created are removed
+    again if anything fails before that transaction commits (a full disk, a name taken meanwhile)."""
     store = ArtifactStore()
-    hashes = [store.put_bytes(data) for data in pngs]
-    regions = list(boxes) if boxes is not None else [None] * len(pngs)
-    masks = [store.put_bytes(mask_png(r)) if is_mask(r) else None for r in regions]
-    samples = [Sample(sample_key=f"{name}-{i:04d}", content_sha256=h, label=None if y is None else int(y),
-                      label_name=_name_of(y, label_names), groups=dict(g),
-                      region=None if r is None or m is not None else [int(v) for v in r], region_mask=m)
-               for i, (h, y, g, r, m) in enumerate(zip(hashes, labels, groups, regions, masks))]
-    # The content hash names a mask by its artifact's hash, so equal masks give equal hashes.
-    keyed = None if boxes is None else [m if m is not None else r for r, m in zip(regions, masks)]
-    return _add(name, "image", samples, hashes, labels, groups, label_names, description, actor, regions=keyed,
-                details=details)
+    with discard_on_failure():
+        hashes = [store.put_bytes(data) for data in pngs]
+        regions = list(boxes) if boxes is not None else [None] * len(pngs)
+        masks = [store.put_bytes(mask_png(r)) if is_mask(r) else None for r in regions]
+        samples = [Sample(sample_key=f"{name}-{i:04d}", content_sha256=h, label=None if y is None else int(y),
+                          label_name=_name_of(y, label_names), groups=dict(g),
+                          region=None if r is None or m is not None else [int(v) for v in r], region_mask=m)
+                   for i, (h, y, g, r, m) in enumerate(zip(hashes, labels, groups, regions, masks))]
+        # The content hash names a mask by its artifact's hash, so equal masks give equal hashes.
+        keyed = None if boxes is None else [m if m is not None else r for r, m in zip(regions, masks)]
+        return _add(name, "image", samples, hashes, labels, groups, label_names, description, actor,
+                    regions=keyed, details=details)
 
 
 def _name_of(position: Optional[int], label_names: Sequence[str]) -> Optional[str]:

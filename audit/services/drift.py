@@ -19,6 +19,7 @@ from audit.services.datasets import dataset_key, load_image_samples, load_text_s
 from audit.services.core import result_key, store_analysis, stored_analyses, tracked_run
 from audit.services.explain import ExplainError, explain_batch
 from audit.services.handles import handle_for
+from audit.services.predict import require_finite
 from audit.services.registry import RegistryError, get_version
 from storage.artifacts import ArtifactStore
 from storage.db import transaction
@@ -134,8 +135,11 @@ def _image_pair_maps(family: str, base: str, new: str, dataset: str, *, methods:
         b1 = min(n, b0 + batch_size)
         xb = hb.input_spec.normalize(image_to_tensor(samples.images[b0:b1], hb.input_spec)).to(hb.device)
         xn = hn.input_spec.normalize(image_to_tensor(other.images[b0:b1], hn.input_spec)).to(hn.device)
-        pb = hb.predict_proba(xb).argmax(1).tolist()
-        pn = hn.predict_proba(xn).argmax(1).tolist()
+        keys = samples.keys[b0:b1]
+        pb, pn = hb.predict_proba(xb), hn.predict_proba(xn)
+        require_finite(pb, keys, what=f"{base}'s outputs")
+        require_finite(pn, keys, what=f"{new}'s outputs")
+        pb, pn = pb.argmax(1).tolist(), pn.argmax(1).tolist()
         targets = _targets_for(target_mode, pb, samples.labels[b0:b1], dataset)
         hashes = samples.hashes[b0:b1]
         # Both versions explain the SAME target per sample, otherwise the maps answer different questions.
@@ -195,6 +199,11 @@ def _text_pair_maps(family: str, base: str, new: str, dataset: str, *, methods: 
         progress(0.5, f"explained {n} texts with version {base}")
     with hn.lock:
         rn = attribute_text(hn.module, hn.tokenizer, texts, targets, methods, **opts)
+    keys = samples.keys[:n]
+    require_finite(np.stack([np.asarray(r.probabilities, dtype=np.float64) for r in rb]), keys,
+                   what=f"{base}'s outputs")
+    require_finite(np.stack([np.asarray(r.probabilities, dtype=np.float64) for r in rn]), keys,
+                   what=f"{new}'s outputs")
     out = _PairMaps(samples.keys[:n], targets, labels, [r.prediction for r in rb], [r.prediction for r in rn],
                     {}, {}, {m: [] for m in methods})
     for m in methods:

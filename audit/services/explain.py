@@ -132,6 +132,9 @@ def explain_image(
                                                        image_bytes=image_bytes)
     x = handle.input_spec.normalize(raw).to(handle.device)
     probs = handle.predict_proba(x)[0].cpu()
+    from audit.services.predict import require_finite
+
+    require_finite(probs[None], [key or "the uploaded image"])
     if target is None:
         target = int(probs.argmax())
     if not 0 <= target < len(handle.labels):
@@ -341,6 +344,8 @@ def explain_reference_set(
     after each stored batch (a job worker stops there when it raises); ``executor`` computes the batches
     (default: here, one after the other).
     """
+    from audit.services.predict import require_finite
+
     require(actor, "run")
     if batch_size < 1:
         raise ExplainError(f"batch size must be at least 1, got {batch_size}")
@@ -363,7 +368,9 @@ def explain_reference_set(
                 b1 = min(n, b0 + batch_size)
                 raw = image_to_tensor(samples.images[b0:b1], handle.input_spec)
                 x = handle.input_spec.normalize(raw).to(handle.device)
-                targets = handle.predict_proba(x).argmax(1).tolist()
+                probs = handle.predict_proba(x)
+                require_finite(probs, samples.keys[b0:b1])
+                targets = probs.argmax(1).tolist()
                 hashes = samples.hashes[b0:b1]
                 out = _stored_maps(family, version, hashes, targets, methods, keys)
                 work = _work_for(out, methods, x, targets, layer, options)

@@ -17,6 +17,7 @@ from typing import Any, Callable, Literal, Optional, Sequence
 
 from audit.services.auth import SYSTEM, Principal, require
 from audit.services.core import tracked_run
+from audit.services.predict import NonFiniteOutputs
 
 log = logging.getLogger(__name__)
 Progress = Optional[Callable[[float, str], None]]
@@ -238,6 +239,8 @@ def run_full_audit(family: str, version: str, *, dataset: str, concepts: Sequenc
                         results[name] = list(out)
                 except _Skip as exc:
                     skipped[name] = str(exc)
+                except NonFiniteOutputs:  # the model itself is broken: no later step can be trusted
+                    raise
                 except ValueError as exc:  # the services' "cannot run" errors (ConceptError, DriftError, ...)
                     if name == "report":
                         raise
@@ -305,6 +308,8 @@ def _each(items: Sequence[Any], run: Callable[[int, Any], Any], where: Callable[
     for i, item in enumerate(items):
         try:
             ids.append(run(i, item).stored.id)  # typed results carry the row they were read from
+        except NonFiniteOutputs:
+            raise
         except ValueError as exc:
             errors.append(f"{where(item)}: {exc}")
     if errors and not ids:

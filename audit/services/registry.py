@@ -11,11 +11,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+from audit.datasets.problems import ImportLimits, Problems
+from audit.datasets.sources import check_expansion
 from audit.models.handle import ModelHandle, build_handle, manifest_sha256, materialize_hf_dir
 from audit.models.loading import FORMATS, TASKS, ModelLoadError, hf_labels
 from audit.services.auth import SYSTEM, Principal, require
 from storage import auditlog
-from storage.artifacts import ArtifactStore, sha256_file
+from storage.artifacts import ArtifactStore, discard_on_failure, sha256_file
 from storage.db import audit_home, transaction
 from storage.orm import VERSION_STATUSES, ModelVersion
 from storage.repositories import ModelRepository
@@ -97,6 +99,14 @@ def register_version(
         architecture=source.architecture, arch_kwargs=source.arch_kwargs, input_spec=input_spec,
         target_layer=target_layer, device="cpu",
     )
+    with discard_on_failure():  # the files this call stores go again unless the version row commits
+        return _store_version(family, version, task, source, files, handle, parent, notes, description, metrics,
+                              actor)
+
+
+def _store_version(family: str, version: str, task: str, source: ModelSource, files: dict[str, Path],
+                   handle: ModelHandle, parent: Optional[str], notes: str, description: str,
+                   metrics: Optional[dict[str, Any]], actor: Principal) -> dict[str, Any]:
     store = ArtifactStore()
     if source.format == "hf":
         manifest = {rel: sha256_file(p) for rel, p in files.items()}
@@ -248,8 +258,13 @@ def handle_from_record(info: dict[str, Any], *, store: ArtifactStore, device: Op
         )
 
 
+# What an uploaded Hugging Face zip may expand to: the dataset imports' zip-bomb guard with the model size cap.
+HF_ZIP_LIMITS = ImportLimits(max_files=1_000, max_total_bytes=MAX_MODEL_BYTES, max_file_bytes=MAX_MODEL_BYTES)
+
+
 def _extract_hf_zip(archive: Path, dest: Path) -> Path:
-    """Unpack an uploaded Hugging Face directory (a zip) safely; return the folder holding config.json."""
+    """Unpack an uploaded Hugging Face directory (a zip) safely; return the folder holding config.json.
+    Every entry is checked (path, link, expansion) before the first one is read."""
     import zipfile
 
     try:
@@ -258,15 +273,21 @@ def _extract_hf_zip(archive: Path, dest: Path) -> Path:
         raise RegistryError("a Hugging Face model is uploaded as a zip of its directory; this file is not a zip") from None
     with zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
-        if sum(i.file_size for i in infos) > MAX_MODEL_BYTES:
-            raise RegistryError(f"the unpacked model exceeds the limit of {MAX_MODEL_BYTES / 1e6:.0f} MB")
+        if len(infos) > HF_ZIP_LIMITS.max_files:
+            raise RegistryError(f"the zip holds {len(infos)} files; the limit is {HF_ZIP_LIMITS.max_files}")
         for info in infos:
             rel = Path(info.filename)
             if rel.is_absolute() or ".." in rel.parts or (info.external_attr >> 16) & 0o170000 == 0o120000:
                 raise RegistryError(f"unsafe path in the zip: {info.filename}")
-            target = dest / rel
+        problems = Problems()
+        check_expansion(infos, HF_ZIP_LIMITS, problems, "the zip")
+        if problems:
+            raise RegistryError(f"the zip is refused, nothing was unpacked: {'; '.join(problems.items)}")
+        for info in infos:
+            target = dest / info.filename
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(zf.read(info))
+            with zf.open(info) as src, open(target, "wb") as out:  # streamed: never a whole file in memory
+                shutil.copyfileobj(src, out, 1 << 20)
     configs = sorted(dest.rglob("config.json"), key=lambda p: len(p.parts))
     if not configs:
         raise RegistryError("the zip holds no config.json: zip the directory that save_pretrained wrote")

@@ -93,6 +93,9 @@ def explain_texts(family: str, version: str, texts: Sequence[str], *, methods: S
                                   batch_size=opts.get("batch_size", 16))
     except (ValueError, TypeError) as exc:
         raise ExplainError(str(exc)) from exc
+    from audit.services.predict import require_finite, text_keys
+
+    require_finite(np.stack([np.asarray(p.probabilities, dtype=np.float64) for p in preds]), text_keys(texts))
     targets = [int(p.prediction) if target is None else int(target) for p in preds]
     shas = [sha256_bytes(t.encode("utf-8")) for t in texts]
     store = ArtifactStore()

@@ -133,7 +133,7 @@ def test_a_missing_unreadable_wrongly_sized_or_empty_mask_is_named_with_its_row(
     _nothing_stored(stored_counts, lambda: import_image_dataset(
         "bad", folder, index, mask_column="mask", region_columns=["x0", "y0", "x1", "y1"]),
         "index.csv row 2: mask file 'nowhere.png' is missing from imgs",
-        "index.csv row 3: mask junk.png is not an image Pillow can read",
+        "index.csv row 3: mask junk.png is not an image in an accepted format (PNG, JPEG, BMP, GIF, TIFF or WebP)",
         "index.csv row 4: mask small.png is 32x30 pixels but its image is 32x32",
         "index.csv row 5: mask blank.png has no nonzero pixel",
         "index.csv row 6: declares both a region box and a mask",
