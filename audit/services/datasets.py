@@ -421,7 +421,9 @@ def pick_reference_set(name: Optional[str], task: str, labels: Sequence[str]) ->
         if not same_kind:
             raise DatasetError(f"no {kind} reference set is stored; add one, then pass --dataset")
         # Unlabelled sets (concept sets) are a last resort: they cannot score a model.
+        known = set(labels)
         matching = ([d for d in same_kind if list(d.labels or []) == list(labels)]
+                    or [d for d in same_kind if d.labels and set(d.labels) <= known]  # names the model knows
                     or [d for d in same_kind if d.labels] or same_kind)
         ds = matching[0]
         return {"name": ds.name, "id": ds.id, "sha256": ds.content_sha256}

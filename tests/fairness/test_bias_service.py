@@ -76,9 +76,9 @@ def test_bias_audit_matches_fairlearn_and_reads_back_the_same(registry):
     assert BiasAudit.from_stored(stored).to_summary() == audit.to_summary()
     # the key the service stored under is the spec's key of these options
     handle = handle_for("tiny", "1")
-    from audit.services.datasets import list_datasets
+    from audit.services.datasets import dataset_key
 
-    sha = {d["name"]: d["sha256"] for d in list_datasets()}["plain"]
+    sha = dataset_key("plain", handle)  # the set's content and how its label names map to the model's classes
     opts = bias_options(dataset="plain", attributes=["site"], n_boot=50)
     assert stored.key == analysis_key(BIAS_SPEC, model_sha256=handle.sha256, dataset_sha256=sha, options=opts)
     again = run_bias_audit("tiny", "1", dataset="plain", attributes=["site"], n_boot=50)
