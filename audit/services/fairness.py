@@ -206,6 +206,12 @@ def _explanation_disparity(family: str, version: str, dataset: str, method: str,
     samples = load_image_samples(dataset, model=handle)  # regions moved into the model's view, as the maps are
     finding = image_disparity(method, maps, [samples.regions[i] if samples.regions else None for i in idx],
                               labels, image_size=tuple(samples.images.shape[-2:]), seed=seed)
+    view = (int(samples.images.shape[-1]), int(samples.images.shape[-2]))
+    stored = sorted({tuple(samples.sizes[i]) for i in idx if samples.regions[i] is not None and samples.sizes[i] != view})
+    if stored:
+        sizes = ", ".join(f"{w}x{h}" for w, h in stored[:3]) + (" ..." if len(stored) > 3 else "")
+        finding = replace(finding, note=f"{finding.note}; regions moved from the stored {sizes} images to the "
+                                        f"model's {view[0]}x{view[1]} input by its own resize and crop")
     cropped = sum(samples.outside_view[i] for i in idx) if samples.outside_view else 0
     if cropped:
         finding = replace(finding, note=f"{finding.note}; {cropped} sample(s) declare a region that the model's "

@@ -98,7 +98,7 @@ def test_disparity_uses_declared_regions_scaled_to_the_model_input(registry):
     audit = run_bias_audit("tiny", "1", dataset="boxed", attributes=["site"], n_boot=0, explanation_method="saliency")
     d = audit.explanation_disparity
     assert d.kind == "region" and d.region_source == "declared"
-    assert "16x16 images to the model's 32x32 input" in d.note
+    assert "regions moved from the stored 16x16 images to the model's 32x32 input" in d.note
     assert d.n_without_region == N // 2
     maps = np.abs(stored_maps_for("tiny", "1", "boxed", "saliency")).reshape(N, 32, 32)
     # oracle: the 16x16 box [10, 11, 15, 16] is rows 22..31 and columns 20..29 of the 32x32 map

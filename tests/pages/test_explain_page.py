@@ -85,7 +85,8 @@ def test_declared_region_is_shown_and_localisation_matches_the_engine(boxed):
     at = _page("auditor").run()
     assert not at.exception, at.exception
     captions = [img.caption for node in at.get("image") for img in node.proto.imgs]
-    assert captions == ["boxed-0000 · label 1 · groups {'site': 'a'} · declared region [8, 16, 40, 48] (red)"]
+    # the page shows the image as the model sees it (64x64 stored, resized to 32x32) and the box moved with it
+    assert captions == ["boxed-0000 · label 1 · groups {'site': 'a'} · declared region [4, 8, 20, 24] (red)"]
     at.multiselect[0].set_value(["saliency", "gradcam"])
     at.button[0].click().run()
     assert not at.exception, at.exception
