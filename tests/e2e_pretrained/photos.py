@@ -4,7 +4,11 @@ them: a folder of PNGs of mixed sizes and orientations, a CSV index labelled wit
 (rows and classes in another order than the model's), and the model's label list.
 
 Six source photographs carry the five subjects; each gives several photographs by cropping a different
-real region at a different scale (a crop is never stretched: width and height scale alike).
+real region at a different scale (a crop is never stretched: width and height scale alike). Labels say what
+the photograph shows, not what the model predicts: the striped cat is "tiger cat", which the model mostly
+calls "Egyptian cat". Seven first-choice crops were replaced because the model's top two classes on them were
+so close that resizing PIL images or float tensors gave different answers; now each photograph's
+prediction is the same for every correct implementation of the preprocessing (a test checks it).
 """
 
 from __future__ import annotations
