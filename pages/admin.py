@@ -118,7 +118,7 @@ with tab_settings:
                 show_error(exc)
         cp = current[settings.CHECKPOINT_EVERY]
         with st.form("checkpoint-interval"):
-            every = st.number_input("Sign an audit-log checkpoint every N events", min_value=1, max_value=1000,
+            every = st.number_input("Sign an audit-log checkpoint every N events", min_value=1, max_value=50,
                                     value=int(cp["value"]), step=1, help=cp["description"])
             if st.form_submit_button("Save interval"):
                 try:
