@@ -92,7 +92,8 @@ def login_page() -> None:
         ok = st.form_submit_button("Sign in")
     if ok:
         try:
-            principal = authenticate(username, password)
+            # The address the server saw: failed sign-ins throttle this client, never the account for everyone.
+            principal = authenticate(username, password, client=st.context.ip_address)
             _start_session(principal, sessions.create_session(principal))
             st.rerun()
         except AuthError as exc:

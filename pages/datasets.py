@@ -123,7 +123,7 @@ with tab_img:
                 st.success(f"stored {res['samples']} samples as {name.strip()!r} at "
                            f"{res['size'][1]}x{res['size'][2]} ({res['resized']} resized)")
             else:
-                pv = preview_image_import(name.strip(), zpath, cpath, **opts)
+                pv = preview_image_import(name.strip(), zpath, cpath, actor=principal, **opts)
                 st.success(f"{pv['samples']} samples pass validation; stored at {pv['size'][1]}x{pv['size'][2]} "
                            f"({pv['resized']} resized); groups: {', '.join(pv['groups']) or 'none'}; "
                            f"regions: {'yes' if pv['regions'] else 'no'}. Nothing is stored until you import.")

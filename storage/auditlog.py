@@ -50,6 +50,22 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
 
 
+# Column sizes of audit_log: longer values are cut with a marker that says how much was cut (a log row can
+# never be removed, so nobody may write a megabyte into one by typing it as a username).
+FIELD_LIMITS = {"actor": 80, "action": 60, "subject": 255}
+
+
+def bounded(value: str, limit: int) -> str:
+    """``value`` if it fits in ``limit`` characters, else its start and a marker, ``limit`` characters in all."""
+    value = "" if value is None else str(value)
+    if len(value) <= limit:
+        return value
+    keep = limit
+    while keep > 0 and keep + len(f"...[+{len(value) - keep} chars]") > limit:
+        keep -= 1
+    return (value[:keep] + f"...[+{len(value) - keep} chars]")[:limit]
+
+
 def entry_hash(seq: int, at: str, actor: str, action: str, subject: str, details: str, prev: str) -> str:
     payload = canonical_json([seq, at, actor, action, subject, details, prev])
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -186,6 +202,8 @@ def append(session: Session, *, actor: str, action: str, subject: str = "", deta
     prev = last.hash if last else GENESIS
     at = utcnow().isoformat()
     det = canonical_json(details if details is not None else {})
+    actor, action, subject = (bounded(v, FIELD_LIMITS[k]) for k, v in
+                              (("actor", actor), ("action", action), ("subject", subject)))
     row = AuditLogEntry(
         seq=seq, at=at, actor=actor, action=action, subject=subject, details=det, prev_hash=prev,
         hash=entry_hash(seq, at, actor, action, subject, det, prev),
