@@ -18,6 +18,7 @@ import streamlit as st
 from audit.services import sessions
 from audit.services.auth import AuthError, Principal, authenticate
 from audit.services.identities import UnmappedIdentity, sign_in_with_identity
+from audit.services.throttle import client_address
 
 st.set_page_config(page_title="Model audit workbench", page_icon=":material/search:", layout="wide")
 
@@ -93,7 +94,8 @@ def login_page() -> None:
     if ok:
         try:
             # The address the server saw: failed sign-ins throttle this client, never the account for everyone.
-            principal = authenticate(username, password, client=st.context.ip_address)
+            principal = authenticate(username, password, client=client_address(st.context.ip_address,
+                                                                                 st.context.headers))
             _start_session(principal, sessions.create_session(principal))
             st.rerun()
         except AuthError as exc:

@@ -33,7 +33,7 @@ MIN_PASSWORD_LENGTH = 10
 MAX_USERNAME_INPUT = 256  # longer sign-in input is refused before it costs anything or reaches the log
 MAX_PASSWORD_INPUT = 1024
 ERR_LOGIN = "unknown user or wrong password"
-ERR_BLOCKED = "too many failed logins from this client; try again after {:%H:%M} UTC"
+ERR_BLOCKED = "too many failed logins from this client; try again after {:%H:%M:%S} UTC"
 
 _hasher = PasswordHasher()
 

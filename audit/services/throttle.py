@@ -20,6 +20,12 @@ LOCKOUT_S = 15 * 60.0
 LOGGED_FAILURES_PER_WINDOW = 10  # failed sign-ins written to the audit log per client and window
 MAX_TRACKED = 10_000  # keys kept before old ones are pruned (a flood of made-up usernames stays bounded)
 LOCAL_CLIENT = "local"
+# Attempts without a client address (the command line, a browser on this machine, a reverse proxy whose
+# forwarded address is not trusted) share one client: a 15-minute block there would let anyone block everyone,
+# so that client is slowed instead, by a delay that doubles with each further failure, up to MAX_DELAY_S.
+FIRST_DELAY_S = 5.0
+MAX_DELAY_S = 60.0
+TRUSTED_PROXY_ENV = "AUDIT_TRUSTED_PROXY"
 
 
 @dataclass
@@ -32,6 +38,20 @@ class _Counter:
 
 _lock = threading.Lock()
 _counters: dict[tuple[str, ...], _Counter] = {}
+
+
+def client_address(ip: Optional[str], headers: Optional[dict] = None) -> Optional[str]:
+    """The client's address as the web server saw it; behind a reverse proxy (``AUDIT_TRUSTED_PROXY=1``) the
+    address the proxy appended last to X-Forwarded-For. A browser cannot set that header past a proxy that
+    appends, but could without one, so it is read only when the operator says a proxy is in front."""
+    import os
+
+    if os.environ.get(TRUSTED_PROXY_ENV, "").strip() in ("1", "true", "yes") and headers:
+        forwarded = headers.get("X-Forwarded-For") or headers.get("x-forwarded-for") or ""
+        last = forwarded.split(",")[-1].strip()
+        if last:
+            return last
+    return ip
 
 
 def client_key(client: Optional[str]) -> str:
@@ -83,10 +103,14 @@ def record_failure(database: str, client: str, username: str) -> Optional[float]
             c = _counter(key)
             _drop_old(c.failures, now)
             c.failures.append(now)
-            if len(c.failures) >= limit and c.blocked_until <= wall:
+            if len(c.failures) < limit or c.blocked_until > wall:
+                continue
+            if client == LOCAL_CLIENT:  # slowed, not blocked: 5 s, 10 s, 20 s ... MAX_DELAY_S
+                c.blocked_until = wall + min(FIRST_DELAY_S * 2.0 ** (len(c.failures) - limit), MAX_DELAY_S)
+            else:
                 c.blocked_until = wall + LOCKOUT_S
                 c.failures.clear()
-                started = max(started or 0.0, c.blocked_until)
+            started = max(started or 0.0, c.blocked_until)
         return started
 
 

@@ -42,7 +42,7 @@ def _attempt(username: str, password: str, client: str, hasher: _Counting) -> tu
     before = hasher.calls
     with pytest.raises(auth.AuthError) as exc:
         auth.authenticate(username, password, client=client)
-    return re.sub(r"\d\d:\d\d", "HH:MM", str(exc.value)), hasher.calls - before
+    return re.sub(r"\d\d:\d\d:\d\d", "HH:MM:SS", str(exc.value)), hasher.calls - before
 
 
 def _log_rows(prefix: str = "login") -> list[AuditLogEntry]:
@@ -107,3 +107,33 @@ def test_failed_sign_ins_are_logged_at_a_bounded_rate_per_client(audit_home):
     assert len(_log_rows()) == len(rows) + 1
     with transaction() as s:
         assert s.scalar(select(func.max(func.length(AuditLogEntry.actor)))) <= 80
+
+
+def test_attempts_without_an_address_are_slowed_not_locked(audit_home, monkeypatch):
+    """The command line and browsers on this machine share one client: failures there delay the next attempt
+    (doubling, at most a minute), so nobody can keep the owner out for long by failing first."""
+    import time as real_time
+    import types
+
+    auth.create_user("dora", PASSWORD, "auditor")
+    offset = [0.0]
+    monkeypatch.setattr(throttle, "time", types.SimpleNamespace(time=lambda: real_time.time() + offset[0],
+                                                                monotonic=lambda: real_time.monotonic() + offset[0]))
+    for _ in range(auth.MAX_FAILED_LOGINS + 3):
+        offset[0] += throttle.MAX_DELAY_S  # each failure waits out the previous delay
+        with pytest.raises(auth.AuthError, match="unknown user or wrong password"):
+            auth.authenticate("dora", "guess-guess-guess")
+    with pytest.raises(auth.AuthError, match="too many failed logins"):
+        auth.authenticate("dora", PASSWORD)  # right after a failure: still slowed
+    offset[0] += throttle.MAX_DELAY_S + 1
+    assert auth.authenticate("dora", PASSWORD).username == "dora"
+
+
+def test_the_forwarded_address_is_read_only_behind_a_trusted_proxy(monkeypatch):
+    headers = {"X-Forwarded-For": "203.0.113.9, 198.51.100.7"}
+    monkeypatch.delenv(throttle.TRUSTED_PROXY_ENV, raising=False)
+    assert throttle.client_address(None, headers) is None
+    assert throttle.client_address("192.0.2.1", headers) == "192.0.2.1"
+    monkeypatch.setenv(throttle.TRUSTED_PROXY_ENV, "1")
+    assert throttle.client_address(None, headers) == "198.51.100.7"
+    assert throttle.client_key(None) == throttle.LOCAL_CLIENT and len(throttle.client_key("x" * 500)) == 64
