@@ -116,7 +116,8 @@ def _log_failure(s, database: str, client: str, username: str, action: str, deta
     and at most throttle.LOGGED_FAILURES_PER_WINDOW rows per client and window (then one note, then silence)."""
     log_it, note = throttle.should_log(database, client)
     if log_it:
-        auditlog.append(s, actor=username or "?", action=action, subject=username, details={"client": client, **details})
+        auditlog.append(s, actor=username or "?", action=action, subject=username,
+                        details={"client": client, **details})
     elif note:
         auditlog.append(s, actor="system", action="login.throttled", subject=client,
                         details={"client": client, "not_logged_for_s": throttle.WINDOW_S,
@@ -157,7 +158,7 @@ def authenticate(username: str, password: str, *, client: str | None = None) -> 
             try:
                 _hasher.verify(user.password_hash, password)
             except (VerifyMismatchError, VerificationError, InvalidHashError):
-                user.failed_logins += 1  # a count for administrators; it locks nobody out
+                # No write to the user's row: a failure for a known name must cost what one for an unknown costs.
                 throttle.record_failure(database, who, name)
                 _log_failure(s, database, who, name, "login.failed", {})
                 error = AuthError(ERR_LOGIN)

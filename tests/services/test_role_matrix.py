@@ -209,7 +209,7 @@ def test_every_service_function_a_page_calls_is_in_the_matrix_or_declared_open()
     import inspect
 
     listed = {name.split("(")[0] for name, _, _ in ACTIONS}
-    sign_in = {"auth.authenticate", "identities.sign_in_with_identity"}  # before anyone has a role
+    sign_in = {"auth.authenticate", "identities.sign_in_with_identity", "throttle.client_address"}  # before any role
     sessions_ = {f"sessions.{n}" for n in ("create_session", "resolve_session", "revoke", "issue_handoff",
                                            "handoff_pending")}  # the router's own session plumbing
     calls = _page_service_calls()
