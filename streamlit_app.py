@@ -19,6 +19,7 @@ from audit.services import sessions
 from audit.services.auth import AuthError, Principal, authenticate
 from audit.services.identities import UnmappedIdentity, sign_in_with_identity
 from pages.ui import literal
+from audit.services.throttle import client_address
 
 st.set_page_config(page_title="Model audit workbench", page_icon=":material/search:", layout="wide")
 
@@ -102,7 +103,9 @@ def login_page() -> None:
         ok = st.form_submit_button("Sign in")
     if ok:
         try:
-            principal = authenticate(username, password)
+            # The address the server saw: failed sign-ins throttle this client, never the account for everyone.
+            principal = authenticate(username, password, client=client_address(st.context.ip_address,
+                                                                                 st.context.headers))
             _start_session(principal, sessions.create_session(principal))
             st.rerun()
         except AuthError as exc:

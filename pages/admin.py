@@ -8,7 +8,7 @@ import json
 import streamlit as st
 
 from audit.services import auth, identities, sessions, settings
-from audit.services.audit_trail import log_head, recent_entries, verify_log
+from audit.services.audit_trail import export_csv, export_rows, log_head, verify_log
 from pages.ui import current_principal, literal, show_error
 
 principal = current_principal()
@@ -118,7 +118,7 @@ with tab_settings:
                 show_error(exc)
         cp = current[settings.CHECKPOINT_EVERY]
         with st.form("checkpoint-interval"):
-            every = st.number_input("Sign an audit-log checkpoint every N events", min_value=1, max_value=1000,
+            every = st.number_input("Sign an audit-log checkpoint every N events", min_value=1, max_value=50,
                                     value=int(cp["value"]), step=1, help=cp["description"])
             if st.form_submit_button("Save interval"):
                 try:
@@ -134,16 +134,22 @@ with tab_log:
     if principal.can("manage_users"):
         # Deferred: the head (and its checkpoint) is taken when the button is clicked, not on every page run.
         st.download_button("Export the signed head (keep it off this server)",
-                           lambda: json.dumps(log_head(), sort_keys=True),
+                           lambda: json.dumps(log_head(actor=principal), sort_keys=True),
                            file_name="audit-log-head.json", mime="application/json",
                            help="python -m audit verify-log --anchor FILE later proves the log was neither cut nor "
                                 "rewritten up to this head.")
-    if st.button("Verify the hash chain"):
-        report = verify_log()
+    if principal.can("verify_log") and st.button("Verify the hash chain"):
+        report = verify_log(actor=principal)
         if report.ok:
             st.success(f"Intact: {report.checked} entries verified")
         else:
             st.error(f"Tampered: {len(report.problems)} problem(s)")
             for p in report.problems:
                 st.markdown(literal(p))
-    st.dataframe(recent_entries(200), hide_index=True, use_container_width=True)
+    if principal.can("read_trail"):
+        # Cells a spreadsheet would run as formulas are shown (and exported) with a leading apostrophe.
+        st.download_button("Download the newest 1000 entries (CSV)", lambda: export_csv(1000, actor=principal),
+                           file_name="audit-trail.csv", mime="text/csv")
+        st.dataframe(export_rows(200, actor=principal), hide_index=True, use_container_width=True)
+    else:
+        st.info("Only administrators read the audit trail.")

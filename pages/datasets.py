@@ -123,9 +123,10 @@ with tab_img:
                            f"size (most common {res['size'][2]}x{res['size'][1]}; {res['resized']} scaled down to "
                            "the import cap); every analysis prepares them as the model declares")
             else:
-                pv = preview_image_import(name.strip(), zpath, cpath, **opts)
+                pv = preview_image_import(name.strip(), zpath, cpath, actor=principal, **opts)
                 st.success(f"{pv['samples']} samples pass validation; each is stored at its own size (most "
-                           f"common {pv['size'][2]}x{pv['size'][1]}; {pv['resized']} scaled down); groups: {literal(', '.join(pv['groups'])) or 'none'}; "
+                           f"common {pv['size'][2]}x{pv['size'][1]}; {pv['resized']} scaled down); groups: "
+                           f"{literal(', '.join(pv['groups'])) or 'none'}; "
                            f"regions: {'yes' if pv['regions'] else 'no'}. Nothing is stored until you import.")
                 st.write({"labels": pv["label_counts"], "unlabelled": pv["unlabelled"]})
                 st.image([_with_box(p["image"], p["region"]) for p in pv["preview"]], width=80, clamp=True,

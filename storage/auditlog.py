@@ -29,7 +29,13 @@ KEY_FILE = "audit-log.key"
 MIN_ENV_KEY_CHARS = 32
 CHECKPOINT_SETTING = "audit_log.checkpoint_every"
 CHECKPOINT_EVERY = 50
-MAX_CHECKPOINT_EVERY = 1000
+# The verifier's bound, fixed here and never read from the database it checks: a signed checkpoint at least
+# every MAX_CHECKPOINT_EVERY rows. The setting may only make checkpoints more frequent.
+MAX_CHECKPOINT_EVERY = 50
+# Events that always carry a signed checkpoint at their own row (reports, sign-offs, setting changes).
+CHECKPOINTED_ACTIONS = ("report.generate", "report.sign", "setting.change")
+RESTORE_HINT = ("restore the keys folder (AUDIT_HOME/keys) from the backup that `python -m audit backup` made "
+                "(its BACKUP.json lists the keys it holds), or set AUDIT_LOG_KEY to the key in use")
 # The first event of a checkpointed log: written by the migration that introduced checkpoints.
 START_ACTIONS = ("log.genesis", "log.checkpoints.start")
 # PostgreSQL advisory lock id that serialises appends (any constant unique to this application).
@@ -42,6 +48,22 @@ class LogKeyError(RuntimeError):
 
 def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+# Column sizes of audit_log: longer values are cut with a marker that says how much was cut (a log row can
+# never be removed, so nobody may write a megabyte into one by typing it as a username).
+FIELD_LIMITS = {"actor": 80, "action": 60, "subject": 255}
+
+
+def bounded(value: str, limit: int) -> str:
+    """``value`` if it fits in ``limit`` characters, else its start and a marker, ``limit`` characters in all."""
+    value = "" if value is None else str(value)
+    if len(value) <= limit:
+        return value
+    keep = limit
+    while keep > 0 and keep + len(f"...[+{len(value) - keep} chars]") > limit:
+        keep -= 1
+    return (value[:keep] + f"...[+{len(value) - keep} chars]")[:limit]
 
 
 def entry_hash(seq: int, at: str, actor: str, action: str, subject: str, details: str, prev: str) -> str:
@@ -108,6 +130,7 @@ def checkpoint_signature(key: bytes, seq: int, row_hash: str, at: str) -> str:
 # ------------------------------------------------------------------ writing
 
 def checkpoint_interval(session: Session) -> int:
+    """How often append signs a checkpoint: the setting, capped at MAX_CHECKPOINT_EVERY whatever it says."""
     row = session.get(Setting, CHECKPOINT_SETTING)
     try:
         value = int(row.value) if row is not None else CHECKPOINT_EVERY
@@ -116,12 +139,47 @@ def checkpoint_interval(session: Session) -> int:
     return min(max(value, 1), MAX_CHECKPOINT_EVERY)
 
 
+def _newest_checkpoint(session: Session) -> Optional[AuditCheckpoint]:
+    return session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq.desc()).limit(1)).first()
+
+
+def _start_seq(session: Session) -> int:
+    """The seq of the event from which the log is checkpointed (its genesis), 0 when there is none."""
+    return int(session.scalar(select(func.min(AuditLogEntry.seq)).where(AuditLogEntry.action.in_(START_ACTIONS)))
+               or 0)
+
+
+def signing_key(session: Session, seq: int) -> bytes:
+    """The key that signs the checkpoint of row ``seq``. Created only on a first run (no checkpoint was ever signed and
+    the log is younger than one interval); a key that is missing, or is not the one that signed the stored
+    checkpoints, is a LogKeyError naming the backup to restore: a new key would make every earlier
+    checkpoint read as forged."""
+    key = load_key(create=False)
+    newest = _newest_checkpoint(session)
+    if key is None:
+        if newest is not None:
+            raise LogKeyError(f"the audit-log key that signed the {count_checkpoints(session)} checkpoint(s) in the "
+                              f"database (key id {newest.key_id}) is missing from {key_path()}; {RESTORE_HINT}")
+        start = _start_seq(session)
+        forced = session.scalar(select(func.count(AuditLogEntry.id)).where(
+            AuditLogEntry.action.in_(CHECKPOINTED_ACTIONS), AuditLogEntry.seq > start, AuditLogEntry.seq < seq))
+        if seq - start > MAX_CHECKPOINT_EVERY or forced:
+            raise LogKeyError(f"the audit log is older than its first checkpoint could be, yet the database holds "
+                              f"no checkpoint and {key_path()} is missing (checkpoints removed, key lost); "
+                              f"{RESTORE_HINT}")
+        key = load_key(create=True)
+    elif newest is not None and newest.key_id != key_id(key):
+        raise LogKeyError(f"the audit-log key in use (key id {key_id(key)}) is not the key that signed the "
+                          f"checkpoints in the database (key id {newest.key_id}); {RESTORE_HINT}")
+    return key
+
+
 def write_checkpoint(session: Session, row: AuditLogEntry) -> AuditCheckpoint:
     """Sign "row ``row.seq`` has hash ``row.hash``" (once per row)."""
     existing = session.scalars(select(AuditCheckpoint).where(AuditCheckpoint.seq == row.seq)).first()
     if existing is not None:
         return existing
-    key = load_key(create=True)
+    key = signing_key(session, row.seq)
     at = utcnow().isoformat()
     cp = AuditCheckpoint(seq=row.seq, hash=row.hash, at=at, key_id=key_id(key),
                          signature=checkpoint_signature(key, row.seq, row.hash, at))
@@ -133,7 +191,8 @@ def write_checkpoint(session: Session, row: AuditLogEntry) -> AuditCheckpoint:
 def append(session: Session, *, actor: str, action: str, subject: str = "", details: Any = None,
            checkpoint: bool = False) -> AuditLogEntry:
     """Add one entry chained to the newest; the caller's transaction commits it. A signed checkpoint is
-    written with it every ``audit_log.checkpoint_every`` events and whenever ``checkpoint`` is asked."""
+    written with it every ``audit_log.checkpoint_every`` events (at most MAX_CHECKPOINT_EVERY), for the
+    CHECKPOINTED_ACTIONS and whenever ``checkpoint`` is asked."""
     if session.get_bind().dialect.name == "postgresql":
         # Several job workers append at once: without a lock two transactions read the same head and the
         # second fails on its seq. SQLite needs none (transactions begin IMMEDIATE, one writer at a time).
@@ -143,13 +202,18 @@ def append(session: Session, *, actor: str, action: str, subject: str = "", deta
     prev = last.hash if last else GENESIS
     at = utcnow().isoformat()
     det = canonical_json(details if details is not None else {})
+    actor, action, subject = (bounded(v, FIELD_LIMITS[k]) for k, v in
+                              (("actor", actor), ("action", action), ("subject", subject)))
     row = AuditLogEntry(
         seq=seq, at=at, actor=actor, action=action, subject=subject, details=det, prev_hash=prev,
         hash=entry_hash(seq, at, actor, action, subject, det, prev),
     )
     session.add(row)
     session.flush()
-    if checkpoint or seq % checkpoint_interval(session) == 0:
+    # Counted from the newest checkpoint, not by seq modulo: a gap left under an older, longer interval closes
+    # at the next event.
+    newest = session.scalar(select(func.max(AuditCheckpoint.seq))) or 0
+    if checkpoint or action in CHECKPOINTED_ACTIONS or seq - newest >= checkpoint_interval(session):
         write_checkpoint(session, row)
     return row
 
@@ -228,8 +292,9 @@ def verify(session: Session, *, anchor: Optional[dict[str, Any]] = None) -> Chai
     except LogKeyError as exc:
         key, problems = None, problems + [f"checkpoints cannot be verified: {exc}"]
     if key is None and (cps or anchor is not None) and not any(p.startswith("checkpoints cannot") for p in problems):
-        problems.append(f"checkpoints cannot be verified: no audit-log key ({key_path()} or {KEY_ENV})")
-    newest_valid = 0
+        problems.append(f"checkpoints cannot be verified: no audit-log key ({key_path()} or {KEY_ENV}); "
+                        f"{RESTORE_HINT}")
+    valid: set[int] = set()
     for cp in cps:
         if key is None:
             break
@@ -243,13 +308,9 @@ def verify(session: Session, *, anchor: Optional[dict[str, Any]] = None) -> Chai
         elif row.hash != cp.hash:
             problems.append(f"row seq={cp.seq}: hash differs from the signed checkpoint (the chain was rewritten)")
         else:
-            newest_valid = max(newest_valid, cp.seq)
-    interval = checkpoint_interval(session)
-    base = max(newest_valid, start or 0)
-    if rows and key is not None and head_seq - base >= interval:
-        problems.append(f"row seq={head_seq}: {head_seq - base} rows after the newest signed checkpoint (seq={base}), "
-                        f"more than the checkpoint interval {interval} allows (checkpoints were removed or the log "
-                        "was rewritten)")
+            valid.add(cp.seq)
+    if rows and not (key is None and cps):
+        problems += _missing_checkpoints(rows, start or 0, head_seq, valid, key_missing=key is None)
     anchored = False
     if anchor is not None and key is not None:
         aseq = anchor["seq"]
@@ -266,6 +327,30 @@ def verify(session: Session, *, anchor: Optional[dict[str, Any]] = None) -> Chai
             anchored = True
     return ChainReport(ok=not problems, checked=len(rows), problems=problems, checkpoints=len(cps),
                        head_seq=head_seq or None, anchored=anchored)
+
+
+def _missing_checkpoints(rows: list[AuditLogEntry], start: int, head_seq: int, valid: set[int], *,
+                         key_missing: bool) -> list[str]:
+    """Where the log lacks a signed checkpoint the code always writes: one at least every MAX_CHECKPOINT_EVERY
+    rows from its start, and one at every CHECKPOINTED_ACTIONS event. The bound is this module's constant,
+    never a value read from the database being checked (that database may have been rewritten)."""
+    problems: list[str] = []
+    why = ("no audit-log key and no checkpoint: the key was lost or removed with the checkpoints; " + RESTORE_HINT
+           if key_missing else "checkpoints were removed or the log was rewritten")
+    base = start
+    for seq in sorted(s for s in valid if s > start):
+        if seq - base > MAX_CHECKPOINT_EVERY:
+            problems.append(f"rows seq={base + 1}..{seq}: no signed checkpoint over {seq - base} rows, more than the "
+                            f"{MAX_CHECKPOINT_EVERY} the log is checkpointed at ({why})")
+        base = seq
+    if head_seq - base >= MAX_CHECKPOINT_EVERY:
+        problems.append(f"row seq={head_seq}: {head_seq - base} rows after the newest signed checkpoint (seq={base}), "
+                        f"more than the checkpoint interval {MAX_CHECKPOINT_EVERY} allows ({why})")
+    for row in rows:
+        if row.seq > start and row.action in CHECKPOINTED_ACTIONS and row.seq not in valid:
+            problems.append(f"row seq={row.seq} ({row.action}): this event is always checkpointed, but no valid "
+                            f"signed checkpoint holds it ({why})")
+    return problems
 
 
 def count_checkpoints(session: Session) -> int:

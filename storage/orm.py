@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -219,7 +220,10 @@ class Report(Base):
 
 
 class SignOff(Base):
+    """The decision on a model version; at most one per version (a unique index, migration 0010)."""
+
     __tablename__ = "signoffs"
+    __table_args__ = (Index("uq_signoffs_model_version_id", "model_version_id", unique=True),)
     id: Mapped[int] = mapped_column(primary_key=True)
     report_id: Mapped[int] = mapped_column(ForeignKey("reports.id"))
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))

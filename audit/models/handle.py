@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import secrets
 import shutil
 import tempfile
 import threading
@@ -29,6 +31,8 @@ from audit.models.loading import (
     validate_labels,
 )
 
+
+log = logging.getLogger(__name__)
 
 @dataclass
 class ModelHandle:
@@ -135,11 +139,27 @@ def build_handle(
                        target_layer=target_layer, tokenizer=tokenizer, family=family, version=version)
 
 
-def materialize_hf_dir(manifest: dict[str, str], read_bytes, cache_root: Path) -> Path:  # noqa: ANN001
-    """Rebuild a Hugging Face directory from the artifact store (hashes verified by ``read_bytes``)."""
-    target = cache_root / manifest_sha256(manifest)
-    if target.is_dir():
-        return target
+def _hf_dir_matches(folder: Path, manifest: dict[str, str]) -> list[str]:
+    """What differs between ``folder`` and the registered files: missing, added or changed (by SHA-256)."""
+    found = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
+    problems = [f"{rel} is missing" for rel in sorted(set(manifest) - set(found))]
+    problems += [f"{rel} is not part of the registered model" for rel in sorted(set(found) - set(manifest))]
+    for rel in sorted(set(manifest) & set(found)):
+        path = found[rel]
+        if path.is_symlink() or _sha256_path(path) != manifest[rel]:
+            problems.append(f"{rel} does not match its registered SHA-256")
+    return problems
+
+
+def _sha256_path(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_hf_dir(manifest: dict[str, str], read_bytes, cache_root: Path) -> Path:  # noqa: ANN001
     tmp = Path(tempfile.mkdtemp(dir=cache_root, prefix=".tmp-"))
     try:
         for rel, digest in manifest.items():
@@ -148,11 +168,37 @@ def materialize_hf_dir(manifest: dict[str, str], read_bytes, cache_root: Path) -
                 raise ModelLoadError(f"unsafe path in manifest: {rel}")
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(read_bytes(digest))
-        tmp.rename(target)
-    except FileExistsError:
-        shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return target
+    return tmp
 
+
+def materialize_hf_dir(manifest: dict[str, str], read_bytes, cache_root: Path) -> Path:  # noqa: ANN001
+    """Rebuild a Hugging Face directory from the artifact store (hashes verified by ``read_bytes``).
+
+    The folder is a cache outside the store's checks, so every call re-hashes it against the manifest; a
+    folder with a changed, missing or extra file is replaced by a fresh copy from the store (logged), never
+    loaded."""
+    target = cache_root / manifest_sha256(manifest)
+    for _ in range(3):
+        if target.is_dir():
+            problems = _hf_dir_matches(target, manifest)
+            if not problems:
+                return target
+            log.warning("model cache %s differs from the registered files (%s); rebuilding it from the artifact "
+                        "store", target, "; ".join(problems[:3]))
+            stale = cache_root / f".stale-{secrets.token_hex(8)}"
+            try:
+                target.rename(stale)
+            except FileNotFoundError:
+                pass  # another process moved it first
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = _write_hf_dir(manifest, read_bytes, cache_root)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process put a copy there first: check that one on the next turn
+            shutil.rmtree(tmp, ignore_errors=True)
+    if target.is_dir() and not _hf_dir_matches(target, manifest):
+        return target
+    raise ModelLoadError(f"model cache {target} keeps changing while it is rebuilt; stop whatever writes to it")

@@ -1,31 +1,39 @@
 """Users, roles and permissions. Roles are enforced here, in the service layer, not only in the UI.
 
-admin: manage users and the registry; auditor: run audits, generate and sign reports; viewer: read.
+admin: manage users and the registry, read the audit trail; auditor: run audits, generate and sign reports,
+verify the audit log; viewer: read models and results.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from audit.services import throttle
 from storage import auditlog
 from storage.db import transaction
-from storage.orm import ROLES, User, utcnow
+from storage.orm import ROLES, User
 from storage.repositories import UserRepository
 
+# read_trail: read the audit trail itself (it holds failed sign-in usernames); verify_log: check the chain and
+# export its signed head.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read"}),
-    "auditor": frozenset({"read", "run", "report", "sign"}),
-    "admin": frozenset({"read", "run", "report", "sign", "register", "manage_users"}),
+    "auditor": frozenset({"read", "run", "report", "sign", "verify_log"}),
+    "admin": frozenset({"read", "run", "report", "sign", "register", "manage_users", "verify_log", "read_trail"}),
 }
-MAX_FAILED_LOGINS = 5
-LOCKOUT = timedelta(minutes=15)
+MAX_FAILED_LOGINS = throttle.MAX_FAILED_LOGINS
+LOCKOUT = timedelta(seconds=throttle.LOCKOUT_S)
 MIN_PASSWORD_LENGTH = 10
+MAX_USERNAME_INPUT = 256  # longer sign-in input is refused before it costs anything or reaches the log
+MAX_PASSWORD_INPUT = 1024
+ERR_LOGIN = "unknown user or wrong password"
+ERR_BLOCKED = "too many failed logins from this client; try again after {:%H:%M:%S} UTC"
 
 _hasher = PasswordHasher()
 
@@ -97,43 +105,79 @@ def _spend_verify(password: str) -> None:
         pass  # always a mismatch: only the work matters
 
 
-def authenticate(username: str, password: str) -> Principal:
-    """Check a password; repeated failures lock the account for a while. Every attempt is logged, and
-    the log entry is committed before a failure is raised."""
-    now = utcnow()
+def _database() -> str:
+    from storage.db import database_url
+
+    return database_url()
+
+
+def _log_failure(s, database: str, client: str, username: str, action: str, details: dict) -> None:  # noqa: ANN001
+    """A failed sign-in in the audit log, bounded: the username cut to the column's size by auditlog.append,
+    and at most throttle.LOGGED_FAILURES_PER_WINDOW rows per client and window (then one note, then silence)."""
+    log_it, note = throttle.should_log(database, client)
+    if log_it:
+        auditlog.append(s, actor=username or "?", action=action, subject=username,
+                        details={"client": client, **details})
+    elif note:
+        auditlog.append(s, actor="system", action="login.throttled", subject=client,
+                        details={"client": client, "not_logged_for_s": throttle.WINDOW_S,
+                                 "after": throttle.LOGGED_FAILURES_PER_WINDOW})
+
+
+def authenticate(username: str, password: str, *, client: str | None = None) -> Principal:
+    """Check a password. ``client`` names where the attempt comes from (the web server's view of the browser's
+    address; None for the command line): failures block that client, for that username after
+    MAX_FAILED_LOGINS and for every username after throttle.MAX_CLIENT_FAILURES, never anyone else, so a
+    stranger cannot lock an account out. Unknown, disabled and known users get the same answer for the same
+    cost (one Argon2 verification), blocked or not. Attempts are logged with bounded fields, at most
+    throttle.LOGGED_FAILURES_PER_WINDOW failures per client and window; the log entry is committed before a
+    failure is raised."""
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise AuthError(ERR_LOGIN)
+    if len(username) > MAX_USERNAME_INPUT or len(password) > MAX_PASSWORD_INPUT:
+        # No account can have such a name: refused before any work, logging or counting (one-line reason).
+        raise AuthError(f"username or password too long (at most {MAX_USERNAME_INPUT} and {MAX_PASSWORD_INPUT} "
+                        "characters)")
+    database, who = _database(), throttle.client_key(client)
+    name = username.strip()
     error: AuthError | None = None
     principal: Principal | None = None
     with transaction() as s:
-        user = UserRepository(s).get(username)
-        locked = user.locked_until if user is not None else None
-        if locked is not None and locked.tzinfo is None:
-            locked = locked.replace(tzinfo=now.tzinfo)
-        if user is None or not user.active:
+        blocked = throttle.blocked_until(database, who, name)
+        user = UserRepository(s).get(name) if name else None
+        if blocked is not None:
             _spend_verify(password)
-            auditlog.append(s, actor=username or "?", action="login.failed", subject=username)
-            error = AuthError("unknown user or wrong password")
-        elif locked is not None and locked > now:
+            _log_failure(s, database, who, name, "login.locked", {})
+            error = AuthError(_blocked_message(blocked))
+        elif user is None or not user.active:
             _spend_verify(password)
-            auditlog.append(s, actor=username, action="login.locked", subject=username)
-            error = AuthError(f"too many failed logins; try again after {locked:%H:%M} UTC")
+            throttle.record_failure(database, who, name)
+            _log_failure(s, database, who, name, "login.failed", {})
+            error = AuthError(ERR_LOGIN)
         else:
             try:
                 _hasher.verify(user.password_hash, password)
             except (VerifyMismatchError, VerificationError, InvalidHashError):
-                user.failed_logins += 1
-                if user.failed_logins >= MAX_FAILED_LOGINS:
-                    user.locked_until = now + LOCKOUT
-                    user.failed_logins = 0
-                auditlog.append(s, actor=username, action="login.failed", subject=username)
-                error = AuthError("unknown user or wrong password")
+                # No write to the user's row: a failure for a known name must cost what one for an unknown costs.
+                throttle.record_failure(database, who, name)
+                _log_failure(s, database, who, name, "login.failed", {})
+                error = AuthError(ERR_LOGIN)
             else:
                 user.failed_logins = 0
                 user.locked_until = None
-                auditlog.append(s, actor=username, action="login", subject=username)
+                throttle.record_success(database, who, name)
+                auditlog.append(s, actor=user.username, action="login", subject=user.username,
+                                details={"client": who})
                 principal = Principal(user.username, user.role)
     if principal is None:
-        raise error or AuthError("unknown user or wrong password")
+        raise error or AuthError(ERR_LOGIN)
     return principal
+
+
+def _blocked_message(until: float) -> str:
+    # Says when this client may try again; it is the same for a username that exists and one that does not.
+    return ERR_BLOCKED.format(datetime.fromtimestamp(until, timezone.utc))
+
 
 def list_users(*, actor: Principal) -> list[dict[str, object]]:
     require(actor, "manage_users")

@@ -43,6 +43,8 @@ def backup(dest: str | Path) -> BackupSummary:
     db_path = url.split("sqlite:///", 1)[1]
     if not Path(db_path).exists():
         raise ValueError(f"no database at {db_path}")
+    # The copy holds password and session-token hashes too: owner-only before SQLite writes a byte to it.
+    os.close(os.open(dest / "audit.db", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     src = sqlite3.connect(db_path, timeout=30)
     out = sqlite3.connect(dest / "audit.db")
     try:

@@ -580,11 +580,15 @@ def preview_image_import(
     label_column: Optional[str] = "label", group_columns: Sequence[str] = (),
     region_columns: Optional[Sequence[str]] = None, mask_column: Optional[str] = None, family: Optional[str] = None,
     n: int = 12, limits: Optional[ImportLimits] = None, labels_are_indices: bool = False,
+    actor: Principal = SYSTEM,
 ) -> dict[str, Any]:
     """Validate an image import exactly as ``import_image_dataset`` would, store nothing, and return what
     would be stored: counts, label names, group columns, and the first ``n`` samples as [H, W(, 3)] arrays in
-    [0, 1] with their labels, groups and boxes. Raises DatasetValidationError listing every problem."""
+    [0, 1] with their labels, groups and boxes. Raises DatasetValidationError listing every problem. Decoding an
+    upload is the importer's work, so the preview needs the import's permission."""
     from collections import Counter
+
+    require(actor, "register")
 
     prepared = _prepare_images(name, images, index, path_column=path_column, label_column=label_column,
                                group_columns=group_columns, region_columns=region_columns, mask_column=mask_column,

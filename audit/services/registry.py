@@ -13,6 +13,9 @@ from typing import Any, Optional
 
 from audit.datasets.problems import ImportLimits, Problems
 from audit.datasets.sources import check_expansion
+from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
+
 from audit.models.handle import ModelHandle, build_handle, manifest_sha256, materialize_hf_dir
 from audit.models.loading import FORMATS, TASKS, ModelLoadError, hf_labels
 from audit.services.auth import SYSTEM, Principal, require
@@ -210,7 +213,13 @@ def set_status(family: str, version: str, status: str, *, reason: str = "", acto
                                 "register a new version for a correction")
         if old == status:
             raise RegistryError(f"{family} {version} is already {status}")
-        row.status = status
+        # Conditional write: a sign-off (or another move) committed since the read above must not be overwritten.
+        moved = s.execute(update(ModelVersion).where(ModelVersion.id == row.id, ModelVersion.status == old)
+                          .values(status=status).execution_options(synchronize_session=False)).rowcount
+        if moved != 1:
+            raise RegistryError(f"{family} {version} changed while its status was being set (decided or moved by "
+                                "someone else); reload and try again")
+        set_committed_value(row, "status", status)
         auditlog.append(s, actor=actor.username, action="model.status", subject=f"{family}/{version}",
                         details={"from": old, "to": status, "reason": reason})
         return version_summary(row, family_name=family, task=row.family.task)

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
+
 from audit.services.auth import SYSTEM, PermissionDenied, Principal, require
 from audit.services.registry import UNDECIDED, RegistryError
 from storage import auditlog
 from storage.artifacts import ArtifactStore, sha256_bytes
 from storage.db import transaction
-from storage.orm import Report, SignOff
+from storage.orm import ModelVersion, Report, SignOff
 from storage.repositories import ModelRepository, ReportRepository
 
 DECISIONS = ("approved", "rejected")
@@ -75,6 +79,15 @@ def report_bytes(report_id: int, *, actor: Principal = SYSTEM) -> tuple[str, byt
     return filename, data
 
 
+def _refuse_if_decided(reports: ReportRepository, mv: ModelVersion) -> None:
+    prior = next(iter(reports.signoffs_for_version(mv.id)), None)
+    if prior is not None:
+        raise ReportError(f"{mv.family.name} {mv.version} was already {prior.decision} on report {prior.report_id}; "
+                          "versions are immutable, register a new version for a new decision")
+    if mv.status not in UNDECIDED:
+        raise ReportError(f"{mv.family.name} {mv.version} is {mv.status}; a decided version never changes status")
+
+
 def sign_report(report_id: int, *, decision: str, reason: str, actor: Principal = SYSTEM) -> dict[str, Any]:
     """Approve or reject the report's model version, once (four-eyes: never by the principal that generated the
     report). Records who, when, why, the SHA-256 of the stored file that was signed and the audit-log head at
@@ -93,24 +106,33 @@ def sign_report(report_id: int, *, decision: str, reason: str, actor: Principal 
         if row.created_by == actor.username:
             raise PermissionDenied(f"user {actor.username!r} generated report {report_id} and may not sign it; "
                                    "another user with the sign permission signs it (four-eyes)")
+        # Lock the version row before any check: a second signer of this version (same report or another) waits
+        # here until the first commits, then reads the decision it made. SQLite serialises writers already.
+        mv = s.scalars(select(ModelVersion).where(ModelVersion.id == row.model_version_id).with_for_update()
+                       .execution_options(populate_existing=True)).one()
         existing = reports.signoff_for_report(report_id)
         if row.signed or existing is not None:
             who = f" by {existing.signed_by} ({existing.decision})" if existing else ""
             raise ReportError(f"report {report_id} is already signed{who}; a signed report is immutable")
-        prior = next(iter(reports.signoffs_for_version(row.model_version_id)), None)
-        mv = ModelRepository(s).version_by_id(row.model_version_id)
-        if prior is not None:
-            raise ReportError(f"{mv.family.name} {mv.version} was already {prior.decision} on report {prior.report_id}; "
-                              "versions are immutable, register a new version for a new decision")
-        if mv.status not in UNDECIDED:
-            raise ReportError(f"{mv.family.name} {mv.version} is {mv.status}; a decided version never changes status")
+        _refuse_if_decided(reports, mv)
         # The signature covers the bytes on file: refuse to sign a report whose stored file was altered.
         ArtifactStore().get_bytes(row.sha256)
         old_status = mv.status
-        so = reports.add_signoff(SignOff(report_id=row.id, model_version_id=mv.id, decision=decision, reason=reason,
-                                         signed_by=actor.username, report_sha256=row.sha256))
+        # Conditional write: only an undecided version takes the decision (a second guard beside the lock).
+        taken = s.execute(update(ModelVersion).where(ModelVersion.id == mv.id, ModelVersion.status.in_(UNDECIDED))
+                          .values(status=decision).execution_options(synchronize_session=False)).rowcount
+        if taken != 1:
+            s.refresh(mv)
+            _refuse_if_decided(reports, mv)
+            raise ReportError(f"{mv.family.name} {mv.version} changed while it was being signed; sign again")
+        set_committed_value(mv, "status", decision)  # what the update above wrote
+        try:
+            so = reports.add_signoff(SignOff(report_id=row.id, model_version_id=mv.id, decision=decision,
+                                             reason=reason, signed_by=actor.username, report_sha256=row.sha256))
+        except IntegrityError:  # the unique index on signoffs.model_version_id: someone decided it first
+            raise ReportError(f"{mv.family.name} {mv.version} was decided by another sign-off at the same moment; "
+                              "versions are immutable, register a new version for a new decision") from None
         row.signed = True
-        mv.status = decision
         entry = auditlog.append(s, actor=actor.username, action="report.sign",
                                 subject=f"{mv.family.name}/{mv.version}",
                                 details={"report_id": row.id, "sha256": row.sha256, "decision": decision,

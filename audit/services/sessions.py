@@ -69,6 +69,7 @@ def _file_key(path: str) -> bytes:
     p = Path(path)
     if not p.exists():
         p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(p.parent, 0o700)  # the keys folder: owner-only, also when it existed with a wider mode
         # O_EXCL: two processes starting at once must not each write a different key.
         try:
             fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

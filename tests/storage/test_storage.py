@@ -27,7 +27,7 @@ def test_migration_from_empty_creates_every_table(db):
     tables = set(inspect(get_engine()).get_table_names())
     assert EXPECTED_TABLES <= tables
     with get_engine().connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0008"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0010"
 
 
 def test_sqlite_runs_with_wal_and_foreign_keys(audit_home):
