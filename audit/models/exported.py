@@ -194,7 +194,8 @@ def load_exported(path: str | Path) -> nn.Module:
     path = Path(path)
     check_exported_archive(path)
     try:
-        program = torch.export.load(str(path))
+        # From memory: torch reads a file path only when it ends in .pt2 (stored artifacts have no suffix).
+        program = torch.export.load(io.BytesIO(path.read_bytes()))
         module = torch.export.unflatten(program)
     except Exception as exc:  # noqa: BLE001 - checked data that still fails: another torch's format, a bad graph
         raise ModelLoadError(f"{path.name} could not be loaded as a torch.export program ({_one_line(exc)})") from None

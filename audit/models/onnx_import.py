@@ -38,6 +38,7 @@ class OnnxCheck:
     converter: str
     runtime: str
     opset: int
+    converted_opset: int
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,19 +88,43 @@ def unsupported_operators(model: Any) -> list[str]:
 
 
 def convert_onnx(path: str | Path) -> nn.Module:
-    """The ONNX graph as a torch module (an fx GraphModule whose sub-modules are named after the nodes)."""
+    """The ONNX graph as a torch module (an fx GraphModule whose sub-modules are named after the nodes).
+
+    onnx2torch has converters up to a certain opset per operator; a newer model is first rewritten to
+    the highest older opset at which every operator converts (ONNX's own version converter), and the
+    registration check then compares the result with onnxruntime on the original file."""
     path = Path(path)
     model = read_onnx(path)
     missing = unsupported_operators(model)
+    opset = _opset(model)
+    candidate = model
     if missing:
-        raise ModelLoadError(f"{path.name} does not convert to torch: no converter for operator(s) {', '.join(missing)}")
+        candidate = _older_opset(model, opset)
+        if candidate is None:
+            raise ModelLoadError(f"{path.name} does not convert to torch: no converter for operator(s) "
+                                 f"{', '.join(missing)} at opset {opset}")
     from onnx2torch import convert
 
     try:
-        module = convert(model)
+        module = convert(candidate)
     except Exception as exc:  # noqa: BLE001 - a converter that fails on this node's attributes
         raise ModelLoadError(f"{path.name} does not convert to torch ({type(exc).__name__}: {_one_line(exc)})") from None
+    module.onnx_opsets = (opset, _opset(candidate))  # type: ignore[attr-defined]  # (file's, converted at)
     return module.eval()
+
+
+def _older_opset(model: Any, opset: int, oldest: int = 11) -> Any:
+    """The model rewritten to the newest opset below ``opset`` at which every operator converts, or None."""
+    from onnx import version_converter
+
+    for target in range(opset - 1, oldest - 1, -1):
+        try:
+            candidate = version_converter.convert_version(model, target)
+        except Exception:  # noqa: BLE001 - no adapter for some operator at this opset: try an older one
+            continue
+        if not unsupported_operators(candidate):
+            return candidate
+    return None
 
 
 def _session(model: Any) -> Any:
@@ -125,7 +150,8 @@ def _run_runtime(session: Any, x: np.ndarray) -> list[np.ndarray]:
 def check_against_runtime(path: str | Path, module: nn.Module, inputs: torch.Tensor, *, described: str,
                           tolerance: Optional[float] = None) -> OnnxCheck:
     """Compare the converted module's logits with onnxruntime's on ``inputs`` (normalised [N, C, H, W])."""
-    import onnx2torch
+    import importlib.metadata
+
     import onnxruntime
 
     path = Path(path)
@@ -146,8 +172,9 @@ def check_against_runtime(path: str | Path, module: nn.Module, inputs: torch.Ten
     diff = float(np.abs(got - expected).max())
     scale = max(1.0, float(np.abs(expected).max()))
     check = OnnxCheck(max_abs_diff=diff, logit_scale=scale, tolerance=tol, inputs=described, samples=len(x),
-                      converter=f"onnx2torch {getattr(onnx2torch, '__version__', '?')}",
-                      runtime=f"onnxruntime {onnxruntime.__version__}", opset=_opset(model))
+                      converter=f"onnx2torch {importlib.metadata.version('onnx2torch')}",
+                      runtime=f"onnxruntime {onnxruntime.__version__}", opset=_opset(model),
+                      converted_opset=int(getattr(module, "onnx_opsets", (0, _opset(model)))[1]))
     if not np.isfinite(diff) or diff > tol * scale:
         culprits = deviating_operators(model, module, x[:2], tol)
         where = f"; outputs first differ at {', '.join(culprits)}" if culprits else ""
