@@ -71,9 +71,9 @@ def build_from_import_path(import_path: str, kwargs: dict[str, Any]) -> nn.Modul
 
 
 def _source_file(fn: Any, module_name: str) -> Optional[Path]:
-    try:
-        found = inspect.getsourcefile(fn)
-    except TypeError:  # a builtin or C extension
+    try:  # a decorated factory's own file, not its decorator's
+        found = inspect.getsourcefile(inspect.unwrap(fn))
+    except (TypeError, ValueError):  # a builtin or C extension
         found = None
     if found is None:
         found = getattr(importlib.import_module(module_name), "__file__", None)
