@@ -212,9 +212,14 @@ def deviating_operators(model: Any, module: nn.Module, x: torch.Tensor, tol: flo
                 h.remove()
     except Exception:  # noqa: BLE001 - localising is best effort; the refusal stands without it
         return []
-    found = []
+    from onnx2torch.onnx_graph import OnnxGraph
+
+    found, counters = [], {}
     for node in model.graph.node:
-        ours, theirs = captured.get(node.name), runtime.get(node.output[0]) if node.output else None
+        base = OnnxGraph.generate_node_name(node)  # the converter's name for the node's module
+        count = counters[base] = counters.get(base, -1) + 1
+        module_name = base + (f"_{count}" if count else "")
+        ours, theirs = captured.get(module_name), runtime.get(node.output[0]) if node.output else None
         if ours is None or theirs is None or ours.shape != theirs.shape:
             continue
         if float(np.abs(ours - theirs).max()) > tol * max(1.0, float(np.abs(theirs).max())):
