@@ -132,3 +132,17 @@ def test_browser_uploads_by_import_path_need_an_administrators_setting(audit_hom
     assert registry_rows() == before
     set_setting(IMPORT_PATH_UPLOADS, True, actor=ADMIN)
     assert register_upload(**kwargs)["provenance"]["import_path"] == IMPORT_PATH
+
+
+def test_the_report_model_section_names_the_architectures_source(audit_home, weights):
+    from audit.report.content import Table
+    from audit.report.sections.base import ModelFacts
+    from audit.report.sections.intended_use import intended_use_section
+    from audit.services.registry import get_version
+
+    _register(weights[1])
+    info = get_version("tiny-import", "1")
+    section = intended_use_section(ModelFacts("tiny-import", "1", "", info))
+    rows = {r[0]: r[1] for b in section.blocks if isinstance(b, Table) for r in b.rows}
+    assert rows["Architecture source"].startswith(f"{IMPORT_PATH} from no installed distribution")
+    assert info["provenance"]["source_sha256"] in rows["Architecture source"]

@@ -139,3 +139,18 @@ def test_onnx_file_that_is_something_else_is_refused_with_one_line(audit_home, f
     msg = str(exc.value)
     assert path.name in msg and "\n" not in msg
     assert registry_rows() == before
+
+
+def test_the_report_model_section_prints_the_stored_difference(audit_home, files):
+    from audit.report.content import Table
+    from audit.report.sections.base import ModelFacts
+    from audit.report.sections.intended_use import intended_use_section
+    from audit.services.registry import get_version
+
+    _register(files.onnx)
+    info = get_version("tiny-onnx", "1")
+    section = intended_use_section(ModelFacts("tiny-onnx", "1", "", info))
+    rows = {r[0]: r[1] for b in section.blocks if isinstance(b, Table) for r in b.rows}
+    stored = info["provenance"]["onnx_check"]["max_abs_diff"]
+    assert f"largest logit difference {stored:.3g} against onnxruntime" in rows["ONNX conversion check"]
+    assert "8 seeded random inputs" in rows["ONNX conversion check"]
