@@ -343,6 +343,8 @@ def register_upload(
 
     A Hugging Face model (``fmt="hf"``) is uploaded as a zip of its directory."""
     require(actor, "register")
+    if fmt == "state_dict" and ":" in str(kwargs.get("architecture") or ""):
+        fmt = "import_path"  # the page's architecture field names an installed package's callable
     if fmt == "torchscript" and not _torchscript_uploads_enabled():
         raise RegistryError("TorchScript uploads are disabled: a TorchScript archive is code that runs when it is "
                             "loaded; an administrator can enable them on the Admin page, or register it with "

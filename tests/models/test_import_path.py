@@ -146,3 +146,12 @@ def test_the_report_model_section_names_the_architectures_source(audit_home, wei
     rows = {r[0]: r[1] for b in section.blocks if isinstance(b, Table) for r in b.rows}
     assert rows["Architecture source"].startswith(f"{IMPORT_PATH} from no installed distribution")
     assert info["provenance"]["source_sha256"] in rows["Architecture source"]
+
+
+def test_the_pages_weights_upload_with_an_import_path_is_gated_too(audit_home, weights):
+    _, path = weights
+    with pytest.raises(RegistryError, match="import path are disabled"):
+        register_upload(filename=path.name, data=path.read_bytes(), fmt="state_dict", actor=ADMIN,
+                        family="tiny-import", version="1", task="image-classification", labels=LABELS,
+                        input_spec=SPEC, architecture=IMPORT_PATH, arch_kwargs={})
+    assert registry_rows()[0] == 0

@@ -75,3 +75,15 @@ def test_other_roles_see_no_admin_controls(users, role):
         assert what in infos
     assert not at.toggle and not [b for b in at.button if b.label in ("End session", "Map identity", "Unmap")]
     assert not [b for b in at.get("download_button")]
+
+
+def test_the_import_path_switch_is_changed_and_logged(users):
+    at = _page(ADMIN).run()
+    assert not at.exception, at.exception
+    switch = _by_label(at.toggle, "Accept architectures named by import path")
+    assert switch.value is False
+    switch.set_value(True).run()
+    assert not at.exception
+    assert settings.setting_value(settings.IMPORT_PATH_UPLOADS) is True
+    entry = next(e for e in recent_entries(5) if e["action"] == "setting.change")
+    assert entry["actor"] == "ada" and entry["subject"] == settings.IMPORT_PATH_UPLOADS
