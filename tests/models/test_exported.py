@@ -199,3 +199,69 @@ def test_archive_fixed_to_one_batch_size_is_refused_with_the_fix(audit_home, fil
         _register(path)
     _one_line_refusal(exc, "fixed.pt2")
     assert registry_rows() == before
+
+
+def test_tcav_on_the_archive_equals_the_eager_module(audit_home, files):
+    from audit.concepts import run_tcav
+
+    _register(files.exported)
+    module = load_handle("tiny-export", "1", device="cpu").module
+    g = torch.Generator().manual_seed(9)
+    concept = torch.rand(12, *SHAPE, generator=g) * 0.3 + torch.linspace(0, 0.7, 32).view(1, 1, 1, 32)
+    randoms = [torch.rand(12, *SHAPE, generator=g) for _ in range(3)]
+    inputs = torch.rand(10, *SHAPE, generator=g)
+    ours = run_tcav(module, layers=["stage1", "stage2"], concept=concept, randoms=randoms, inputs=inputs, target=2,
+                    seed=0)
+    eager = run_tcav(files.model, layers=["stage1", "stage2"], concept=concept, randoms=randoms, inputs=inputs,
+                     target=2, seed=0)
+    for layer in ("stage1", "stage2"):
+        a, b = ours.layers[layer], eager.layers[layer]
+        assert a.score == pytest.approx(b.score) and a.cav_accuracy == pytest.approx(b.cav_accuracy)
+        assert a.random_scores == pytest.approx(b.random_scores) and a.p_value == pytest.approx(b.p_value)
+
+
+def test_feature_maps_of_the_archive_are_the_eager_modules(audit_home, files):
+    from audit.services.datasets import add_image_dataset
+    from audit.services.explain import explain_image
+    from audit.services.explain_views import feature_maps
+
+    _register(files.exported, "exp")
+    register_version(family="tiny-export", version="eager", task="image-classification",
+                     source=ModelSource("import_path", files.weights, "tests.models.custom_arch:TinyResNet", {}),
+                     labels=LABELS, input_spec=SPEC)
+    add_image_dataset("ref", torch.rand(1, *SHAPE, generator=torch.Generator().manual_seed(10)), [0], [{}],
+                      label_names=LABELS)
+    views = {}
+    for version in ("exp", "eager"):
+        exp = explain_image("tiny-export", version, methods=["saliency"], dataset="ref", sample_key="ref-0000")
+        views[version] = feature_maps(exp)
+    assert [v["layer"] for v in views["exp"]] == [v["layer"] for v in views["eager"]] == \
+        ["stage1.conv1", "stage1.conv2", "down", "stage2.conv1", "stage2.conv2"][-4:]
+    for ours, theirs in zip(views["exp"], views["eager"]):
+        assert ours["channels"] == theirs["channels"]
+        assert torch.allclose(torch.from_numpy(ours["maps"]), torch.from_numpy(theirs["maps"]), atol=1e-5)
+
+
+class PoolLast(torch.nn.Module):
+    """A body of convolutions, then a top-level max-pool before the head: the default layer is the body."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                                        torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.ReLU())
+        self.pool = torch.nn.MaxPool2d(2)
+        self.head = torch.nn.Linear(4 * 16 * 16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.pool(self.body(x)), 1))
+
+
+def test_the_default_layer_skips_pooling_on_the_archive_as_on_the_module(tmp_path):
+    from audit.models.loading import find_default_target_layer
+
+    model = PoolLast().eval()
+    path = tmp_path / "pool.pt2"
+    torch.export.save(torch.export.export(model, (torch.zeros(2, *SHAPE),),
+                                          dynamic_shapes=({0: torch.export.Dim("batch")},)), str(path))
+    assert find_default_target_layer(model, SHAPE) == "body"
+    assert find_default_target_layer(load_exported(path), SHAPE) == "body"
