@@ -54,3 +54,24 @@ def test_hook_free_methods_run_on_torchscript_and_equal_the_eager_weights(two_fo
         scale = float(np.abs(theirs).max())
         assert scale > 0, method
         np.testing.assert_allclose(ours, theirs, atol=1e-4 * scale, rtol=1e-3, err_msg=method)
+
+
+def test_the_full_audit_explains_a_torchscript_model_with_the_methods_that_apply(two_formats):
+    from audit.services.full_audit import FullAuditOptions, applicable_methods, run_full_audit
+    from audit.services.reports import FIGURE_METHODS
+
+    runs, reasons = applicable_methods("tiny", "script", FIGURE_METHODS)
+    assert runs == ["integrated_gradients", "saliency"] and sorted(reasons) == ["gradcam", "gradcam_pp"]
+    options = FullAuditOptions(explain_limit=2, explain_options={"ig_steps": 8, "seed": 0}, bias_n_boot=5,
+                               cf_limit=1, cf_search={"max_iter": 5, "binary_steps": 1, "restarts": 1}, drift_limit=2)
+    audit = run_full_audit("tiny", "script", dataset="ref", options=options)
+    assert "explanations" in audit.steps and "explanations" not in audit.skipped
+    from sqlalchemy import select
+
+    from storage.db import transaction
+    from storage.orm import Explanation
+
+    run_id = audit.results["explanations"][0]
+    with transaction() as s:
+        stored = sorted(set(s.scalars(select(Explanation.method).where(Explanation.run_id == run_id))))
+    assert stored == ["integrated_gradients", "saliency"]
