@@ -265,3 +265,19 @@ def test_the_default_layer_skips_pooling_on_the_archive_as_on_the_module(tmp_pat
                                           dynamic_shapes=({0: torch.export.Dim("batch")},)), str(path))
     assert find_default_target_layer(model, SHAPE) == "body"
     assert find_default_target_layer(load_exported(path), SHAPE) == "body"
+
+
+def test_archive_and_onnx_uploads_from_the_browser_take_the_same_checks(audit_home, files):
+    from audit.services.auth import Principal
+    from audit.services.registry import register_upload
+
+    admin = Principal("admin", "admin")
+    common = dict(actor=admin, family="uploaded", task="image-classification", labels=LABELS, input_spec=SPEC)
+    row = register_upload(filename="model.pt2", data=files.exported.read_bytes(), fmt="exported", version="1", **common)
+    assert row["format"] == "exported" and row["target_layer"] == "stage2"
+    row = register_upload(filename="model.onnx", data=files.onnx.read_bytes(), fmt="onnx", version="2", **common)
+    assert row["provenance"]["onnx_check"]["max_abs_diff"] <= 1e-4
+    before = registry_rows()
+    with pytest.raises(ModelLoadError, match="not a torch.export archive"):
+        register_upload(filename="model.pt2", data=files.weights.read_bytes(), fmt="exported", version="3", **common)
+    assert registry_rows() == before
