@@ -66,6 +66,7 @@ def test_the_full_audit_explains_a_torchscript_model_with_the_methods_that_apply
                                cf_limit=1, cf_search={"max_iter": 5, "binary_steps": 1, "restarts": 1}, drift_limit=2)
     audit = run_full_audit("tiny", "script", dataset="ref", options=options)
     assert "explanations" in audit.steps and "explanations" not in audit.skipped
+    assert "drift" in audit.steps and "drift" not in audit.skipped  # against its parent, the eager weights
     from sqlalchemy import select
 
     from storage.db import transaction
