@@ -146,6 +146,7 @@ def test_register_every_new_format_from_the_command_line(audit_home, any_arch_fi
     (["--arch", "tests.models.custom_arch:TinyResNet", "--weights", "{absent}"], "not found"),
     (["--exported", "{exported}", "--onnx", "{random_onnx}"], "exactly one of"),
     (["--exported", "{exported}", "--dataset", "ref"], "go with --onnx"),
+    (["--onnx", "{onnx}", "--dataset", "no-such-set"], "'no-such-set' does not exist"),
 ])
 def test_register_bad_new_sources_exit_with_one_line_and_write_nothing(audit_home, any_arch_files, tmp_path, capsys,
                                                                        source, needle):
@@ -153,7 +154,7 @@ def test_register_bad_new_sources_exit_with_one_line_and_write_nothing(audit_hom
     (tmp_path / "random.pt2").write_bytes(os.urandom(1024))
     (tmp_path / "random.onnx").write_bytes(os.urandom(1024))
     paths = {"random": tmp_path / "random.pt2", "random_onnx": tmp_path / "random.onnx", "weights": files.weights,
-             "exported": files.exported, "absent": tmp_path / "absent.safetensors"}
+             "exported": files.exported, "onnx": files.onnx, "absent": tmp_path / "absent.safetensors"}
     before = _models_json(capsys)
     args = _register_args("1", labels, *[str(paths[a[1:-1]]) if a[1:-1] in paths else a for a in source])
     assert main(args) == 2
