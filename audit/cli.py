@@ -101,22 +101,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
+    from audit.cli_ext.model_sources import model_source
     from audit.models.loading import hf_image_input_spec, hf_labels, read_labels_file
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.registry import register_version
     from storage.db import migrate
 
-    sources = [s for s in (args.weights, args.torchscript, args.hf_dir) if s]
-    if len(sources) != 1:
-        raise CliError("give exactly one of --weights (with --arch), --torchscript or --hf-dir")
-    if args.weights and not args.arch:
-        raise CliError("--weights needs --arch (a torchvision model name or a project zoo name)")
-    if args.hf_dir:
-        source = ModelSource("hf", Path(args.hf_dir))
-    elif args.torchscript:
-        source = ModelSource("torchscript", Path(args.torchscript))
-    else:
-        kwargs = json.loads(args.arch_kwargs) if args.arch_kwargs else {}
-        source = ModelSource("state_dict", Path(args.weights), args.arch, kwargs)
+    source = model_source(args)
     labels = read_labels_file(args.labels) if args.labels else None
     if labels is None and args.hf_dir:
         labels = hf_labels(args.hf_dir)  # id2label of its config.json
@@ -343,11 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--family", required=True)
     sp.add_argument("--version", required=True)
     sp.add_argument("--task", required=True, choices=["image-classification", "text-classification"])
-    sp.add_argument("--arch", help="torchvision model name or project zoo name (with --weights)")
-    sp.add_argument("--arch-kwargs", help='JSON keyword arguments for the architecture, e.g. {"num_classes": 10}')
-    sp.add_argument("--weights", help="safetensors or state-dict file")
-    sp.add_argument("--torchscript", help="TorchScript archive")
-    sp.add_argument("--hf-dir", help="Hugging Face model directory (safetensors)")
+    from audit.cli_ext.model_sources import add_source_arguments
+
+    add_source_arguments(sp)
     sp.add_argument("--labels", help="class names: one per line, or a JSON list")
     sp.add_argument("--input-size", help="C,H,W (a Hugging Face image directory's preprocessor config gives it)")
     sp.add_argument("--mean", help="per-channel mean, e.g. 0.485,0.456,0.406")

@@ -116,6 +116,15 @@ with tab_settings:
                 st.rerun()
             except (ValueError, PermissionError) as exc:
                 show_error(exc)
+        ip = current[settings.IMPORT_PATH_UPLOADS]
+        wanted_ip = st.toggle("Accept architectures named by import path from the browser", value=bool(ip["value"]),
+                              help=ip["description"] + ". The command line may always register them.")
+        if wanted_ip != bool(ip["value"]):
+            try:
+                settings.set_setting(settings.IMPORT_PATH_UPLOADS, wanted_ip, actor=principal)
+                st.rerun()
+            except (ValueError, PermissionError) as exc:
+                show_error(exc)
         cp = current[settings.CHECKPOINT_EVERY]
         with st.form("checkpoint-interval"):
             every = st.number_input("Sign an audit-log checkpoint every N events", min_value=1, max_value=50,

@@ -58,12 +58,15 @@ else:
         c1, c2 = st.columns(2)
         family = c1.text_input("Family", placeholder="e.g. digits-cnn")
         version = c2.text_input("Version", placeholder="e.g. 3")
-        fmt = st.radio("Format", ["state_dict", "torchscript", "hf"], horizontal=True,
+        fmt = st.radio("Format", ["state_dict", "torchscript", "hf", "exported", "onnx"], horizontal=True,
                        format_func=lambda f: {"state_dict": "weights (safetensors / state dict) + architecture",
                                               "torchscript": "TorchScript",
-                                              "hf": "Hugging Face image classifier (zip of its directory)"}[f])
+                                              "hf": "Hugging Face image classifier (zip of its directory)",
+                                              "exported": "torch.export archive (.pt2)",
+                                              "onnx": "ONNX (checked against onnxruntime)"}[f])
         c1, c2 = st.columns(2)
-        arch = c1.text_input("Architecture (torchvision or zoo name)", placeholder="resnet18 or small_cnn")
+        arch = c1.text_input("Architecture (torchvision or zoo name, or package.module:Callable where enabled)",
+                             placeholder="resnet18 or small_cnn")
         arch_kwargs = c2.text_input("Architecture arguments (JSON)", value='{"num_classes": 10}')
         labels_text = st.text_area("Class labels, one per line")
         c1, c2, c3 = st.columns(3)
@@ -85,13 +88,14 @@ else:
                 c, h, w = (int(v) for v in size.split(","))
                 spec = {"channels": c, "height": h, "width": w, "mean": [float(v) for v in mean.split(",")],
                         "std": [float(v) for v in std.split(",")]}
-            kwargs = {} if fmt == "hf" else (json.loads(arch_kwargs) if arch_kwargs.strip() else {})
+            whole_model = fmt in ("hf", "exported", "onnx")  # the file holds the architecture too
+            kwargs = {} if whole_model else (json.loads(arch_kwargs) if arch_kwargs.strip() else {})
             labels = [line.strip() for line in labels_text.splitlines() if line.strip()] or None
             with st.spinner("Validating the model before anything is stored…"):
                 row = register_upload(
                     filename=upload.name, data=upload.getvalue(), fmt=fmt, actor=principal, family=family,
                     version=version, task="image-classification", labels=labels, input_spec=spec,
-                    architecture=arch or None, arch_kwargs=kwargs, notes=notes,
+                    architecture=None if whole_model else (arch or None), arch_kwargs=kwargs, notes=notes,
                 )
             st.success(f"Registered {literal(row['family'])} {literal(row['version'])} (sha256 {row['sha256']})")
         except json.JSONDecodeError as exc:

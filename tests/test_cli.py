@@ -95,3 +95,69 @@ def test_unknown_command_exits_nonzero(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["no-such-command"])
     assert exc.value.code != 0
+
+
+# ---- register --exported / --onnx / --arch package.module:Callable --------------------------------------
+
+@pytest.fixture(scope="module")
+def any_arch_files(tmp_path_factory):
+    """One TinyResNet (tests.models.custom_arch) in every format, and its labels file."""
+    from tests.models.model_files import write_model_files
+
+    folder = tmp_path_factory.mktemp("any-arch")
+    files = write_model_files(folder / "files")
+    labels = folder / "labels.txt"
+    labels.write_text("\n".join(f"c{i}" for i in range(10)))
+    return files, labels
+
+
+def _register_args(version: str, labels: Path, *source: str) -> list[str]:
+    return ["register", "--family", "any-arch", "--version", version, "--task", "image-classification",
+            *source, "--labels", str(labels), "--input-size", "1,32,32", "--mean", "0.5", "--std", "0.25"]
+
+
+def _models_json(capsys) -> list:
+    capsys.readouterr()
+    assert main(["models", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_register_every_new_format_from_the_command_line(audit_home, any_arch_files, capsys):
+    files, labels = any_arch_files
+    assert main(_register_args("exp", labels, "--exported", str(files.exported))) == 0
+    assert main(_register_args("imp", labels, "--arch", "tests.models.custom_arch:TinyResNet", "--arch-kwargs",
+                               '{"width": 8}', "--weights", str(files.weights))) == 0
+    assert main(_register_args("onnx", labels, "--onnx", str(files.onnx), "--onnx-tolerance", "1e-3")) == 0
+    versions = {v["version"]: v for v in _models_json(capsys)[0]["versions"]}
+    assert [versions[v]["format"] for v in ("exp", "imp", "onnx")] == ["exported", "import_path", "onnx"]
+    assert versions["imp"]["provenance"]["import_path"] == "tests.models.custom_arch:TinyResNet"
+    assert versions["onnx"]["provenance"]["onnx_check"]["tolerance"] == 1e-3
+    assert versions["exp"]["target_layer"] == versions["imp"]["target_layer"] == "stage2"
+
+
+@pytest.mark.parametrize("source, needle", [
+    (["--exported", "{random}"], "random.pt2"),
+    (["--exported", "{weights}"], "tiny.safetensors"),
+    (["--onnx", "{random_onnx}"], "random.onnx"),
+    (["--arch", "no_such_package.mod:Net", "--weights", "{weights}"], "not installed"),
+    (["--arch", "tests.models.custom_arch:NOT_A_CALLABLE", "--weights", "{weights}"], "not a callable"),
+    (["--arch", "tests.models.custom_arch:TinyResNet", "--arch-kwargs", '{"width": 4}', "--weights", "{weights}"],
+     "do not fit"),
+    (["--arch", "tests.models.custom_arch:TinyResNet", "--weights", "{absent}"], "not found"),
+    (["--exported", "{exported}", "--onnx", "{random_onnx}"], "exactly one of"),
+    (["--exported", "{exported}", "--dataset", "ref"], "go with --onnx"),
+    (["--onnx", "{onnx}", "--dataset", "no-such-set"], "'no-such-set' does not exist"),
+])
+def test_register_bad_new_sources_exit_with_one_line_and_write_nothing(audit_home, any_arch_files, tmp_path, capsys,
+                                                                       source, needle):
+    files, labels = any_arch_files
+    (tmp_path / "random.pt2").write_bytes(os.urandom(1024))
+    (tmp_path / "random.onnx").write_bytes(os.urandom(1024))
+    paths = {"random": tmp_path / "random.pt2", "random_onnx": tmp_path / "random.onnx", "weights": files.weights,
+             "exported": files.exported, "onnx": files.onnx, "absent": tmp_path / "absent.safetensors"}
+    before = _models_json(capsys)
+    args = _register_args("1", labels, *[str(paths[a[1:-1]]) if a[1:-1] in paths else a for a in source])
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and needle in err and len(err.splitlines()) == 1
+    assert _models_json(capsys) == before == []

@@ -54,6 +54,10 @@ class Evaluations:
 
 BAD_DECLARATION = "attribution method {cls}: {problem}"
 NOT_APPLICABLE = "{label} is not defined for {model}"
+NEEDS_HOOKS = (
+    "{label} reads a layer's feature maps through forward hooks, which a TorchScript module ({model}) does not "
+    "take; register the model as weights with its architecture or as a torch.export archive to get it"
+)
 
 
 class MethodNotApplicable(ValueError):
@@ -119,8 +123,23 @@ class AttributionMethod:
         return True
 
     @classmethod
+    def reads_layers(cls) -> bool:
+        """Whether the method reads a layer (activations, their gradients, the CAM head) through hooks."""
+        return cls.needs_layer or cls.needs_layer_grad or cls.needs_cam_features
+
+    @classmethod
+    def hook_reason(cls, model: nn.Module) -> str | None:
+        """Why a layer method cannot run on ``model`` (a TorchScript module takes no hooks), else None."""
+        if cls.reads_layers() and isinstance(model, torch.jit.ScriptModule):
+            return NEEDS_HOOKS.format(label=cls.label, model=type(model).__name__)
+        return None
+
+    @classmethod
     def not_applicable_reason(cls, model: nn.Module) -> str | None:
         """None when :meth:`applies_to` holds, else a sentence saying why the method does not apply."""
+        hooks = cls.hook_reason(model)
+        if hooks is not None:
+            return hooks
         if cls.applies_to(model):
             return None
         return NOT_APPLICABLE.format(label=cls.label, model=type(model).__name__)

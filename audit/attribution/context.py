@@ -188,6 +188,8 @@ class ExplainContext:
     # ---- batching --------------------------------------------------------------------------
     def sample_bytes(self) -> int:
         """Activation bytes one sample produces in a forward (leaf module outputs), measured once."""
+        if self._sample_bytes is None and isinstance(self.model, torch.jit.ScriptModule):
+            self._sample_bytes = max(self._saved_bytes(), self.inputs[:1].numel() * 4)
         if self._sample_bytes is None:
             total = 0
 
@@ -203,6 +205,21 @@ class ExplainContext:
                 self.forward(self.inputs[:1])
             self._sample_bytes = max(total, self.inputs[:1].numel() * 4)
         return self._sample_bytes
+
+    def _saved_bytes(self) -> int:
+        """Bytes autograd keeps for one sample's backward: the measure for models that take no hooks
+        (TorchScript), whose leaf outputs cannot be seen one by one."""
+        total = 0
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        x = self.inputs[:1].detach().clone().requires_grad_(True)
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            self.forward(x)
+        return total
 
     def budget_bytes(self) -> int:
         if self.options.memory_budget_bytes is not None:

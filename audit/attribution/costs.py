@@ -67,7 +67,7 @@ def method_costs(
     """Estimate evaluations, FLOPs (2 x MACs per evaluation; a backward counted as one forward)
     and peak memory for each method on ``batch`` inputs of ``input_shape`` (C, H, W)."""
     if methods is None:
-        methods = [name for name, cls in registered().items() if cls.applies_to(model)]
+        methods = [name for name, cls in registered().items() if cls.not_applicable_reason(model) is None]
     names = check_methods(list(methods))
     opts = AttributionOptions.from_kwargs(**options)
     if len(input_shape) != 3:

@@ -165,6 +165,31 @@ POOLING = (
 )
 
 
+# A torch.export program unflattened into modules keeps each leaf as a small graph of aten operators,
+# not as the nn class it came from: these recognise convolutions and pooling by the operators they call.
+CONV_OPS = ("aten.conv2d.", "aten.convolution.", "aten._convolution.")
+POOLING_OPS = ("aten.max_pool2d", "aten.avg_pool2d", "aten.adaptive_avg_pool2d", "aten.adaptive_max_pool2d",
+               "aten._adaptive_avg_pool2d", "aten.lp_pool2d")
+
+
+def graph_leaf_calls(module: nn.Module, ops: tuple[str, ...]) -> bool:
+    """Whether ``module`` is a graph-backed leaf (no sub-modules) that calls one of ``ops``."""
+    graph = getattr(module, "graph", None)
+    if not isinstance(graph, torch.fx.Graph) or any(True for _ in module.children()):
+        return False
+    return any(n.op == "call_function" and str(n.target).startswith(ops) for n in graph.nodes)
+
+
+def is_pooling(module: nn.Module) -> bool:
+    return isinstance(module, POOLING) or graph_leaf_calls(module, POOLING_OPS)
+
+
+def conv_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, module) of every 2-D convolution: ``nn.Conv2d``, or a graph leaf that calls one."""
+    return [(n, m) for n, m in model.named_modules()
+            if n and (isinstance(m, nn.Conv2d) or graph_leaf_calls(m, CONV_OPS))]
+
+
 @dataclass
 class TracedMap:
     layer: ResolvedLayer
@@ -198,8 +223,10 @@ def trace_feature_maps(model: nn.Module, *, keep: bool = False) -> Iterator[Feat
     trace = FeatureMapTrace()
 
     def make(name: str, module: nn.Module) -> Callable[..., None]:
+        pooling = is_pooling(module)
+
         def hook(_m: nn.Module, _i: Any, out: Any) -> None:
-            if isinstance(out, torch.Tensor) and out.ndim == 4 and not isinstance(module, POOLING):
+            if isinstance(out, torch.Tensor) and out.ndim == 4 and not pooling:
                 rec = TracedMap(ResolvedLayer(name, module), out if keep else None, out._version)
                 trace.last_any = rec
                 if out.shape[-1] * out.shape[-2] > 1:

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from audit.models.formats import check_batches, load_other_format
 from audit.models.loading import (
     InputSpec,
     ModelLoadError,
@@ -87,8 +88,12 @@ def build_handle(
     architecture: Optional[str] = None, arch_kwargs: Optional[dict[str, Any]] = None,
     input_spec: Optional[dict[str, Any]] = None, target_layer: Optional[str] = None,
     device: Optional[str] = None, family: Optional[str] = None, version: Optional[str] = None,
+    provenance: Optional[dict[str, Any]] = None,
 ) -> ModelHandle:
-    """Load and validate a model from a local file or directory. Raises ModelLoadError with one line."""
+    """Load and validate a model from a local file or directory. Raises ModelLoadError with one line.
+
+    ``provenance``: what the registry recorded at registration (an import-path architecture's source
+    hash is checked against it)."""
     labels = validate_labels(labels)
     tokenizer = None
     spec = None
@@ -121,10 +126,15 @@ def build_handle(
             module = build_from_state_dict(architecture, load_state_dict_file(path), arch_kwargs or {})
         elif fmt == "torchscript":
             module = load_torchscript(path)
+        elif fmt in ("exported", "import_path", "onnx"):
+            module = load_other_format(fmt, path, architecture=architecture, arch_kwargs=arch_kwargs or {},
+                                       provenance=provenance or {})
         elif fmt != "hf":
             raise ModelLoadError(f"unknown model format {fmt!r}")
         module.eval()
         check_image_model(module, spec, labels)
+        if fmt in ("exported", "onnx"):
+            check_batches(module, tuple(spec.shape), Path(path).name)
         if target_layer:
             names = dict(module.named_modules())
             if target_layer not in names:

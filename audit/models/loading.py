@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 Task = Literal["image-classification", "text-classification"]
 TASKS: tuple[str, ...] = ("image-classification", "text-classification")
-FORMATS: tuple[str, ...] = ("state_dict", "torchscript", "hf")
+FORMATS: tuple[str, ...] = ("state_dict", "torchscript", "hf", "exported", "import_path", "onnx")
 
 SAFE_EXPORT_HINT = (
     "export only the weights instead: `safetensors.torch.save_file(model.state_dict(), 'model.safetensors')` "
@@ -71,6 +71,8 @@ def sniff_file(path: Path) -> str:
             raise ModelLoadError(f"{path.name} is a corrupt or truncated archive ({exc})") from None
         if any(n.split("/", 1)[-1].startswith("code/") for n in names):
             return "torchscript"
+        if any(n.split("/", 1)[-1] == "archive_format" for n in names):
+            return "pt2"
         return "torch_zip"
     if head[:1] == b"\x80":
         return "pickle"
@@ -92,6 +94,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             raise ModelLoadError(f"{path.name} is not a valid safetensors file ({_one_line(exc)})") from None
     if kind == "torchscript":
         raise ModelLoadError(f"{path.name} is a TorchScript archive: register it with --torchscript, not as weights")
+    if kind == "pt2":
+        raise ModelLoadError(f"{path.name} is a torch.export archive: register it with --exported, not as weights")
     if kind in ("torch_zip", "pickle"):
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -122,6 +126,11 @@ def build_from_state_dict(architecture: str, state: dict[str, torch.Tensor], arc
         raise ModelLoadError(f"architecture {architecture!r} does not take {arch_kwargs}: {_one_line(exc)}") from None
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from None
+    return fit_state_dict(module, state, architecture)
+
+
+def fit_state_dict(module: nn.Module, state: dict[str, torch.Tensor], architecture: str) -> nn.Module:
+    """Load ``state`` into ``module`` strictly; refuse (one line) keys or shapes that do not fit."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

@@ -77,6 +77,18 @@ def _check_methods(methods: Optional[Sequence[str]], task: str) -> list[str]:
     return chosen
 
 
+def _defaults_that_apply(family: str, versions: Sequence[str], methods: list[str]) -> list[str]:
+    """The default methods that apply to both versions' models (a TorchScript model takes no hooks, so
+    Grad-CAM is left out there); an explicit request is never reduced."""
+    from audit.attribution import method_spec
+
+    modules = [handle_for(family, v).module for v in versions]
+    kept = [m for m in methods if all(method_spec(m).not_applicable_reason(mod) is None for mod in modules)]
+    if not kept:
+        raise DriftError(f"none of the default methods ({', '.join(methods)}) applies to both versions")
+    return kept
+
+
 def as_thresholds(thresholds: DriftThresholds | Mapping[str, Any] | None) -> DriftThresholds:
     """Thresholds from a DriftThresholds, a plain mapping of its fields (pages, JSON), or the defaults."""
     if thresholds is None:
@@ -244,6 +256,8 @@ def compute_drift(
                          "cannot be compared")
     task = info_b["task"]
     methods_l = _check_methods(methods, task)
+    if methods is None and _task_kind(task) == "image":
+        methods_l = _defaults_that_apply(family, (base, new), methods_l)
     ds = pick_reference_set(dataset, task, info_b["labels"])
     opts = {**DEFAULT_OPTIONS, **(options or {})}
     chosen = {"dataset": ds["name"], "methods": methods_l, "options": opts, "limit": limit, "target": target,

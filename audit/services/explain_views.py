@@ -55,9 +55,10 @@ def faithfulness_curves(exp: ImageExplanation, *, steps: int = CURVE_STEPS) -> C
 def feature_maps(exp: ImageExplanation, *, max_layers: int = 4, channels: int = 6) -> list[dict[str, Any]]:
     """Activations of the last convolutions (up to ``max_layers``), the strongest ``channels`` of each."""
     from audit.attribution import HookBundle
+    from audit.attribution.layers import conv_modules
 
     handle, x = _input(exp)
-    convs = [(n, m) for n, m in handle.module.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    convs = conv_modules(handle.module)  # nn.Conv2d, or the convolutions of an unflattened torch.export program
     picks = convs[-max_layers:]
     captured: dict[str, torch.Tensor] = {}
     with handle.lock, HookBundle() as hooks:

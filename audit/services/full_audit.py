@@ -265,11 +265,27 @@ def _explanations(plan: _Plan, opts: FullAuditOptions, actor: Principal, progres
 
     if plan.kind == "text":
         raise _Skip("reference-set explanations apply to image models; the report computes token attributions")
-    methods = list(opts.explain_methods or FIGURE_METHODS)
+    methods, not_applicable = applicable_methods(plan.family, plan.version,
+                                                 list(opts.explain_methods or FIGURE_METHODS))
+    if not methods:
+        raise _Skip("; ".join(f"{m}: {why}" for m, why in not_applicable.items()))
+    for method, why in not_applicable.items():  # e.g. the layer methods on TorchScript: the others still run
+        log.info("full audit: explanations without %s: %s", method, why)
     options = dict(opts.explain_options if opts.explain_options is not None else FIGURE_OPTIONS)
     res = explain_reference_set(plan.family, plan.version, plan.dataset, methods=methods, options=options,
                                 limit=opts.explain_limit, actor=actor, progress=progress)
     return [res.run_id]
+
+
+def applicable_methods(family: str, version: str, methods: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """``methods`` split into those that apply to the version's model and, for the others, why not (the
+    methods' own declarations: e.g. no layer methods on a TorchScript model, which takes no hooks)."""
+    from audit.attribution import method_spec
+    from audit.services.handles import handle_for
+
+    module = handle_for(family, version).module
+    reasons = {m: method_spec(m).not_applicable_reason(module) for m in methods}
+    return [m for m in methods if reasons[m] is None], {m: r for m, r in reasons.items() if r is not None}
 
 
 def _concepts(plan: _Plan, opts: FullAuditOptions, actor: Principal, progress: Progress,

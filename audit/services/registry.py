@@ -15,6 +15,7 @@ from audit.datasets.problems import ImportLimits, Problems
 from audit.datasets.sources import check_expansion
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
+from audit.models.formats import architecture_name, pack_arch_kwargs, unpack_arch_kwargs
 
 from audit.models.handle import ModelHandle, build_handle, manifest_sha256, materialize_hf_dir
 from audit.models.loading import FORMATS, TASKS, ModelLoadError, hf_labels
@@ -26,6 +27,7 @@ from storage.orm import VERSION_STATUSES, ModelVersion
 from storage.repositories import ModelRepository
 
 MAX_MODEL_BYTES = 512 * 1024 * 1024
+ONNX_CHECK_IMAGES = 16  # reference images the ONNX conversion is checked on
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
@@ -35,12 +37,18 @@ class RegistryError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where the model comes from: a weights file (+architecture), a TorchScript file, or an HF dir."""
+    """Where the model comes from: a weights file (+architecture: a zoo or torchvision name, or for
+    ``import_path`` a 'package.module:Callable'), a TorchScript file, an HF dir, a torch.export archive
+    (``exported``) or an ONNX file. An ONNX model is checked against onnxruntime on ``check_dataset``'s
+    images (seeded random inputs without one) within ``tolerance`` (None: the default, 1e-4 of the
+    logit scale)."""
 
     format: str
     path: Path
     architecture: Optional[str] = None
     arch_kwargs: Optional[dict[str, Any]] = None
+    check_dataset: Optional[str] = None
+    tolerance: Optional[float] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -96,20 +104,27 @@ def register_version(
     files = _source_files(source)
     if not labels and source.format == "hf":
         labels = hf_labels(source.path)
+    provenance = _import_provenance(source)
     # Validation loads the model on the CPU before anything is written.
     handle = build_handle(
         task=task, fmt=source.format, labels=labels, sha256="", path=source.path,
         architecture=source.architecture, arch_kwargs=source.arch_kwargs, input_spec=input_spec,
         target_layer=target_layer, device="cpu",
     )
+    if source.format == "onnx":
+        provenance = {"onnx_check": _onnx_check(source, handle)}
+    elif source.format == "exported":
+        from audit.env import library_versions
+
+        provenance = {"torch_version": library_versions().get("torch")}
     with discard_on_failure():  # the files this call stores go again unless the version row commits
         return _store_version(family, version, task, source, files, handle, parent, notes, description, metrics,
-                              actor)
+                              actor, provenance)
 
 
 def _store_version(family: str, version: str, task: str, source: ModelSource, files: dict[str, Path],
                    handle: ModelHandle, parent: Optional[str], notes: str, description: str,
-                   metrics: Optional[dict[str, Any]], actor: Principal) -> dict[str, Any]:
+                   metrics: Optional[dict[str, Any]], actor: Principal, provenance: Any = None) -> dict[str, Any]:
     store = ArtifactStore()
     if source.format == "hf":
         manifest = {rel: sha256_file(p) for rel, p in files.items()}
@@ -119,7 +134,7 @@ def _store_version(family: str, version: str, task: str, source: ModelSource, fi
         arch = type(getattr(handle.module, "model", handle.module)).__name__  # HF image models are wrapped
     else:
         sha = store.put_file(source.path)
-        arch = source.architecture or type(handle.module).__name__
+        arch = architecture_name(source.format, handle.module, source.architecture)
     with transaction() as s:
         repo = ModelRepository(s)
         if repo.version(family, version) is not None:
@@ -135,7 +150,7 @@ def _store_version(family: str, version: str, task: str, source: ModelSource, fi
             parent_row = existing[-1] if existing else None
         row = repo.add_version(ModelVersion(
             family_id=fam.id, version=version, artifact_sha256=sha, format=source.format, architecture=arch,
-            arch_kwargs=source.arch_kwargs or {}, labels=handle.labels,
+            arch_kwargs=pack_arch_kwargs(source.format, source.arch_kwargs, provenance), labels=handle.labels,
             input_spec=handle.input_spec.to_dict() if handle.input_spec else {},
             target_layer=handle.target_layer, parent_id=parent_row.id if parent_row else None,
             status="draft", created_by=actor.username, notes=notes, metrics=metrics or {},
@@ -143,6 +158,40 @@ def _store_version(family: str, version: str, task: str, source: ModelSource, fi
         auditlog.append(s, actor=actor.username, action="model.register", subject=f"{family}/{version}",
                         details={"sha256": sha, "format": source.format, "architecture": arch})
         return version_summary(row, family_name=family, task=task)
+
+
+def _import_provenance(source: ModelSource) -> dict[str, Any]:
+    """Where an import-path architecture comes from (refused with one line when it does not resolve)."""
+    if source.format != "import_path":
+        return {}
+    from audit.models.imported import import_provenance
+
+    if not source.architecture:
+        raise RegistryError("an import-path architecture needs 'package.module:Callable'")
+    return import_provenance(source.architecture)
+
+
+def _onnx_check(source: ModelSource, handle: ModelHandle) -> dict[str, Any]:
+    """The converted module against onnxruntime: on the reference set's images when one is named."""
+    import torch
+
+    from audit.models.onnx_import import check_against_runtime, random_check_inputs
+
+    spec = handle.input_spec
+    if source.check_dataset:
+        from audit.services.datasets import load_image_samples
+
+        samples = load_image_samples(source.check_dataset)
+        images = list(samples.images)[:ONNX_CHECK_IMAGES]
+        if not images:
+            raise RegistryError(f"dataset {source.check_dataset!r} holds no images to check the ONNX model on")
+        x = torch.cat([handle.preprocess(img).cpu() for img in images])
+        described = f"reference set {source.check_dataset} ({len(images)} images)"
+    else:
+        x = random_check_inputs(spec.shape, spec.normalize)
+        described = f"{len(x)} seeded random inputs (uniform pixels, seed 0)"
+    return check_against_runtime(source.path, handle.module, x, described=described,
+                                 tolerance=source.tolerance).to_dict()
 
 
 def iso_utc(dt: Optional[datetime]) -> Optional[str]:
@@ -160,6 +209,7 @@ def version_summary(row: ModelVersion, *, family_name: str, task: str) -> dict[s
         "parent": row.parent.version if row.parent else None, "status": row.status,
         "created_by": row.created_by, "created_at": iso_utc(row.created_at),
         "notes": row.notes, "metrics": dict(row.metrics or {}),
+        "provenance": unpack_arch_kwargs(row.format, row.arch_kwargs)[1],
     }
 
 
@@ -256,14 +306,15 @@ def handle_from_record(info: dict[str, Any], *, store: ArtifactStore, device: Op
                             input_spec=info["input_spec"] if image else None,
                             target_layer=info["target_layer"] if image else None,
                             device=device, family=family, version=version)
+    kwargs, provenance = unpack_arch_kwargs(info["format"], info.get("arch_kwargs"))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ("model.pt" if info["format"] == "torchscript" else "weights")
         path.write_bytes(store.get_bytes(info["sha256"]))
         return build_handle(
             task=info["task"], fmt=info["format"], labels=info["labels"], sha256=info["sha256"], path=path,
-            architecture=info["architecture"], arch_kwargs=dict(info.get("arch_kwargs") or {}),
-            input_spec=info["input_spec"], target_layer=info["target_layer"], device=device, family=family,
-            version=version,
+            architecture=info["architecture"], arch_kwargs=kwargs, input_spec=info["input_spec"],
+            target_layer=info["target_layer"], device=device, family=family, version=version,
+            provenance=provenance,
         )
 
 
@@ -309,6 +360,12 @@ def _torchscript_uploads_enabled() -> bool:
     return bool(setting_value(TORCHSCRIPT_UPLOADS))
 
 
+def _import_path_uploads_enabled() -> bool:
+    from audit.services.settings import IMPORT_PATH_UPLOADS, setting_value
+
+    return bool(setting_value(IMPORT_PATH_UPLOADS))
+
+
 def register_upload(
     *, filename: str, data: bytes, fmt: str, actor: Principal, **kwargs: Any,
 ) -> dict[str, Any]:
@@ -316,10 +373,16 @@ def register_upload(
 
     A Hugging Face model (``fmt="hf"``) is uploaded as a zip of its directory."""
     require(actor, "register")
+    if fmt == "state_dict" and ":" in str(kwargs.get("architecture") or ""):
+        fmt = "import_path"  # the page's architecture field names an installed package's callable
     if fmt == "torchscript" and not _torchscript_uploads_enabled():
         raise RegistryError("TorchScript uploads are disabled: a TorchScript archive is code that runs when it is "
                             "loaded; an administrator can enable them on the Admin page, or register it with "
                             "python -m audit register --torchscript")
+    if fmt == "import_path" and not _import_path_uploads_enabled():
+        raise RegistryError("architectures named by import path are disabled in the browser: importing a module runs "
+                            "its code; an administrator can enable them on the Admin page, or register with "
+                            "python -m audit register --arch package.module:Callable")
     if not data:
         raise RegistryError("the uploaded file is empty")
     if len(data) > MAX_MODEL_BYTES:

@@ -13,6 +13,7 @@ from storage.orm import utcnow
 from storage.repositories import SettingsRepository
 
 TORCHSCRIPT_UPLOADS = "uploads.torchscript_enabled"
+IMPORT_PATH_UPLOADS = "uploads.import_path_enabled"
 CHECKPOINT_EVERY = auditlog.CHECKPOINT_SETTING
 
 
@@ -45,6 +46,8 @@ def _interval(value: Any) -> int:
 SETTINGS: dict[str, SettingSpec] = {s.key: s for s in (
     SettingSpec(TORCHSCRIPT_UPLOADS, False, "Accept TorchScript archives uploaded from the browser (TorchScript is "
                                             "code that runs when the model is loaded)", _bool),
+    SettingSpec(IMPORT_PATH_UPLOADS, False, "Accept architectures named by import path (package.module:Callable) "
+                                            "from the browser (importing a module runs its code)", _bool),
     SettingSpec(CHECKPOINT_EVERY, auditlog.CHECKPOINT_EVERY, "Sign an audit-log checkpoint every N events "
                                                              "(and at each report and sign-off)", _interval),
 )}

@@ -95,3 +95,15 @@ def test_the_trail_is_read_by_admins_only_and_formulas_are_neutralised(users):
         assert not at.exception, at.exception
         assert "Only administrators read the audit trail." in [i.value for i in at.info]
         assert not [d for d in at.dataframe if "actor" in d.value.columns]
+
+
+def test_the_import_path_switch_is_changed_and_logged(users):
+    at = _page(ADMIN).run()
+    assert not at.exception, at.exception
+    switch = _by_label(at.toggle, "Accept architectures named by import path")
+    assert switch.value is False
+    switch.set_value(True).run()
+    assert not at.exception
+    assert settings.setting_value(settings.IMPORT_PATH_UPLOADS) is True
+    entry = next(e for e in recent_entries(5) if e["action"] == "setting.change")
+    assert entry["actor"] == "ada" and entry["subject"] == settings.IMPORT_PATH_UPLOADS

@@ -30,6 +30,9 @@ class CAM(CamMethod):
 
     @classmethod
     def not_applicable_reason(cls, model: nn.Module) -> str | None:
+        hooks = cls.hook_reason(model)
+        if hooks is not None:
+            return hooks
         return None if cls.applies_to(model) else NOT_GAP_MODEL.format(model=type(model).__name__)
 
     def features(self, ctx: ExplainContext) -> torch.Tensor:

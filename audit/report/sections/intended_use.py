@@ -28,6 +28,7 @@ def intended_use_section(model: ModelFacts) -> Section:
             ["Parent version", model.parent or "- (first version)"], ["Status", info.get("status")],
             ["Registered by", info.get("created_by")], ["Registered at (UTC)", (info.get("created_at") or "")[:19]],
             ["Model SHA-256", info.get("sha256")]]
+    rows += provenance_rows(info.get("provenance") or {})
     sec.add(Table(["Property", "Value"], rows, widths=[0.3, 0.7], mono_columns=()))
     if model.lineage:
         sec.add(Table(["Version", "Status", "SHA-256", "Parent", "Registered"],
@@ -36,3 +37,24 @@ def intended_use_section(model: ModelFacts) -> Section:
                       widths=[0.1, 0.12, 0.5, 0.1, 0.18], mono_columns=(2,)))
     sec.cite("model", info.get("id"), str(info.get("sha256")), f"{model.family} {model.version} artifact")
     return sec
+
+
+def provenance_rows(provenance: dict) -> list[list[str]]:
+    """What the registry recorded of where the model came from (import path, ONNX check, torch.export)."""
+    rows = []
+    if provenance.get("import_path"):
+        dist = provenance.get("distribution")
+        origin = f"{dist} {provenance.get('distribution_version')}" if dist else "no installed distribution"
+        rows.append(["Architecture source", f"{provenance['import_path']} from {origin}; "
+                                            f"{provenance.get('source_file')} sha256 {provenance.get('source_sha256')}"])
+    check = provenance.get("onnx_check")
+    if check:
+        rows.append(["ONNX conversion check", (
+            f"largest logit difference {check['max_abs_diff']:.3g} against {check['runtime']} on {check['inputs']} "
+            f"(allowed {check['tolerance']:g} x logit scale {check['logit_scale']:.3g}); {check['converter']}, "
+            f"opset {check['opset']}" + (f" converted at {check['converted_opset']}"
+                                          if check.get("converted_opset") != check["opset"] else ""))])
+    if provenance.get("torch_version"):
+        rows.append(["torch.export archive", f"loaded as a module hierarchy; registered under torch "
+                                             f"{provenance['torch_version']}"])
+    return rows

@@ -1,0 +1,53 @@
+"""The same weights registered in every format give the same predictions and, where layers can be read,
+the same Grad-CAM maps as the eager module."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from audit.attribution import attribute
+from audit.services.registry import ModelSource, load_handle, register_version
+from tests.models.model_files import IMPORT_PATH, LABELS, SHAPE, SPEC, write_model_files
+
+
+@pytest.fixture()
+def registered(audit_home, tmp_path):
+    files = write_model_files(tmp_path / "files", seed=11)
+    sources = {
+        "import": ModelSource("import_path", files.weights, IMPORT_PATH, {}),
+        "exported": ModelSource("exported", files.exported),
+        "onnx": ModelSource("onnx", files.onnx),
+        "torchscript": ModelSource("torchscript", files.torchscript),
+    }
+    for version, source in sources.items():
+        register_version(family="same", version=version, task="image-classification", source=source, labels=LABELS,
+                         input_spec=SPEC)
+    return files.model, {v: load_handle("same", v, device="cpu") for v in sources}
+
+
+def test_every_format_predicts_what_the_module_predicts(registered):
+    model, handles = registered
+    # Inputs spread over brightness levels, so that the model's answers differ between them.
+    noise = torch.randn(8, *SHAPE, generator=torch.Generator().manual_seed(12))
+    x = noise * 2 + torch.linspace(-3, 3, 8).view(-1, 1, 1, 1)
+    with torch.no_grad():
+        expected = torch.softmax(model(x), dim=-1)
+    assert expected.argmax(1).unique().numel() > 1  # a model that says one class for all would prove little
+    for version, handle in handles.items():
+        probs = handle.predict_proba(x)
+        assert torch.equal(probs.argmax(1), expected.argmax(1)), version
+        assert torch.allclose(probs, expected, atol=1e-6), version
+
+
+def test_gradcam_on_import_path_and_archive_equals_the_eager_module(registered):
+    model, handles = registered
+    x = torch.rand(3, *SHAPE, generator=torch.Generator().manual_seed(13))
+    targets = torch.tensor([2, 4, 6])
+    eager = attribute(model, x, targets, methods=["gradcam"], layer="stage2")["gradcam"]
+    assert eager.abs().sum() > 0
+    for version in ("import", "exported"):
+        handle = handles[version]
+        assert handle.target_layer == "stage2"
+        ours = attribute(handle.module, x, targets, methods=["gradcam"])["gradcam"]
+        assert torch.allclose(ours, eager, atol=1e-6), version
