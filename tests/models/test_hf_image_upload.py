@@ -31,7 +31,9 @@ def test_hf_zip_upload_registers_with_spec_and_labels_from_the_directory(audit_h
     row = register_upload(filename="vit.zip", data=data, fmt="hf", actor=ADMIN, family="vit", version="1",
                           task="image-classification", labels=None, input_spec=None)
     assert row["labels"] == LABELS and row["architecture"] == "ViTForImageClassification"
-    assert row["input_spec"] == {"channels": 3, "height": 32, "width": 32, "mean": MEAN, "std": STD}
+    # the processor's own resampler (torchvision's tensor kernels) and crop rule are declared with it
+    assert row["input_spec"] == {"channels": 3, "height": 32, "width": 32, "mean": MEAN, "std": STD,
+                                 "backend": "tensor", "crop_origin": "floor"}
 
 
 def test_hf_zip_upload_refuses_unsafe_paths_and_non_zips(audit_home, tmp_path):

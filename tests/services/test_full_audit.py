@@ -221,3 +221,29 @@ def test_full_audit_of_a_text_model_tests_text_concepts_and_skips_image_only_ste
     assert _counts("tiny-text", "1").get("tcav") == 1
     assert _counts("tiny-text", "1").get("bias") == 1 and _counts("tiny-text", "1").get("text_probe") == 1
     assert res.sections["counterfactuals"] != "MISSING"  # the report read the stored text probe
+
+
+def test_the_report_shows_the_maps_the_explanation_step_stored(family):
+    """The explanations step explains the samples the report will show first, so the report reuses their maps
+    instead of computing them again; the budget bounds the report's samples too."""
+    from sqlalchemy import select
+
+    from audit.services.datasets import sample_index
+    from audit.services.full_audit import FullAuditOptions, run_full_audit
+    from audit.services.reports import FIGURE_METHODS, report_sample_keys
+    from storage.db import transaction
+    from storage.orm import Explanation, ModelFamily, ModelVersion
+
+    res = run_full_audit("tiny", "1", dataset="ref", options=FullAuditOptions(
+        explain_limit=3, cf_limit=1, bias_n_boot=5, cf_search={"max_iter": 5, "binary_steps": 1, "restarts": 1}))
+    shown = report_sample_keys("tiny", "1", "ref", figure_samples=3)
+    assert 1 <= len(shown) <= 3  # at most the budget (the picker wants distinct classes, misclassified ones)
+    index = sample_index("ref")
+    hashes = {index.hashes[index.keys.index(k)] for k in shown}
+    with transaction() as s:
+        rows = s.scalars(select(Explanation).join(ModelVersion).join(ModelFamily).where(
+            ModelFamily.name == "tiny", ModelVersion.version == "1", Explanation.sample_sha256.in_(hashes))).all()
+        figure_rows = [r for r in rows if r.method in FIGURE_METHODS and r.parameters.get("ig_steps") == 32
+                       or r.method in FIGURE_METHODS and r.method != "integrated_gradients"]
+        assert {r.sample_sha256 for r in figure_rows} == hashes
+        assert {r.run_id for r in figure_rows} == {res.results["explanations"][0]}

@@ -105,14 +105,15 @@ ACTIONS: list[tuple[str, frozenset[str], Call]] = [
 OPEN_TO_EVERY_ROLE: dict[str, str] = {
     **{f"explain_views.{n}": "pure helper or a read of stored maps and results" for n in (
         "cost_estimate", "describe_engine", "faithfulness_curves", "feature_maps", "localisation", "method_labels",
-        "sample_region")},
+        "sample_region", "reference_view")},
     **{f"text.{n}": "pure helper or a read of stored token attributions" for n in (
         "attention_maps", "describe_parameters", "method_agreement", "text_faithfulness", "text_methods",
         "text_params_key")},
     **{f"concepts.{n}": "pure helper or a read of stored concept tests" for n in (
         "concept_examples_preview", "default_layers", "layer_choices", "stored_concept_tests")},
     **{f"datasets.{n}": "a read of stored reference sets" for n in (
-        "dataset_summary", "list_datasets", "load_image_samples", "load_text_samples", "pick_reference_set")},
+        "dataset_summary", "list_datasets", "load_image_samples", "load_text_samples", "pick_reference_set",
+        "sample_index", "load_image_files")},
     "drift.available_methods": "pure helper", "drift.drift_assessment": "a read of a stored drift result",
     "fairness.group_attributes": "a read of a stored set's group columns",
     "registry.allowed_statuses": "pure helper", "registry.list_models": "a read of the registry",
@@ -210,7 +211,7 @@ def test_every_service_function_a_page_calls_is_in_the_matrix_or_declared_open()
 
     listed = {name.split("(")[0] for name, _, _ in ACTIONS}
     sign_in = {"auth.authenticate", "identities.sign_in_with_identity", "throttle.client_address"}  # before any role
-    sessions_ = {f"sessions.{n}" for n in ("create_session", "resolve_session", "revoke", "issue_handoff",
+    sessions_ = {f"sessions.{n}" for n in ("create_session", "resolve_session", "revoke", "issue_handoff", "cookie_name",
                                            "handoff_pending")}  # the router's own session plumbing
     calls = _page_service_calls()
     unclassified = sorted(f for f in calls if f not in listed and f not in OPEN_TO_EVERY_ROLE and f not in sign_in
