@@ -9,6 +9,7 @@ the side the CAV falls on, and the test is a coin per run. Such a layer is never
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -24,10 +25,16 @@ from audit.concepts.capture import (
     layer_hooks,
 )
 
-# A layer's class gradients count as equal when every pair of probe inputs differs by at most this fraction of the
-# larger gradient's norm. Behind a linear tail they are equal to the last bit. The margin also turns away a layer
-# whose tail is linear in all but a sliver: when the gradients differ by a fraction e, a CAV splits the inputs by
-# the sign of their directional derivatives only about as often as e, so the score is still a coin.
+log = logging.getLogger(__name__)
+
+# Gradients of two probe inputs whose difference is at most this fraction of the larger one's norm are equal: behind
+# a linear tail they are equal to the last bit (each input runs the same input-independent backward pass). Such a
+# layer is never chosen.
+EQUAL_RTOL = 1e-5
+# Layers whose gradients differ by more than this are preferred. When they differ by a fraction e, a CAV splits the
+# inputs by the sign of their directional derivatives only about as often as e, so the score is close to a coin.
+# Randomly initialised networks are often that close to linear on their small activations; when fewer than the
+# requested number of layers clear this margin, the choice falls back to EQUAL_RTOL and says so in the log.
 GRADIENT_RTOL = 1e-2
 MAX_PROBE_CLASSES = 3
 
@@ -48,23 +55,24 @@ class LayerProbe:
     name: str
     shape: tuple[int, ...]
     spread: float
-    varies: bool
 
 
 @dataclass(frozen=True)
 class LayerChoice:
     """Default TCAV layers and how they were found: ``stack`` is the module whose children form the main stack
-    (``""`` for the model itself); ``probes`` holds every probed candidate in forward order."""
+    (``""`` for the model itself); ``probes`` holds every probed candidate in forward order; ``rtol`` is the
+    margin the chosen layers cleared (GRADIENT_RTOL, or EQUAL_RTOL on a fallback)."""
 
     layers: list[str]
     stack: str
     probes: dict[str, LayerProbe]
     classes: list[int]
+    rtol: float
 
     @property
     def excluded(self) -> list[str]:
-        """Probed layers whose class gradient is the same for every input."""
-        return [name for name, p in self.probes.items() if not p.varies]
+        """Probed layers whose class gradients did not differ between inputs by more than ``rtol``."""
+        return [name for name, p in self.probes.items() if p.spread <= self.rtol]
 
 
 def _candidates(
@@ -131,9 +139,8 @@ def _main_stack(candidates: Sequence[str]) -> tuple[str, list[str]]:
 
 def _gradient_probe(
     model: nn.Module, batches: Sequence[Any], rep: Representation, layers: Sequence[str], classes: Sequence[int],
-    rtol: float,
-) -> dict[str, tuple[float, bool]]:
-    """(spread, varies) per layer. One forward per probe input (a batch of one, so a model exported for a fixed
+) -> dict[str, float]:
+    """The spread of each layer (see LayerProbe). One forward per probe input (a batch of one, so a model exported for a fixed
     batch size runs too) and one backward per probed class, all layers at once."""
     modules = [model.get_submodule(n) for n in layers]
     grads: dict[tuple[str, int], list[Optional[torch.Tensor]]] = {(n, c): [] for n in layers for c in classes}
@@ -160,7 +167,7 @@ def _gradient_probe(
                     if scale > 0:
                         largest = max(largest, float((vectors[i] - vectors[j]).norm()) / scale)
             spread = min(spread, largest)
-        out[name] = (spread, spread > rtol)
+        out[name] = spread
     return out
 
 
@@ -183,8 +190,10 @@ def choose_tcav_layers(
        model).
     3. Probe: for each probed class (``classes``, default up to three spread over the logits), the gradient of its
        logit with respect to each layer's output, pooled as TCAV pools it, on every probe input. A layer whose
-       gradients are equal across the inputs (relative difference at most ``rtol``) is excluded: everything after
-       it is linear in it and its TCAV score would be decided by the CAV's side, not by the inputs.
+       gradients are equal across the inputs is never chosen: everything after it is linear in it and its TCAV
+       score would be decided by the CAV's side, not by the inputs. Layers whose gradients differ by more than
+       ``rtol`` (relative) are preferred; when fewer than ``n`` blocks clear it, any that are not equal (more than
+       EQUAL_RTOL) are taken, with a warning.
     4. An excluded block is replaced by its last sub-block that passes, looking one level down at a time (the
        last stage of a ResNet before pooling and a linear head gives way to its first residual block).
 
@@ -227,23 +236,35 @@ def choose_tcav_layers(
         if not classes or not all(0 <= c < n_classes for c in classes):
             raise ValueError(f"classes must be class indices of a model with {n_classes} outputs, got {classes}")
         stack, blocks = _main_stack(candidates)
-        probed = _gradient_probe(model, batches, rep, candidates, classes, rtol)
+        spreads = _gradient_probe(model, batches, rep, candidates, classes)
 
-    def refine(name: str) -> Optional[str]:
-        if probed[name][1]:
-            return name
-        kids = _children(candidates, name)
-        passing = [k for k in kids if probed[k][1]]
-        if passing:
-            return passing[-1]
-        return refine(kids[-1]) if kids else None
+    def choose(margin: float) -> list[str]:
+        def refine(name: str) -> Optional[str]:
+            if spreads[name] > margin:
+                return name
+            kids = _children(candidates, name)
+            passing = [k for k in kids if spreads[k] > margin]
+            if passing:
+                return passing[-1]
+            return refine(kids[-1]) if kids else None
 
-    chosen: list[str] = []
-    for block in blocks:
-        name = refine(block)
-        if name is not None and name not in chosen:
-            chosen.append(name)
+        chosen: list[str] = []
+        for block in blocks:
+            name = refine(block)
+            if name is not None and name not in chosen:
+                chosen.append(name)
+        return chosen[-n:]
+
+    margin = rtol
+    chosen = choose(margin)
+    if len(chosen) < n and rtol > EQUAL_RTOL:
+        fallback = choose(EQUAL_RTOL)
+        if len(fallback) > len(chosen):
+            log.warning("only %d block(s) have class gradients that differ between inputs by more than %.0e; "
+                        "taking %s, whose gradients differ less (TCAV scores there are close to a coin)",
+                        len(chosen), rtol, fallback)
+            margin, chosen = EQUAL_RTOL, fallback
     if not chosen:
         raise ValueError(ERR_NO_LAYER)
-    probes = {c: LayerProbe(name=c, shape=shapes[c], spread=probed[c][0], varies=probed[c][1]) for c in candidates}
-    return LayerChoice(layers=chosen[-n:], stack=stack, probes=probes, classes=list(classes))
+    probes = {c: LayerProbe(name=c, shape=shapes[c], spread=spreads[c]) for c in candidates}
+    return LayerChoice(layers=chosen, stack=stack, probes=probes, classes=list(classes), rtol=margin)

@@ -163,6 +163,28 @@ def test_a_model_linear_after_every_block_has_no_default():
     assert "layers=" in ERR_NO_LAYER
 
 
+class TanhReadout(nn.Module):
+    """Blocks, then a readout that is barely nonlinear: a tanh of the small averages of its last block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3))
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.blocks(x).mean((2, 3))))
+
+
+def test_a_nearly_linear_tail_is_a_fallback_with_a_warning(caplog):
+    torch.manual_seed(0)
+    model = TanhReadout().eval()
+    x = probe_inputs((3, 16, 16))
+    choice = choose_tcav_layers(model, x)
+    assert choice.layers == ["blocks.0", "blocks.1"] and choice.rtol < 1e-2
+    assert "close to a coin" in caplog.text
+    assert 0 < relative_spread(class_gradients(model, "blocks.1", x, 0)) < 1e-2
+
+
 def test_bad_probe_inputs_and_torchscript_are_refused():
     model = PlainCNN("mlp").eval()
     for bad in (probe_inputs((3, 32, 32), n=1), torch.zeros(3), ["only one"]):
