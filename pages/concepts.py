@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audit.services.concepts import (GENERATED_CONCEPTS, MIN_RUNS, TEXT_GENERATED_CONCEPTS, concept_examples_preview,
-                                     default_layers, layer_choices, run_concept_test, stored_concept_tests)
+from audit.services.concepts import (GENERATED_CONCEPTS, MIN_RUNS, TEXT_GENERATED_CONCEPTS, ConceptError,
+                                     concept_examples_preview, default_layers, layer_choices, run_concept_test,
+                                     stored_concept_tests)
 from audit.services.datasets import list_datasets, pick_reference_set
 from audit.viz import bars_with_errors
 from pages.ui import current_principal, literal, pick_version, show_error
@@ -39,8 +40,12 @@ with st.form("tcav"):
     c1, c2 = st.columns(2)
     concepts = c1.multiselect("Concepts", concept_choices, default=default_concepts)
     target_label = c2.selectbox("Class", labels, index=min(7, len(labels) - 1))
-    layers = st.multiselect("Layers", layer_choices(fam["family"], ver["version"]),
-                            default=default_layers(fam["family"], ver["version"]))
+    try:
+        suggested = default_layers(fam["family"], ver["version"])
+    except ConceptError as exc:
+        suggested = []
+        st.caption(f"No default layers: {exc}")
+    layers = st.multiselect("Layers", layer_choices(fam["family"], ver["version"]), default=suggested)
     c1, c2, c3, c4, c5 = st.columns(5)
     dataset = c1.selectbox("Reference data (inputs and random pool)", datasets, index=datasets.index(reference))
     test = c5.selectbox("Test", ["ttest", "pseudo_concept"],

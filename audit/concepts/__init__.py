@@ -1,9 +1,11 @@
 """Concept testing (TCAV): does a model use a human concept for a class, with significance?
 
-Entry points: :func:`run_tcav` (one concept) and :func:`run_tcav_many` (several, corrected together).
+Entry points: :func:`run_tcav` (one concept) and :func:`run_tcav_many` (several, corrected together);
+:func:`choose_tcav_layers` picks default layers on any architecture.
 """
 
 from audit.concepts.cav import CAV, train_cav
+from audit.concepts.layers import LayerChoice, choose_tcav_layers
 from audit.concepts.sets import (
     random_pool_sets,
     set_sha256,
@@ -16,9 +18,11 @@ from audit.concepts.tcav import LayerResult, TCAVResult, TCAVRunResult, run_tcav
 
 __all__ = [
     "CAV",
+    "LayerChoice",
     "LayerResult",
     "TCAVResult",
     "TCAVRunResult",
+    "choose_tcav_layers",
     "correct_pvalues",
     "pseudo_concept_test",
     "random_pool_sets",

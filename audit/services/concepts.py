@@ -7,6 +7,7 @@ vector of each block's hidden states."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -18,6 +19,7 @@ from audit.services.auth import SYSTEM, Principal, require
 from audit.services.core import analysis_key, find_analysis, store_analysis, stored_analyses, tracked_run
 from audit.services.datasets import load_image_samples, load_text_samples
 from audit.services.handles import handle_for
+from storage.db import database_url
 
 GENERATED_CONCEPTS = ("watermark", "stripes", "texture", "random-reference")
 TEXT_GENERATED_CONCEPTS = ("random-reference",)  # drawn from the text reference set, like the counterparts
@@ -58,30 +60,40 @@ def layer_choices(family: str, version: str) -> list[str]:
         depth = name.count(".")
         if name and depth <= 1 and any(True for _ in module.parameters()):
             names.append(name)
-    return names
+    try:  # the default layers may sit deeper (a block inside the last stage, a transformer's blocks)
+        return names + [n for n in default_layers(family, version) if n not in names]
+    except ConceptError:
+        return names
 
 
 def default_layers(family: str, version: str) -> list[str]:
-    """The last two named stages of the project's CNNs and ResNets (``features.block*``, ``layer*``); for
-    other architectures the last two blocks of the model's main stack (MobileNet/EfficientNet ``features.N``,
-    transformer encoder blocks), found by a probe forward, so the head that computes the logits is never
-    picked."""
-    from audit.concepts.layers import block_layers
-
-    names = layer_choices(family, version)
-    if handle_for(family, version).task == TEXT:
-        return names[-2:]
-    conv_blocks = [n for n in names if n.startswith(("features.block", "layer"))]
-    if len(conv_blocks) >= 2:
-        return conv_blocks[-2:]
+    """The engine's choice (``audit.concepts.layers.choose_tcav_layers``): the last two blocks of the model's main
+    stack whose class gradient changes with the input, on any architecture; probed once per model version."""
     handle = handle_for(family, version)
-    if handle.input_spec is not None:
-        sample = torch.zeros(1, *handle.input_spec.shape, device=handle.device)
-        with handle.lock:
-            blocks = block_layers(handle.module, sample)
-        if blocks:
-            return blocks
-    return names[-3:-1]
+    shape = tuple(handle.input_spec.shape) if handle.input_spec is not None else None
+    return list(_probed_layers(database_url(), family, version, handle.sha256, shape))
+
+
+PROBE_TEXTS = ("A short first sentence.", "Another text, with other words and a number: 42!",
+               "Is this the third probe, longer than both of the others?")
+
+
+@lru_cache(maxsize=32)
+def _probed_layers(database: str, family: str, version: str, sha256: str, shape: Optional[tuple]) -> tuple[str, ...]:
+    from audit.concepts.layers import choose_tcav_layers
+
+    handle = handle_for(family, version)
+    if handle.task == TEXT:
+        probe: Any = list(PROBE_TEXTS)
+    elif shape is not None:
+        probe = torch.randn(3, *shape, generator=torch.Generator().manual_seed(0)).to(handle.device)
+    else:
+        raise ConceptError("this model declares no input shape, so its layers cannot be probed; name the layers")
+    with handle.lock:
+        try:
+            return tuple(choose_tcav_layers(handle.module, probe, tokenizer=handle.tokenizer).layers)
+        except ValueError as exc:
+            raise ConceptError(str(exc)) from exc
 
 
 def concept_examples(name: str, *, n: int, seed: int, dataset: str,
