@@ -84,8 +84,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         steps.update(audit.steps)
         return {
             "case": "pretrained", "family": M.FAMILY, "version": M.VERSION, "dataset": M.DATASET,
-            "model": f"{M.ARCH} {M.ARCH_KWARGS} ({M.N_CLASSES} classes, resize {M.RESIZE}, crop "
-                     f"{M.CROP[0]}x{M.CROP[1]})",
+            "model": f"{M.ARCH}({', '.join(f'{k}={v!r}' for k, v in M.ARCH_KWARGS.items())}), {M.N_CLASSES} "
+                     f"classes, shorter side {M.RESIZE} then centre crop {M.CROP[0]}x{M.CROP[1]}",
             "samples": int(imported["samples"]), "threads": torch.get_num_threads(), "photos_build_s": photos_s,
             "wall_s": wall, "cpu_s": (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime),
             "peak_rss_mb": r1.ru_maxrss / 1024, "target_s": TARGET_S, "wall_over_target": wall / TARGET_S,
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def print_result(res: dict[str, Any]) -> None:
     from audit.bench.audit import print_explanations, print_steps
 
-    print(f"full audit of {res['family']} {res['version']} = {res['model']} on {res['samples']} photographs "
+    print(f"full audit of {res['family']} {res['version']} ({res['model']}) on {res['samples']} photographs "
           f"from an empty store ({res['threads']} threads; photographs written in {res['photos_build_s']:.1f} s, "
           "not counted)")
     print_steps(res)

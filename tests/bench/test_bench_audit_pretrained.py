@@ -5,6 +5,8 @@ project's code (``tests/e2e_pretrained/model.py``: torchvision transforms, the p
 
 from __future__ import annotations
 
+import os
+
 import csv
 import json
 import shutil
@@ -63,6 +65,10 @@ def test_building_blocks_register_import_and_predict_as_the_report_does(audit_ho
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("AUDIT_BENCH_FULL"),
+                    reason="the whole case runs the default budgets (about 20 minutes on two busy cores): run "
+                           "`python -m audit.bench audit --case pretrained`, or set AUDIT_BENCH_FULL=1; the "
+                           "same path at small budgets is tests/e2e_pretrained/test_pretrained_audit.py")
 def test_the_whole_case_from_an_empty_store(monkeypatch, capsys):
     """One full audit with the default options (minutes on two busy cores): every step is timed, the
     register and import steps come first, and the report's accuracy is the independent one."""
