@@ -5,10 +5,9 @@ project's code (``tests/e2e_pretrained/model.py``: torchvision transforms, the p
 
 from __future__ import annotations
 
-import os
-
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
