@@ -51,3 +51,23 @@ def test_gradcam_on_import_path_and_archive_equals_the_eager_module(registered):
         assert handle.target_layer == "stage2"
         ours = attribute(handle.module, x, targets, methods=["gradcam"])["gradcam"]
         assert torch.allclose(ours, eager, atol=1e-6), version
+
+
+def test_the_same_weights_in_two_formats_do_not_drift(registered, tmp_path):
+    """Drift between the import-path version and the .pt2 archive of the same weights (registered as its
+    child) on a reference set: Grad-CAM, saliency and IG maps agree, nothing is flagged."""
+    from audit.services.datasets import add_image_dataset
+    from audit.services.drift import compute_drift
+
+    files = write_model_files(tmp_path / "again", seed=11)
+    register_version(family="pair", version="1", task="image-classification",
+                     source=ModelSource("import_path", files.weights, IMPORT_PATH, {}), labels=LABELS, input_spec=SPEC)
+    register_version(family="pair", version="2", task="image-classification",
+                     source=ModelSource("exported", files.exported), labels=LABELS, input_spec=SPEC, parent="1")
+    g = torch.Generator().manual_seed(5)
+    add_image_dataset("pair-ref", torch.rand(6, *SHAPE, generator=g), [i % len(LABELS) for i in range(6)],
+                      [{} for _ in range(6)], label_names=LABELS)
+    out = compute_drift("pair", "1", "2", dataset="pair-ref", methods=["saliency", "gradcam", "integrated_gradients"])
+    assert out["flagged"] is False, out["flags"]
+    for method, m in out["methods"].items():
+        assert m["flagged"] is False, (method, m)
