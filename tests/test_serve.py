@@ -137,7 +137,12 @@ def _call(app: Any, scope: dict[str, Any], messages: list[dict[str, Any]]) -> li
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    asyncio.run(app(scope, receive, send))
+    # A fresh loop in its own thread: the browser tests' synchronous Playwright keeps a loop running in this
+    # thread for the rest of the session, and asyncio.run refuses to start beside it.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, app(scope, receive, send)).result()
     return sent
 
 

@@ -79,7 +79,9 @@ def test_register_hf_vit_takes_spec_and_labels_from_the_directory(audit_home, vi
                            source=ModelSource("hf", vit_dir), labels=None)
     assert row["format"] == "hf" and row["architecture"] == "ViTForImageClassification"
     assert row["labels"] == LABELS
-    assert row["input_spec"] == {"channels": 3, "height": 32, "width": 32, "mean": MEAN, "std": STD}
+    # with the processor's own resampler (torchvision's tensor kernels) and crop rule
+    assert row["input_spec"] == {"channels": 3, "height": 32, "width": 32, "mean": MEAN, "std": STD,
+                                 "backend": "tensor", "crop_origin": "floor"}
     assert row["target_layer"].startswith("model.vit.") and row["target_layer"].endswith(".1.layernorm_before")
     manifest_files = {"config.json", "model.safetensors", "preprocessor_config.json"}
     from storage.artifacts import ArtifactStore
