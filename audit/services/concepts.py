@@ -218,7 +218,10 @@ def run_concept_test(
                      device=str(handle.device)) as run:
         # Random counterparts come from the reference data, minus samples annotated as carrying a tested
         # concept (e.g. group "watermark"): a random set half made of the concept cannot separate from it.
-        keep = [i for i, g in enumerate(ref.groups) if not any(g.get(c) is True for c in concepts)]
+        # A group value counts as a flag as imports store it: True, or "yes"/"true"/"1" from a CSV.
+        from audit.services.full_audit import flag_value
+
+        keep = [i for i, g in enumerate(ref.groups) if not any(flag_value(g.get(c)) is True for c in concepts)]
         null = "all_pairs" if test == "pseudo_concept" else "cycle"
         # Each run draws a fresh concept sample as well as a fresh random counterpart, so the spread of the
         # concept's scores includes concept sampling: with one fixed concept set the t-test against the
