@@ -17,7 +17,7 @@ from tests.e2e_external import shapes as S
 
 pytestmark = pytest.mark.slow
 # Budgets as small as the checks allow (the section statuses do not depend on them).
-BUDGET = ["--explain-limit", "8", "--cf-limit", "2", "--cf-steps", "20", "--tcav-runs", "8", "--tcav-set-size", "24",
+BUDGET = ["--explain-limit", "8", "--cf-limit", "2", "--cf-steps", "20", "--tcav-runs", "16", "--tcav-set-size", "24",
           "--n-boot", "50", "--quiet"]
 
 
