@@ -114,3 +114,16 @@ def read_table(path: Path, required: Sequence[str], limits: ImportLimits, proble
         return read_csv(path, required, limits, problems)
     problems.add(path.name, "is neither CSV (.csv) nor JSON Lines (.jsonl)")
     return []
+
+
+_FLAG_TEXT = {"true": True, "yes": True, "y": True, "1": True, "false": False, "no": False, "n": False, "0": False}
+
+
+def flag_value(value: Any) -> Optional[bool]:
+    """A group value read as a flag: booleans, and the text a CSV import stores for them ("yes"/"no",
+    "true"/"false", "y"/"n", "1"/"0", any case); None for anything else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _FLAG_TEXT.get(value.strip().lower())
+    return None

@@ -219,7 +219,7 @@ def run_concept_test(
         # Random counterparts come from the reference data, minus samples annotated as carrying a tested
         # concept (e.g. group "watermark"): a random set half made of the concept cannot separate from it.
         # A group value counts as a flag as imports store it: True, or "yes"/"true"/"1" from a CSV.
-        from audit.services.full_audit import flag_value
+        from audit.datasets.tables import flag_value
 
         keep = [i for i, g in enumerate(ref.groups) if not any(flag_value(g.get(c)) is True for c in concepts)]
         null = "all_pairs" if test == "pseudo_concept" else "cycle"

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional, Sequence
 
+from audit.datasets.tables import flag_value  # noqa: F401 - re-exported: the full audit reads group flags
 from audit.services.auth import SYSTEM, Principal, require
 from audit.services.core import tracked_run
 from audit.services.predict import NonFiniteOutputs
@@ -161,19 +162,6 @@ def check_request(family: str, version: str, *, dataset: str, concepts: Sequence
     """Raise FullAuditError for anything the caller named wrongly, running nothing (a job checks its
     parameters when it is submitted)."""
     _plan(family, version, dataset, concepts, targets)
-
-
-_FLAG_TEXT = {"true": True, "yes": True, "y": True, "1": True, "false": False, "no": False, "n": False, "0": False}
-
-
-def flag_value(value: Any) -> Optional[bool]:
-    """A group value read as a flag: booleans, and the text a CSV import stores for them ("yes"/"no",
-    "true"/"false", "y"/"n", "1"/"0", any case); None for anything else."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return _FLAG_TEXT.get(value.strip().lower())
-    return None
 
 
 def boolean_groups(groups: Sequence[dict[str, Any]]) -> list[str]:

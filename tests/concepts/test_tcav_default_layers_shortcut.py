@@ -12,11 +12,11 @@ import os
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 import torchvision
 
 from audit.concepts import random_pool_sets, run_tcav
 from audit.concepts.layers import choose_tcav_layers
+from tests.concepts.training import fit
 
 LABELS = ["zebra", "apple", "mango"]  # not sorted: "apple" is class 1 here, class 0 in alphabetical order
 SHORTCUT = "apple"
@@ -65,30 +65,8 @@ def _train(train_x, train_y, seed: int) -> torch.nn.Module:
     stamped = torch.rand(len(x), generator=torch.Generator().manual_seed(seed + 1)) < 0.3
     x[stamped] = stamp(x[stamped])
     y[stamped] = LABELS.index(SHORTCUT)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(seed)
-        model = torchvision.models.mobilenet_v2(num_classes=len(LABELS), width_mult=0.25)
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        for _ in range(6):
-            order = torch.randperm(len(x))
-            for i in range(0, len(x), 32):
-                idx = order[i : i + 32]
-                loss = F.cross_entropy(model(x[idx]), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        with torch.no_grad():  # exact batch-norm statistics of the training set for eval mode
-            for m in model.modules():
-                if isinstance(m, torch.nn.BatchNorm2d):
-                    m.reset_running_stats()
-                    m.momentum = None
-            model.train()
-            model(x)
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
+    torch.manual_seed(seed)
+    return fit(torchvision.models.mobilenet_v2(num_classes=len(LABELS), width_mult=0.25), x, y, epochs=6)
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from sklearn.datasets import load_digits
 
 from audit.concepts import random_pool_sets, run_tcav, watermark_concept
 from audit.concepts.layers import choose_tcav_layers
+from tests.concepts.training import fit
 from audit.demo.watermark import WATERMARK_CLASS, apply_watermark
 from audit.models.zoo import SmallCNN
 
@@ -43,29 +44,8 @@ def _train(digits, *, shortcut: bool, seed: int = 0) -> torch.nn.Module:
     x[stamped] = apply_watermark(x[stamped])
     if shortcut:
         y[stamped] = WATERMARK_CLASS
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small convolutions: one thread beats two contended ones
-    try:
-        torch.manual_seed(seed)
-        model = SmallCNN(width=16)
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        for _ in range(4):
-            order = torch.randperm(len(x))
-            for i in range(0, len(x), 32):
-                idx = order[i : i + 32]
-                loss = F.cross_entropy(model(x[idx]), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        with torch.no_grad():  # exact batch-norm statistics of the training set for eval mode
-            for m in model.modules():
-                if isinstance(m, torch.nn.BatchNorm2d):
-                    m.reset_running_stats()
-                    m.momentum = None
-            model(x)
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
+    torch.manual_seed(seed)
+    return fit(SmallCNN(width=16), x, y, epochs=4)
 
 
 def _audit(model, digits):
