@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from audit.services import sessions
+from audit.services.governance import sessions
 
 SESSION_ROUTE = "/api/session"
 SIGNOUT_ROUTE = "/api/signout"

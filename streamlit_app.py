@@ -1,6 +1,6 @@
 """Entry point of the audit workbench: the sign-in gate and the router over the pages, nothing else.
 
-Every script run resolves the server-side session (audit/services/sessions.py) from this tab's cookie value or
+Every script run resolves the server-side session (audit/services/governance/sessions.py) from this tab's cookie value or
 the browser's HttpOnly cookie, so a reload or a new tab stays signed in, and a sign-out, expiry, password
 reset or disabled user ends access on the next interaction in every tab. Serve it with `streamlit run
 serve.py`, whose routes set and clear that cookie; single sign-on (st.login) is offered when
@@ -15,11 +15,12 @@ from typing import Any
 
 import streamlit as st
 
-from audit.services import sessions
-from audit.services.auth import AuthError, Principal, authenticate
-from audit.services.identities import UnmappedIdentity, sign_in_with_identity
+from audit.services.governance import sessions
+from audit.services.governance.auth import AuthError, authenticate
+from audit.services.governance.principals import Principal
+from audit.services.governance.identities import UnmappedIdentity, sign_in_with_identity
 from pages.ui import literal
-from audit.services.throttle import client_address
+from audit.services.governance.throttle import client_address
 
 st.set_page_config(page_title="Model audit workbench", page_icon=":material/search:", layout="wide")
 

@@ -1,46 +1,23 @@
-"""Command line: ``python -m audit <command>``. Every command exits non-zero with a one-line message on bad input."""
+"""Command line: ``python -m audit <command>``. Every command exits non-zero with a one-line message on bad input.
+
+The commands of the model registry, users and the database are here; every analysis adds its own commands
+(``audit/services/analyses/<name>/cli.py``, through its registered ``Analysis``), and the job queue, datasets,
+governance and sessions theirs (``audit/cli_ext``)."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import importlib
 import json
 import logging
 import sys
-from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
+
+from audit.cli_ext.common import CliError, progress_printer, shell_operator
+from audit.services.analyses.registry import registered_analyses
 
 log = logging.getLogger("audit.cli")
-
-
-def emit(*parts: object, **kwargs: Any) -> None:
-    """The commands' output (results for the user, not progress or diagnostics)."""
-    print(*parts, **kwargs)
-
-
-class CliError(Exception):
-    """Raised for a user mistake on the command line; printed as one line."""
-
-
-def _operator():  # noqa: ANN202
-    """Whoever has a shell on the server acts as an administrator; the audit log names them."""
-    from audit.services.auth import Principal
-
-    return Principal(f"cli:{getpass.getuser()}", "admin")
-
-
-def _progress_printer(label: str) -> Callable[[float, str], None]:
-    last = {"pct": -1}
-
-    def show(frac: float, msg: str) -> None:
-        pct = int(frac * 100)
-        if pct != last["pct"]:
-            last["pct"] = pct
-            print(f"\r[{label}] {pct:3d}% {msg[:70]:<70}", end="", file=sys.stderr, flush=True)
-            if pct >= 100:
-                print(file=sys.stderr)
-
-    return show
 
 
 def _parse_floats(text: Optional[str], what: str) -> Optional[list[float]]:
@@ -64,8 +41,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_setup(args: argparse.Namespace) -> int:
     """What `make run` does before starting the app: migrate, demo if empty, admin if none."""
-    from audit.services.auth import ensure_admin
-    from audit.services.registry import list_models
+    from audit.services.governance.auth import ensure_admin
+    from audit.services.core.registry import list_models
     from storage.db import migrate
 
     migrate()
@@ -83,7 +60,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 def _run_demo(seed: int) -> None:
     from audit.demo.build import build_demo
 
-    summary = build_demo(seed=seed, progress=_progress_printer("demo"))
+    summary = build_demo(seed=seed, progress=progress_printer("demo"))
     if summary.skipped:
         print("the registry already holds models; demo not rebuilt")
     else:
@@ -103,7 +80,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_register(args: argparse.Namespace) -> int:
     from audit.cli_ext.model_sources import model_source
     from audit.models.loading import hf_image_input_spec, hf_labels, read_labels_file
-    from audit.services.registry import register_version
+    from audit.services.core.registry import register_version
     from storage.db import migrate
 
     source = model_source(args)
@@ -133,7 +110,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     migrate()
     row = register_version(family=args.family, version=args.version, task=args.task, source=source, labels=labels,
                            input_spec=spec, target_layer=args.target_layer, parent=args.parent, notes=args.notes or "",
-                           actor=_operator())
+                           actor=shell_operator())
     print(f"registered {row['family']} {row['version']} sha256={row['sha256']}")
     return 0
 
@@ -192,7 +169,7 @@ def _with_preprocessing(args: argparse.Namespace, spec: Optional[dict]) -> Optio
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from audit.services.registry import list_models
+    from audit.services.core.registry import list_models
     from storage.db import migrate
 
     migrate()
@@ -210,7 +187,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_log(args: argparse.Namespace) -> int:
-    from audit.services.audit_trail import verify_log
+    from audit.services.governance.audit_trail import verify_log
 
     report = verify_log(anchor_file=args.anchor)
     if report.ok:
@@ -228,11 +205,11 @@ def cmd_verify_log(args: argparse.Namespace) -> int:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    from audit.services import auth
+    from audit.services.governance import auth
     from storage.db import migrate
 
     migrate()
-    op = _operator()
+    op = shell_operator()
     if args.users_cmd == "list":
         for u in auth.list_users(actor=op):
             print(f"{u['username']:<20} {u['role']:<8} {'active' if u['active'] else 'disabled'}")
@@ -260,18 +237,6 @@ def _prompt_password() -> str:
     return first
 
 
-def read_password(username: str) -> str:
-    """A registered user's password, to act as them: asked without echo in a terminal, else the first line of
-    standard input (for scripts: `printf '%s\\n' "$PW" | python -m audit ...`)."""
-    if sys.stdin.isatty():
-        password = getpass.getpass(f"password of {username}: ")
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
-    if not password:
-        raise CliError(f"no password given for {username} (type it at the prompt or pipe it on standard input)")
-    return password
-
-
 def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
@@ -279,33 +244,8 @@ def _redact(url: str) -> str:
     return url
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
-    from audit.services.explain import explain_reference_set
-    from storage.db import migrate
-
-    migrate()
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    options: dict[str, Any] = {"seed": args.seed}
-    if args.ig_steps:
-        options["ig_steps"] = args.ig_steps
-    if args.sg_samples:
-        options["sg_samples"] = args.sg_samples
-    if args.background:
-        from audit.cli_ext.jobs import submit_background
-
-        return submit_background("explain", {"family": args.family, "version": args.version, "dataset": args.dataset,
-                                             "methods": methods, "batch_size": args.batch_size, "limit": args.limit,
-                                             "options": options})
-    summary = explain_reference_set(args.family, args.version, args.dataset, methods=methods,
-                                    batch_size=args.batch_size, options=options, limit=args.limit,
-                                    actor=_operator(), progress=_progress_printer("explain"))
-    print(f"run {summary.run_id}: {summary.samples} samples, {summary.computed} maps computed, "
-          f"{summary.reused} reused from the store, {summary.seconds:.1f} s")
-    return 0
-
-
 def cmd_backup(args: argparse.Namespace) -> int:
-    from audit.services.backup import backup
+    from audit.services.governance.backup import backup
 
     summary = backup(args.dest)
     print(f"backup written to {summary.path}: database {summary.database_bytes} bytes, "
@@ -358,19 +298,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_models)
 
-    sp = sub.add_parser("explain", help="explain a reference set (resumable; stored maps are reused)")
-    sp.add_argument("--family", required=True)
-    sp.add_argument("--version", required=True)
-    sp.add_argument("--dataset", default="digits-reference")
-    sp.add_argument("--methods", default="saliency,grad_x_input,gradcam,integrated_gradients")
-    sp.add_argument("--batch-size", type=int, default=16)
-    sp.add_argument("--limit", type=int)
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--ig-steps", type=int)
-    sp.add_argument("--sg-samples", type=int)
-    sp.add_argument("--background", action="store_true", help='queue as a job for the worker; prints {"job": ID}')
-    sp.set_defaults(fn=cmd_explain)
-
     sp = sub.add_parser("backup", help="consistent copy of the database and artifacts (safe while the app runs)")
     sp.add_argument("dest", help="an empty or new folder")
     sp.set_defaults(fn=cmd_backup)
@@ -394,15 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
     us.add_parser("list")
     sp.set_defaults(fn=cmd_users)
 
-    import importlib
-
+    for analysis in registered_analyses():
+        if analysis.commands is not None:
+            analysis.commands(sub)
     for name in EXTENSIONS:
         importlib.import_module(f"audit.cli_ext.{name}").add_commands(sub)
     return p
 
 
-# Feature areas that add commands (tcav, bias, drift, report, ...): modules under audit/cli_ext.
-EXTENSIONS: tuple[str, ...] = ("analyses", "drift_report", "datasets", "full_audit", "jobs", "governance", "sessions")
+# Feature areas besides the analyses that add commands: modules under audit/cli_ext.
+EXTENSIONS: tuple[str, ...] = ("datasets", "jobs", "governance", "sessions")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

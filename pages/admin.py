@@ -7,8 +7,8 @@ import json
 
 import streamlit as st
 
-from audit.services import auth, identities, sessions, settings
-from audit.services.audit_trail import export_csv, export_rows, log_head, verify_log
+from audit.services.governance import auth, identities, sessions, settings
+from audit.services.governance.audit_trail import export_csv, export_rows, log_head, verify_log
 from pages.ui import current_principal, literal, show_error
 
 principal = current_principal()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audit.services.datasets import list_datasets
-from audit.services.fairness import group_attributes, run_bias_audit, run_text_probe
+from audit.services.core.datasets import list_datasets
+from audit.services.analyses.fairness.service import group_attributes, run_bias_audit, run_text_probe
 from audit.viz import bars_with_errors
 from pages.ui import current_principal, keep_result, kept_result, literal, pick_version, show_error
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audit.services.concepts import (GENERATED_CONCEPTS, MIN_RUNS, TEXT_GENERATED_CONCEPTS, ConceptError,
+from audit.services.analyses.concepts.service import (GENERATED_CONCEPTS, MIN_RUNS, TEXT_GENERATED_CONCEPTS, ConceptError,
                                      concept_examples_preview, default_layers, layer_choices, run_concept_test,
                                      stored_concept_tests)
-from audit.services.datasets import list_datasets, pick_reference_set
+from audit.services.core.datasets import list_datasets, pick_reference_set
 from audit.viz import bars_with_errors
 from pages.ui import current_principal, literal, pick_version, show_error
 

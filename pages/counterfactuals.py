@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audit.services.counterfactuals import (counterfactual_for_sample, run_reference_counterfactuals,
+from audit.services.analyses.counterfactuals.service import (counterfactual_for_sample, run_reference_counterfactuals,
                                             text_counterfactual_for)
-from audit.services.datasets import list_datasets, sample_index
+from audit.services.core.datasets import list_datasets, sample_index
 from audit.viz import heatmap_grid, topk_bar
 from pages.ui import current_principal, keep_result, kept_result, literal, pick_version, show_error
 

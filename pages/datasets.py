@@ -12,10 +12,10 @@ from typing import Iterator
 import numpy as np
 import streamlit as st
 
-from audit.services.datasets import (DatasetError, DatasetValidationError, dataset_summary, import_concept_set,
+from audit.services.core.datasets import (DatasetError, DatasetValidationError, dataset_summary, import_concept_set,
                                      import_image_dataset, import_text_dataset, list_datasets, load_image_files, sample_index,
                                      preview_image_import)
-from audit.services.registry import list_models
+from audit.services.core.registry import list_models
 from audit.viz import outlined
 from pages.ui import current_principal, literal, show_error
 

@@ -7,10 +7,10 @@ import html
 
 import streamlit as st
 
-from audit.services.datasets import list_datasets
-from audit.services.drift import DriftError, available_methods, drift_assessment
-from audit.services.drift_views import drift_gallery, drift_trend
-from audit.services.registry import list_models
+from audit.services.core.datasets import list_datasets
+from audit.services.analyses.drift.service import DriftError, available_methods, drift_assessment
+from audit.services.analyses.drift.views import drift_gallery, drift_trend
+from audit.services.core.registry import list_models
 from audit.viz import heatmap_grid, lines_figure, token_html
 from pages.ui import current_principal, literal, show_error
 

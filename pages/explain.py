@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from audit.services.datasets import list_datasets, sample_index
-from audit.services.explain import ExplainError, explain_image, reverify
-from audit.services.explain_views import (cost_estimate, reference_view, describe_engine, faithfulness_curves, feature_maps,
+from audit.services.core.datasets import list_datasets, sample_index
+from audit.services.analyses.explanations.service import ExplainError, explain_image, reverify
+from audit.services.analyses.explanations.views import (cost_estimate, reference_view, describe_engine, faithfulness_curves, feature_maps,
                                           localisation, method_labels, sample_region, sanity, true_class_view)
 from audit.viz import curves_figure, describe_region, feature_maps_figure, heatmap_grid, outlined, sanity_figure, topk_bar
 from pages.ui import current_principal, literal, pick_version, show_error

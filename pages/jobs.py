@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audit.services.jobs import NO_WORKER_AFTER_S, NO_WORKER_HINT, JobView, can_steer, cancel_job, job_report, list_jobs, queue_counts, retry_job
+from audit.services.analyses.reports.records import job_report
+from audit.services.jobs.queue import NO_WORKER_AFTER_S, NO_WORKER_HINT, JobView, can_steer, cancel_job, list_jobs, queue_counts, retry_job
 from pages.ui import current_principal, literal
 
 REFRESH_S = 2

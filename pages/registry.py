@@ -6,7 +6,7 @@ import json
 
 import streamlit as st
 
-from audit.services.registry import MAX_MODEL_BYTES, allowed_statuses, list_models, register_upload, set_status
+from audit.services.core.registry import MAX_MODEL_BYTES, allowed_statuses, list_models, register_upload, set_status
 from pages.ui import current_principal, literal, short_hash, show_error
 
 principal = current_principal()

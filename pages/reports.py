@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audit.services.datasets import list_datasets
-from audit.services.jobs import NO_WORKER_AFTER_S, NO_WORKER_HINT, list_jobs, submit_job
-from audit.services.registry import list_models
-from audit.services.reports import list_reports, report_bytes, sign_report
+from audit.services.core.datasets import list_datasets
+from audit.services.jobs.queue import NO_WORKER_AFTER_S, NO_WORKER_HINT, list_jobs, submit_job
+from audit.services.core.registry import list_models
+from audit.services.analyses.reports.service import list_reports, report_bytes, sign_report
 from pages.ui import current_principal, literal, short_hash, show_error
 
 STATUS_ICON = {"pass": "✅ pass", "fail": "❌ fail", "info": "ℹ️ info", "missing": "⚠️ missing"}

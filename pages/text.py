@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audit.services.datasets import list_datasets, load_text_samples
-from audit.services.text import (
+from audit.services.core.datasets import list_datasets, load_text_samples
+from audit.services.analyses.text.service import (
     attention_maps,
     describe_parameters,
     explain_texts,

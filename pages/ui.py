@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from audit.services.auth import Principal
+from audit.services.governance.principals import Principal
 
 # What turns plain text into Markdown in Streamlit's renderer (CommonMark, GFM, LaTeX, its :directives[...]):
 # marks that act anywhere in a line, and list and heading-underline marks at the start of a line. A backslash
@@ -59,7 +59,7 @@ def show_error(exc: BaseException) -> None:
 
 def pick_version(task: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Family and version selectors (newest version preselected); stops the page when none fits."""
-    from audit.services.registry import list_models
+    from audit.services.core.registry import list_models
 
     families = [f for f in list_models() if task is None or f["task"] == task]
     if not families:

@@ -113,7 +113,7 @@ class Sample(Base):
     sample_key: Mapped[str] = mapped_column(String(120))
     content_sha256: Mapped[str] = mapped_column(String(64), index=True)
     # ``label`` is a position in the dataset's own name list (``Dataset.labels``); ``label_name`` the class
-    # name it stands for. Consumers map names to a model's classes (audit.services.datasets.labels_for_model),
+    # name it stands for. Consumers map names to a model's classes (audit.services.core.datasets.labels_for_model),
     # never positions.
     label: Mapped[Optional[int]] = mapped_column(Integer)
     label_name: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)

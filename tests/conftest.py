@@ -76,7 +76,7 @@ def register_small_cnn(audit_home, tmp_path):
     from safetensors.torch import save_file
 
     from audit.models.zoo import SmallCNN
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.core.registry import ModelSource, register_version
 
     def register(family: str = "tiny", version: str = "1", *, seed: int = 0, mean: float = 0.0,
                  std: float = 1.0, labels: list[str] = TINY_LABELS) -> Path:
@@ -94,7 +94,7 @@ def register_small_cnn(audit_home, tmp_path):
 @pytest.fixture()
 def tiny_image(audit_home, register_small_cnn):
     """A registered small CNN (family 'tiny', version '1') and a 24-image reference set 'ref'."""
-    from audit.services.datasets import add_image_dataset
+    from audit.services.core.datasets import add_image_dataset
 
     register_small_cnn()
     g = torch.Generator().manual_seed(1)
@@ -109,8 +109,8 @@ def tiny_text(audit_home, tmp_path):
     """A registered two-layer BERT (family 'tiny-text', version '1') with a toy vocabulary, and 'notes'."""
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
-    from audit.services.datasets import add_text_dataset
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.core.datasets import add_text_dataset
+    from audit.services.core.registry import ModelSource, register_version
 
     d = tmp_path / "tiny-bert"
     d.mkdir()

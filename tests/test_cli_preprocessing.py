@@ -42,7 +42,7 @@ def test_resize_and_crop_are_stored_and_printed_in_the_model_section(audit_home,
                     "resize_mode": "shorter", "resize": 40, "interpolation": "bicubic"}
     from audit.report.sections.base import ModelFacts
     from audit.report.sections.intended_use import intended_use_section
-    from audit.services.registry import get_version
+    from audit.services.core.registry import get_version
 
     sec = intended_use_section(ModelFacts("f", "1", "", get_version("f", "1")))
     rows = dict(r for b in sec.blocks if hasattr(b, "rows") for r in b.rows if len(r) == 2)

@@ -14,7 +14,8 @@ from pathlib import Path
 from sqlalchemy import text
 
 from audit.cli import main
-from audit.services.auth import Principal, create_user
+from audit.services.governance.auth import create_user
+from audit.services.governance.principals import Principal
 from storage import auditlog
 from storage.db import get_engine, transaction
 
@@ -88,7 +89,7 @@ def test_identities_map_list_unmap(audit_home, capsys):
 
 
 def test_sessions_list_and_revoke(audit_home, capsys):
-    from audit.services.sessions import create_session, resolve_session
+    from audit.services.governance.sessions import create_session, resolve_session
 
     create_user("ann", "ann-pass-1234", "auditor")
     cookie = create_session(Principal("ann", "auditor"))
@@ -108,7 +109,7 @@ def _mode(path: Path) -> int:
 
 
 def test_a_restored_backup_verifies_against_the_exported_head(audit_home, tmp_path, capsys, monkeypatch):
-    from audit.services.sessions import create_session
+    from audit.services.governance.sessions import create_session
 
     create_user("ann", "ann-pass-1234", "auditor")
     create_session(Principal("ann", "auditor"))  # writes the session key

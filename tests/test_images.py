@@ -44,7 +44,7 @@ def test_a_header_over_pillows_warning_threshold_is_refused_too(action):
 
 
 def test_the_explain_service_turns_it_into_a_value_error(tiny_image):
-    from audit.services.explain import explain_image
+    from audit.services.analyses.explanations.service import explain_image
 
     with pytest.raises(ValueError, match="too many pixels"):
         explain_image("tiny", "1", methods=["saliency"], image_bytes=png_header(20000, 20000))

@@ -6,10 +6,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from audit.services.auth import PermissionDenied, Principal
-from audit.services.registry import (ModelSource, RegistryError, list_models, load_handle, register_upload,
+from audit.services.governance.principals import PermissionDenied, Principal
+from audit.services.core.registry import (ModelSource, RegistryError, list_models, load_handle, register_upload,
                                      register_version)
-from audit.services.audit_trail import recent_entries
+from audit.services.governance.audit_trail import recent_entries
 from audit.models.zoo import SmallCNN
 from storage.artifacts import ArtifactIntegrityError, ArtifactStore
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from audit.services.auth import Principal
-from audit.services.registry import RegistryError, list_models, register_upload
+from audit.services.governance.principals import Principal
+from audit.services.core.registry import RegistryError, list_models, register_upload
 
 ADMIN = Principal("a", "admin")
 
@@ -33,7 +33,7 @@ def _bomb(megabytes: int = 8) -> bytes:
 @pytest.fixture()
 def watched(monkeypatch):
     """The temporary folders the upload creates, and every zip entry anybody opens for reading."""
-    import audit.services.registry as registry
+    import audit.services.core.registry as registry
 
     made: list[Path] = []
     opened: list[str] = []
@@ -71,7 +71,7 @@ def test_a_zip_bomb_is_refused_before_anything_is_unpacked(audit_home, watched):
 
 
 def test_the_total_cap_is_the_same_guard(audit_home, watched, monkeypatch):
-    import audit.services.registry as registry
+    import audit.services.core.registry as registry
     from audit.datasets.problems import ImportLimits
 
     monkeypatch.setattr(registry, "HF_ZIP_LIMITS", ImportLimits(max_total_bytes=1 << 20, max_compression_ratio=1e9))
@@ -83,7 +83,7 @@ def test_the_total_cap_is_the_same_guard(audit_home, watched, monkeypatch):
 
 
 def test_an_honest_zip_is_still_unpacked(tmp_path):
-    from audit.services.registry import _extract_hf_zip
+    from audit.services.core.registry import _extract_hf_zip
 
     archive = tmp_path / "m.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:

@@ -192,7 +192,7 @@ def _post(serve_module, path: str, *, scheme: str, headers: dict[str, str]) -> d
 
 @pytest.fixture()
 def handoff(audit_home):
-    from audit.services import auth, sessions
+    from audit.services.governance import auth, sessions
 
     user = auth.create_user("ann", "auditor-pass-123", "auditor")
     cookie = sessions.create_session(user)
@@ -208,7 +208,7 @@ def _attributes(set_cookie: str) -> tuple[str, str, dict[str, str]]:
 @pytest.mark.parametrize("scheme,origin", [("https", None), ("http", "https://audit.example.org")])
 def test_on_https_the_cookie_is_host_only_and_secure(serve_module, handoff, scheme, origin):
     """Over TLS, or behind a TLS proxy that does not forward the scheme (the page's origin is https)."""
-    from audit.services import sessions
+    from audit.services.governance import sessions
 
     cookie, code = handoff
     headers = {"X-Audit-Handoff": code()} | ({"Origin": origin} if origin else {})

@@ -89,7 +89,7 @@ def _explanation_floor(family: str, version: str, methods: list[str], options: d
     import torch
 
     from audit.attribution.costs import method_costs, total_cost
-    from audit.services.registry import load_handle
+    from audit.services.core.registry import load_handle
 
     handle = load_handle(family, version)
     model = handle.module
@@ -128,7 +128,7 @@ def _explanation_floor(family: str, version: str, methods: list[str], options: d
 
 def explanations_summary(family: str, version: str, opts: Any, steps: dict[str, float]) -> dict[str, Any]:
     """The full audit's explanations step (``steps``, run with ``opts``) set against its floor."""
-    from audit.services.reports import FIGURE_METHODS, FIGURE_OPTIONS
+    from audit.services.analyses.reports.service import FIGURE_METHODS, FIGURE_OPTIONS
 
     methods = list(opts.explain_methods or FIGURE_METHODS)
     options = dict(opts.explain_options if opts.explain_options is not None else FIGURE_OPTIONS)
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         build_s = _prepare_home(args, home)
         import torch
 
-        from audit.services.full_audit import FullAuditOptions, run_full_audit
+        from audit.services.analyses.full_audit.service import FullAuditOptions, run_full_audit
 
         opts = FullAuditOptions()
         concepts = [c for c in args.concepts.split(",") if c]

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         photos, photos_s = prepare(tmp)
         import torch
 
-        from audit.services.full_audit import FullAuditOptions, run_full_audit
+        from audit.services.analyses.full_audit.service import FullAuditOptions, run_full_audit
 
         opts = FullAuditOptions()
         steps: dict[str, float] = {}

@@ -27,8 +27,8 @@ OPTIONS = {"ig_steps": 16, "seed": 0}
 def _setup(home: Path, arch: str, samples: int, copies: list[str]) -> None:
     from safetensors.torch import save_file
 
-    from audit.services.datasets import add_image_dataset
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.core.datasets import add_image_dataset
+    from audit.services.core.registry import ModelSource, register_version
     from storage.db import migrate
 
     os.environ["AUDIT_HOME"] = str(home)
@@ -57,7 +57,7 @@ def _setup(home: Path, arch: str, samples: int, copies: list[str]) -> None:
 
 
 def _explain(family: str, batch_size: int, executor: Any) -> tuple[float, int]:
-    from audit.services.explain import explain_reference_set
+    from audit.services.analyses.explanations.service import explain_reference_set
 
     t0 = time.perf_counter()
     res = explain_reference_set(family, "1", "bench-ref", methods=METHODS, batch_size=batch_size,
@@ -68,8 +68,8 @@ def _explain(family: str, batch_size: int, executor: Any) -> tuple[float, int]:
 def _queue_overhead(jobs: int) -> tuple[float, float]:
     """Seconds per job: (submit + claim + finish transitions alone, the same through a worker running
     the job's service on stored results)."""
-    from audit.services import jobs as J
-    from audit.services.job_worker import Worker
+    from audit.services.jobs import queue as J
+    from audit.services.jobs.worker import Worker
 
     params = {"family": "local-1", "version": "1", "dataset": "bench-ref", "methods": METHODS, "limit": 1,
               "options": OPTIONS}
@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=30, help="jobs timed for the queue overhead")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from audit.services.explain import LocalExecutor
-    from audit.services.job_ray import RayExecutor, ray_available
+    from audit.services.analyses.explanations.service import LocalExecutor
+    from audit.services.jobs.ray_executor import RayExecutor, ray_available
 
     rows: list[tuple[str, float, int]] = []
     with tempfile.TemporaryDirectory() as tmp:

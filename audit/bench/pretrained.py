@@ -64,7 +64,7 @@ def input_spec() -> dict[str, Any]:
 
 def register(labels: list[str] | None = None) -> dict[str, Any]:
     """Register the model by import path with its declared preprocessing (what ``register --arch`` does)."""
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.core.registry import ModelSource, register_version
 
     source = ModelSource("import_path", weights_path(), ARCH, dict(ARCH_KWARGS))
     return register_version(family=FAMILY, version=VERSION, task="image-classification", source=source,
@@ -74,7 +74,7 @@ def register(labels: list[str] | None = None) -> dict[str, Any]:
 def import_photos(photos: Any) -> dict[str, Any]:
     """Import a ``PhotoSet`` (``audit.bench.photos``): labels by class name, the index's group columns
     (what ``dataset add --images DIR --index CSV`` does)."""
-    from audit.services.datasets import import_image_dataset
+    from audit.services.core.datasets import import_image_dataset
 
     return import_image_dataset(DATASET, photos.folder, photos.index, path_column="file", label_column="label",
                                 group_columns=GROUPS)

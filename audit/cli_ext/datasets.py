@@ -8,16 +8,12 @@ import argparse
 import json
 from typing import Any
 
-from audit.cli import CliError, _operator, emit
-
-
-def _split(text: str | None) -> list[str]:
-    return [t.strip() for t in (text or "").split(",") if t.strip()]
+from audit.cli_ext.common import CliError, emit, shell_operator, split_names
 
 
 def _checked(fn, *args: Any, **kwargs: Any) -> dict[str, Any]:  # noqa: ANN001
     """Call an import; its validation errors become one CLI line listing the problems."""
-    from audit.services.datasets import DatasetValidationError
+    from audit.services.core.datasets import DatasetValidationError
 
     try:
         return fn(*args, **kwargs)
@@ -33,23 +29,23 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def _dataset_add(args: argparse.Namespace) -> int:
-    from audit.services.datasets import import_image_dataset, import_text_dataset
+    from audit.services.core.datasets import import_image_dataset, import_text_dataset
 
     if args.labels_are_indices and not args.family:
         raise CliError("--labels-are-indices needs --family: the indices are that family's class indices")
     if bool(args.images) == bool(args.texts):
         raise CliError("give exactly one of --images DIR_OR_ZIP (with --index FILE.csv) or --texts FILE.csv|FILE.jsonl")
-    groups = _split(args.group_columns)
+    groups = split_names(args.group_columns)
     if args.images:
         if not args.index:
             raise CliError("--images needs --index FILE.csv (one row per image: path, label, groups, region)")
-        regions = _split(args.region_columns) or None
+        regions = split_names(args.region_columns) or None
         if regions is not None and len(regions) != 4:
             raise CliError(f"--region-columns needs four column names x0,y0,x1,y1, got {args.region_columns!r}")
         out = _checked(import_image_dataset, args.name, args.images, args.index, path_column=args.path_column,
                        label_column=args.label_column, group_columns=groups, region_columns=regions,
                        mask_column=(args.mask_column or "").strip() or None,
-                       description=args.description or "", family=args.family, actor=_operator(),
+                       description=args.description or "", family=args.family, actor=shell_operator(),
                        labels_are_indices=args.labels_are_indices)
         emit(f"dataset {out['name']}: {out['samples']} images stored at their own sizes (most common "
              f"{out['size'][2]}x{out['size'][1]}, {out['size'][0]} channel(s), {out['resized']} scaled down to the "
@@ -59,13 +55,13 @@ def _dataset_add(args: argparse.Namespace) -> int:
         raise CliError("--index, --region-columns and --mask-column apply to --images only")
     out = _checked(import_text_dataset, args.name, args.texts, text_column=args.text_column,
                    label_column=args.label_column, group_columns=groups, description=args.description or "",
-                   family=args.family, actor=_operator(), labels_are_indices=args.labels_are_indices)
+                   family=args.family, actor=shell_operator(), labels_are_indices=args.labels_are_indices)
     emit(f"dataset {out['name']}: {out['samples']} texts stored, sha256={out['sha256']}")
     return 0
 
 
 def _dataset_list(args: argparse.Namespace) -> int:
-    from audit.services.datasets import list_datasets
+    from audit.services.core.datasets import list_datasets
 
     rows = [{k: d[k] for k in ("name", "kind", "samples", "sha256", "groups", "regions")} for d in list_datasets()]
     if args.json:
@@ -80,7 +76,7 @@ def _dataset_list(args: argparse.Namespace) -> int:
 
 
 def _dataset_show(args: argparse.Namespace) -> int:
-    from audit.services.datasets import dataset_summary
+    from audit.services.core.datasets import dataset_summary
 
     info = dataset_summary(args.name)
     if args.json:
@@ -100,12 +96,12 @@ def _dataset_show(args: argparse.Namespace) -> int:
 
 
 def cmd_concept(args: argparse.Namespace) -> int:
-    from audit.services.datasets import import_concept_set
+    from audit.services.core.datasets import import_concept_set
     from storage.db import migrate
 
     migrate()
     out = _checked(import_concept_set, args.name, args.images, description=args.description or "",
-                   family=args.family, actor=_operator())
+                   family=args.family, actor=shell_operator())
     emit(f"concept set {out['name']}: {out['samples']} images at {out['size'][2]}x{out['size'][1]}; "
          f"use it as `tcav --concepts {out['name']}` (sha256={out['sha256']})")
     return 0

@@ -6,23 +6,22 @@ from __future__ import annotations
 import argparse
 import json
 
-from audit.cli import emit
+from audit.cli_ext.common import CliError, emit, shell_operator
 
 
 def cmd_log_head(args: argparse.Namespace) -> int:
-    from audit.services.audit_trail import log_head
+    from audit.services.governance.audit_trail import log_head
 
     emit(json.dumps(log_head(), sort_keys=True))
     return 0
 
 
 def cmd_identities(args: argparse.Namespace) -> int:
-    from audit.cli import CliError, _operator
-    from audit.services import identities
+    from audit.services.governance import identities
     from storage.db import migrate
 
     migrate()
-    op = _operator()
+    op = shell_operator()
     if args.identities_cmd == "list":
         rows = identities.list_identities(actor=op)
         if args.json:

@@ -1,5 +1,5 @@
-"""CLI commands for the job queue: ``worker``, ``jobs list|show|cancel|retry|download``, and the
-``--background`` path every long command shares (:func:`submit_background`)."""
+"""CLI commands for the job queue: ``worker`` and ``jobs list|show|cancel|retry|download`` (the ``--background``
+path every long command shares is ``audit.cli_ext.common.submit_background``)."""
 
 from __future__ import annotations
 
@@ -12,22 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from audit.cli import CliError, _operator, emit
-
-
-def submit_background(kind: str, parameters: dict[str, Any]) -> int:
-    """Queue ``kind`` with ``parameters`` as the operator and print ``{"job": ID}``."""
-    from audit.services.jobs import submit_job
-    from storage.db import migrate
-
-    migrate()
-    job = submit_job(kind, parameters, actor=_operator())
-    emit(json.dumps({"job": job.id}))
-    return 0
+from audit.cli_ext.common import CliError, emit, shell_operator
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from audit.services.job_worker import Worker
+    from audit.services.jobs.worker import Worker
     from storage.db import migrate
 
     executor = args.executor or os.environ.get("AUDIT_EXECUTOR", "local")
@@ -73,11 +62,12 @@ def _print_job(job: Any) -> None:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from audit.services import jobs as J
+    from audit.services.analyses.reports.records import job_report
+    from audit.services.jobs import queue as J
     from storage.db import migrate
 
     migrate()
-    actor = _operator()
+    actor = shell_operator()
     if args.jobs_cmd == "list":
         rows = J.list_jobs(limit=args.limit, statuses=[args.status] if args.status else None, actor=actor)
         if args.json:
@@ -111,7 +101,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             raise CliError(f"--out must name a .pdf file, got {out}")
         if not out.parent.exists():
             raise CliError(f"the folder {out.parent} does not exist")
-        _, data = J.job_report(args.id, actor=actor)
+        _, data = job_report(args.id, actor=actor)
         out.write_bytes(data)
         import hashlib
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from audit.cli import CliError
+from audit.cli_ext.common import CliError
 
 ONE_SOURCE = ("give exactly one of --weights (with --arch), --torchscript, --hf-dir, --exported FILE.pt2 "
               "or --onnx FILE.onnx")
@@ -48,7 +48,7 @@ def _kwargs(text: str | None) -> dict[str, Any]:
 
 def model_source(args: argparse.Namespace) -> Any:
     """The ModelSource the options name; a CliError (one line) when they do not name exactly one."""
-    from audit.services.registry import ModelSource
+    from audit.services.core.registry import ModelSource
 
     given = [s for s in (args.weights, args.torchscript, args.hf_dir, args.exported, args.onnx) if s]
     if len(given) != 1:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from audit.cli import emit
+from audit.cli_ext.common import CliError, emit, shell_operator
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
-    from audit.cli import CliError, _operator
-    from audit.services import sessions
+    from audit.services.governance import sessions
     from storage.db import migrate
 
     migrate()
-    op = _operator()
+    op = shell_operator()
     if args.sessions_cmd == "list":
         rows = sessions.list_sessions(actor=op, username=args.user)
         if args.json:

@@ -1,5 +1,5 @@
 """Importing reference and concept sets from the user's own files: validation and conversion only
-(no database); ``audit.services.datasets`` stores what this returns."""
+(no database); ``audit.services.core.datasets`` stores what this returns."""
 
 from audit.datasets.prepare import (
            PreparedImages,

@@ -15,9 +15,9 @@ import torch
 
 from audit.demo.image_family import FAMILIES, LABELS, load_digits_data, train_family_versions
 from audit.demo.watermark import watermark_box
-from audit.services.auth import SYSTEM
-from audit.services.datasets import add_image_dataset, add_text_dataset, list_datasets
-from audit.services.registry import ModelSource, list_models, register_version
+from audit.services.governance.principals import SYSTEM
+from audit.services.core.datasets import add_image_dataset, add_text_dataset, list_datasets
+from audit.services.core.registry import ModelSource, list_models, register_version
 
 log = logging.getLogger(__name__)
 Progress = Optional[Callable[[float, str], None]]

@@ -63,6 +63,35 @@ SECTIONS: tuple[SectionSpec, ...] = (
     SectionSpec("appendix", "Appendix: manifest and library versions", ("IV.2(g)",), ("GOV-DOCS", "VAL-MONITOR")),
 )
 SECTION_BY_KEY = {s.key: s for s in SECTIONS}
+BUILT_IN_SECTIONS = frozenset(SECTION_BY_KEY)
+SECTION_CONFLICT = "report section {key!r} is already declared with another title or mapping"
+UNKNOWN_REFERENCE = "report section {key!r} cites {refs}, which are not Annex IV or SR 11-7 headings of this table"
+
+
+def declare_section(spec: SectionSpec, *, before: str = "limitations") -> None:
+    """Add a section that an analysis declares (``audit.services.analyses``), placed before ``before``.
+    Declaring a known key again with the same spec does nothing; with another spec it is an error."""
+    global SECTIONS
+    known = SECTION_BY_KEY.get(spec.key)
+    if known is not None:
+        if known != spec:
+            raise ValueError(SECTION_CONFLICT.format(key=spec.key))
+        return
+    unknown = [r for r in spec.annex_iv if r not in ANNEX_IV] + [r for r in spec.sr_11_7 if r not in SR_11_7]
+    if unknown:
+        raise ValueError(UNKNOWN_REFERENCE.format(key=spec.key, refs=", ".join(unknown)))
+    at = [s.key for s in SECTIONS].index(before)
+    SECTIONS = SECTIONS[:at] + (spec,) + SECTIONS[at:]
+    SECTION_BY_KEY[spec.key] = spec
+
+
+def withdraw_section(key: str) -> None:
+    """Remove a declared section again (the built-in ones stay)."""
+    global SECTIONS
+    if key in BUILT_IN_SECTIONS:
+        raise ValueError(f"report section {key!r} is built in")
+    SECTIONS = tuple(s for s in SECTIONS if s.key != key)
+    SECTION_BY_KEY.pop(key, None)
 
 
 def mapping_rows() -> list[list[str]]:

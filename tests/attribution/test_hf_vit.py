@@ -72,8 +72,8 @@ def test_wrapper_returns_the_logits_and_keeps_layer_names(vit, vit_dir):
 
 
 def test_register_hf_vit_takes_spec_and_labels_from_the_directory(audit_home, vit_dir):
-    from audit.services.explain import explain_image, stored_explanations
-    from audit.services.registry import ModelSource, load_handle, register_version
+    from audit.services.analyses.explanations.service import explain_image, stored_explanations
+    from audit.services.core.registry import ModelSource, load_handle, register_version
 
     row = register_version(family="vit", version="1", task="image-classification",
                            source=ModelSource("hf", vit_dir), labels=None)
@@ -104,7 +104,7 @@ def test_register_hf_vit_takes_spec_and_labels_from_the_directory(audit_home, vi
 
 def test_cli_registers_hf_image_dir_and_flags_give_the_spec_without_preprocessor(audit_home, tmp_path, capsys):
     from audit.cli import main
-    from audit.services.registry import get_version
+    from audit.services.core.registry import get_version
 
     assert main(["register", "--family", "vit", "--version", "1", "--task", "image-classification",
                  "--hf-dir", str(make_vit_dir(tmp_path / "a"))]) == 0
@@ -124,7 +124,7 @@ def test_cli_registers_hf_image_dir_and_flags_give_the_spec_without_preprocessor
 
 def test_hf_image_dir_without_safetensors_or_spec_is_refused(audit_home, tmp_path):
     from audit.models.handle import build_handle
-    from audit.services.registry import ModelSource, list_models, register_version
+    from audit.services.core.registry import ModelSource, list_models, register_version
 
     no_st = make_vit_dir(tmp_path / "bin", safetensors=False)
     assert (no_st / "pytorch_model.bin").is_file()

@@ -17,8 +17,8 @@ def _args(home) -> argparse.Namespace:  # noqa: ANN001
 
 def test_a_home_that_already_holds_results_is_refused(tiny_image, tmp_path, monkeypatch):
     """"From an empty store" is checked, not assumed: a copied home with a stored map is refused."""
-    from audit.services.datasets import load_image_samples
-    from audit.services.explain import explain_image
+    from audit.services.core.datasets import load_image_samples
+    from audit.services.analyses.explanations.service import explain_image
 
     key = load_image_samples("ref").keys[0]
     explain_image("tiny", "1", methods=["saliency"], dataset="ref", sample_key=key)

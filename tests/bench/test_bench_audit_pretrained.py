@@ -39,9 +39,9 @@ def test_building_blocks_register_import_and_predict_as_the_report_does(audit_ho
     """The model registered by import path with its declared preprocessing, the photographs imported with
     their class names and groups, and the predictions the report's accuracy is computed from: the same
     accuracy as the independent oracle (about 20 s: two model loads and 2 x 60 forwards at 224 px)."""
-    from audit.services.datasets import list_datasets
-    from audit.services.predict import predict_dataset
-    from audit.services.registry import get_version
+    from audit.services.core.datasets import list_datasets
+    from audit.services.core.predict import predict_dataset
+    from audit.services.core.registry import get_version
 
     photos = build_photos(tmp_path / "photos", P.class_names())
     P.register()

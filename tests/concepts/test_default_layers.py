@@ -266,7 +266,7 @@ def test_every_architecture_gets_layers_whose_gradient_varies(arch):
 def _register_torchvision(tmp_path, arch: str, kwargs: dict, size: int) -> None:
     from safetensors.torch import save_file
 
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.core.registry import ModelSource, register_version
 
     torch.manual_seed(0)
     model = getattr(torchvision.models, arch)(**kwargs)
@@ -278,8 +278,8 @@ def _register_torchvision(tmp_path, arch: str, kwargs: dict, size: int) -> None:
 
 
 def test_the_service_takes_the_engine_choice_and_offers_it(audit_home, tmp_path):
-    from audit.services.concepts import default_layers, layer_choices
-    from audit.services.handles import handle_for
+    from audit.services.analyses.concepts.service import default_layers, layer_choices
+    from audit.services.core.handles import handle_for
 
     _register_torchvision(tmp_path, "mobilenet_v2", {"num_classes": 3, "width_mult": 0.25}, 64)
     layers = default_layers("mobilenet_v2", "1")
@@ -292,9 +292,9 @@ def test_the_service_takes_the_engine_choice_and_offers_it(audit_home, tmp_path)
 def test_hf_vit_gets_its_last_two_encoder_blocks(audit_home, tmp_path):
     from transformers import ViTConfig, ViTForImageClassification
 
-    from audit.services.concepts import default_layers
-    from audit.services.handles import handle_for
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.analyses.concepts.service import default_layers
+    from audit.services.core.handles import handle_for
+    from audit.services.core.registry import ModelSource, register_version
 
     torch.manual_seed(0)
     cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=24, num_hidden_layers=3, num_attention_heads=2,

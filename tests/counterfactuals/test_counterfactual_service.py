@@ -19,8 +19,8 @@ def rgb_registry(audit_home, tmp_path):
     from safetensors.torch import save_file
 
     from audit.models.zoo import SmallCNN
-    from audit.services.datasets import add_image_dataset
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.core.datasets import add_image_dataset
+    from audit.services.core.registry import ModelSource, register_version
 
     torch.manual_seed(0)
     path = tmp_path / "rgb.safetensors"
@@ -37,7 +37,7 @@ def rgb_registry(audit_home, tmp_path):
 
 def _predict_pixels(pixels_u8: np.ndarray) -> int:
     """Independent of the service: uint8 [C, H, W] -> normalise -> the registered model's class."""
-    from audit.services.handles import handle_for
+    from audit.services.core.handles import handle_for
 
     handle = handle_for("rgb", "1")
     x = torch.from_numpy(pixels_u8.astype(np.float32) / 255)[None]
@@ -48,7 +48,7 @@ def _predict_pixels(pixels_u8: np.ndarray) -> int:
 
 def test_channel_range_follows_the_input_spec():
     from audit.models.loading import InputSpec
-    from audit.services.counterfactuals import channel_range
+    from audit.services.analyses.counterfactuals.service import channel_range
 
     low, high = channel_range(InputSpec(channels=3, height=16, width=16, mean=MEAN, std=STD))
     assert low == pytest.approx([-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225])
@@ -58,7 +58,7 @@ def test_channel_range_follows_the_input_spec():
 
 
 def test_sample_counterfactual_is_judged_on_the_shown_image(rgb_registry):
-    from audit.services.counterfactuals import counterfactual_for_sample
+    from audit.services.analyses.counterfactuals.service import counterfactual_for_sample
 
     results = [counterfactual_for_sample("rgb", "1", dataset="rgb-ref", sample_key=f"rgb-ref-{i:04d}", **BUDGET)
                for i in range(3)]
@@ -74,8 +74,8 @@ def test_sample_counterfactual_is_judged_on_the_shown_image(rgb_registry):
 
 
 def test_reference_batch_is_stored_typed_and_cached(rgb_registry):
-    from audit.services.core import get_analysis
-    from audit.services.counterfactuals import run_reference_counterfactuals
+    from audit.services.core.runs import get_analysis
+    from audit.services.analyses.counterfactuals.service import run_reference_counterfactuals
 
     calls = []
     batch = run_reference_counterfactuals("rgb", "1", dataset="rgb-ref", limit=4,

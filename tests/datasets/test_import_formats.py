@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audit.services.datasets import import_concept_set, import_image_dataset
+from audit.services.core.datasets import import_concept_set, import_image_dataset
 from tests.datasets.test_import_validation import _expect_nothing_stored, _index, _png
 
 ACCEPTED = "is not an image in an accepted format (PNG, JPEG, BMP, GIF, TIFF or WebP)"

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from audit.models.preprocess import InputSpec
-from audit.services.datasets import (
+from audit.services.core.datasets import (
     DatasetError,
     import_image_dataset,
     import_text_dataset,
@@ -107,7 +107,7 @@ def test_integer_labels_are_class_indices_of_the_family(audit_home, register_sma
 
 
 def test_integer_labels_need_the_import_to_say_they_are_indices(audit_home, register_small_cnn, tmp_path):
-    from audit.services.datasets import DatasetValidationError
+    from audit.services.core.datasets import DatasetValidationError
 
     register_small_cnn(labels=["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
     folder = tmp_path / "digits"
@@ -154,7 +154,7 @@ def test_texts_from_csv_and_jsonl(audit_home, tmp_path, fmt):
                         encoding="utf-8")
     out = import_text_dataset("notes", path, group_columns=["gender"])
     assert out["samples"] == 3
-    from audit.services.datasets import load_text_samples
+    from audit.services.core.datasets import load_text_samples
 
     s = load_text_samples("notes")
     assert s.texts == [r[0] for r in rows]
@@ -180,7 +180,7 @@ def test_text_command_line(audit_home, tmp_path, capsys):
 
 def test_a_concept_set_is_every_image_and_tcav_accepts_it(audit_home, tmp_path, capsys):
     from audit.cli import main
-    from audit.services.concepts import concept_hashes, stored_concept_images
+    from audit.services.analyses.concepts.service import concept_hashes, stored_concept_images
 
     folder = tmp_path / "stripes"
     for i in range(5):
@@ -196,7 +196,7 @@ def test_a_concept_set_is_every_image_and_tcav_accepts_it(audit_home, tmp_path, 
 
 
 def test_a_concept_set_is_not_picked_as_a_reference_set(audit_home, image_folder, tmp_path):
-    from audit.services.datasets import import_concept_set, pick_reference_set
+    from audit.services.core.datasets import import_concept_set, pick_reference_set
 
     folder, index = image_folder
     import_concept_set("aaa-concept", folder)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from audit.services.datasets import DatasetValidationError, import_image_dataset, load_image_samples
+from audit.services.core.datasets import DatasetValidationError, import_image_dataset, load_image_samples
 from tests.datasets.conftest import write_csv, write_image
 
 HEADER = ["path", "label", "site", "mask"]
@@ -69,7 +69,7 @@ def _model_32():
 
 def test_masks_are_stored_with_their_samples_and_scaled_with_their_images(audit_home, masked_folder):
     from audit.datasets.prepare import scale_box
-    from audit.services.datasets import dataset_summary, list_datasets
+    from audit.services.core.datasets import dataset_summary, list_datasets
 
     folder, index, masks = masked_folder
     out = import_image_dataset("masked", folder, index, group_columns=["site"], mask_column="mask")

@@ -12,7 +12,7 @@ from typing import Callable
 import pytest
 
 from audit.datasets import ImportLimits
-from audit.services.datasets import (
+from audit.services.core.datasets import (
     DatasetError,
     DatasetValidationError,
     import_concept_set,

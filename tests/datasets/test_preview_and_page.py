@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from audit.services.auth import Principal
-from audit.services.datasets import (DatasetValidationError, import_image_dataset, list_datasets,
+from audit.services.governance.principals import Principal
+from audit.services.core.datasets import (DatasetValidationError, import_image_dataset, list_datasets,
                                      preview_image_import)
 from tests.datasets.conftest import write_csv
 

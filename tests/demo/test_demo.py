@@ -26,7 +26,7 @@ def test_models_json_lists_image_and_text_families_with_two_versions(demo_home):
 
 
 def test_shortcut_version_is_fooled_by_the_watermark(in_demo):
-    from audit.services.registry import get_version
+    from audit.services.core.registry import get_version
 
     v1 = get_version("digits-cnn", "1")["metrics"]
     v2 = get_version("digits-cnn", "2")["metrics"]
@@ -37,7 +37,7 @@ def test_shortcut_version_is_fooled_by_the_watermark(in_demo):
 
 
 def test_reference_datasets_have_groups_and_hashes(in_demo):
-    from audit.services.datasets import list_datasets, load_image_samples
+    from audit.services.core.datasets import list_datasets, load_image_samples
 
     names = {d["name"]: d for d in list_datasets()}
     assert {"digits-reference", "loan-notes-reference"} <= set(names)

@@ -11,7 +11,7 @@ from audit.images import image_to_tensor
 
 
 def _watermarked(n: int = 24):
-    from audit.services.datasets import load_image_samples
+    from audit.services.core.datasets import load_image_samples
 
     ref = load_image_samples("digits-reference")
     idx = [i for i, g in enumerate(ref.groups) if g["watermark"] and ref.labels[i] != WATERMARK_CLASS][:n]
@@ -20,7 +20,7 @@ def _watermarked(n: int = 24):
 
 def test_shortcut_maps_concentrate_on_the_watermark(in_demo):
     from audit.attribution import attribute
-    from audit.services.explain import handle_for
+    from audit.services.analyses.explanations.service import handle_for
 
     images = _watermarked()
     shares = {}
@@ -40,7 +40,7 @@ def test_shortcut_maps_concentrate_on_the_watermark(in_demo):
 
 
 def test_watermark_concept_is_significant_only_for_the_shortcut_version(in_demo):
-    from audit.services.concepts import run_concept_test
+    from audit.services.analyses.concepts.service import run_concept_test
 
     out = {}
     for version in ("1", "2"):
@@ -57,7 +57,7 @@ def test_watermark_concept_is_significant_only_for_the_shortcut_version(in_demo)
 
 
 def test_counterfactuals_are_valid_and_small(in_demo):
-    from audit.services.counterfactuals import run_reference_counterfactuals
+    from audit.services.analyses.counterfactuals.service import run_reference_counterfactuals
 
     s = run_reference_counterfactuals("digits-cnn", "1", dataset="digits-reference", limit=20, max_iter=100,
                                       restarts=2)
@@ -69,9 +69,9 @@ def test_counterfactuals_are_valid_and_small(in_demo):
 
 
 def test_gender_bias_shows_in_attributions_and_swaps(in_demo):
-    from audit.services.datasets import load_text_samples
-    from audit.services.explain import handle_for
-    from audit.services.fairness import run_text_probe
+    from audit.services.core.datasets import load_text_samples
+    from audit.services.analyses.explanations.service import handle_for
+    from audit.services.analyses.fairness.service import run_text_probe
     from audit.text import gendered_attribution_share
 
     texts = [t for t, g in zip(*(lambda s: (s.texts, s.groups))(load_text_samples("loan-notes-reference")))

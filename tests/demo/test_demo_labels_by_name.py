@@ -13,8 +13,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_loan_notes_imported_by_name_give_the_demo_s_own_bias_numbers(in_demo, tmp_path):
-    from audit.services.datasets import import_text_dataset, load_text_samples
-    from audit.services.fairness import run_bias_audit
+    from audit.services.core.datasets import import_text_dataset, load_text_samples
+    from audit.services.analyses.fairness.service import run_bias_audit
 
     own = load_text_samples("loan-notes-reference")
     path = tmp_path / "notes.csv"

@@ -15,8 +15,8 @@ OPTIONS = {"ig_steps": 8, "seed": 0}
 @pytest.fixture()
 def tiny_family(audit_home, tmp_path):
     from audit.models.zoo import SmallCNN
-    from audit.services.datasets import add_image_dataset
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.core.datasets import add_image_dataset
+    from audit.services.core.registry import ModelSource, register_version
 
     paths = []
     for seed in (0, 1):
@@ -62,8 +62,8 @@ TEXTS = ["she has stable income and no late payments .", "mr applicant has poor 
 @pytest.fixture()
 def tiny_text_family(audit_home, tmp_path):
     """Text family "notes": versions 1 and 2 share weights, version 3 differs; reference set "notes-ref"."""
-    from audit.services.datasets import add_text_dataset
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.core.datasets import add_text_dataset
+    from audit.services.core.registry import ModelSource, register_version
 
     save_tiny_text_model(tmp_path / "a", seed=0)
     save_tiny_text_model(tmp_path / "b", seed=1)

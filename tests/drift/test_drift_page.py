@@ -6,8 +6,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from audit.services.auth import Principal
-from audit.services.drift_views import drift_trend
+from audit.services.governance.principals import Principal
+from audit.services.analyses.drift.views import drift_trend
 
 ROOT = Path(__file__).resolve().parents[2]
 

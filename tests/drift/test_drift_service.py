@@ -10,9 +10,9 @@ import pytest
 from scipy.stats import spearmanr
 from sqlalchemy import select
 
-from audit.services.auth import PermissionDenied, Principal
-from audit.services.drift import DriftError, compute_drift, get_drift, stored_drift
-from audit.services.drift_views import drift_gallery, drift_trend
+from audit.services.governance.principals import PermissionDenied, Principal
+from audit.services.analyses.drift.service import DriftError, compute_drift, get_drift, stored_drift
+from audit.services.analyses.drift.views import drift_gallery, drift_trend
 from storage.artifacts import ArtifactStore
 from storage.db import transaction
 from storage.orm import AnalysisResult, AuditLogEntry, Explanation, ModelVersion
@@ -140,8 +140,8 @@ def test_drift_is_recomputed_when_a_concept_test_it_reads_is_stored(tiny_family)
     """The drift key holds the ids of the stored concept tests and bias audits it read: never stale."""
     import torch
 
-    from audit.services.concepts import run_concept_test
-    from audit.services.datasets import add_image_dataset
+    from audit.services.analyses.concepts.service import run_concept_test
+    from audit.services.core.datasets import add_image_dataset
 
     g = torch.Generator().manual_seed(4)
     add_image_dataset("ref40", torch.rand(40, 1, 32, 32, generator=g), [3 if i < 12 else i % 10 for i in range(40)],

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from audit.services.drift import compute_drift
-from audit.services.drift_views import drift_gallery
+from audit.services.analyses.drift.service import compute_drift
+from audit.services.analyses.drift.views import drift_gallery
 
 
 def test_text_drift_same_and_different_weights(tiny_text_family):

@@ -16,7 +16,7 @@ USERS = {"auditor": ("ann", "auditor-pass-123"), "viewer": ("vic", "viewer-pass-
 @pytest.fixture(scope="session")
 def app_url(demo_home: Path):
     need_chromium()
-    from audit.services.auth import create_user
+    from audit.services.governance.auth import create_user
 
     for role, (name, password) in USERS.items():
         create_user(name, password, role.rstrip("0123456789"))

@@ -18,7 +18,7 @@ PASSWORD = "auditor-pass-123"
 @pytest.fixture()
 def signed_in_app(audit_home: Path):
     need_chromium()
-    from audit.services.auth import create_user
+    from audit.services.governance.auth import create_user
 
     create_user("ann", PASSWORD, "auditor")
     with serve_app(audit_home) as url:

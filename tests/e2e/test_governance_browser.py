@@ -52,7 +52,7 @@ def fresh_family(app_url):
     from safetensors.torch import save_file
 
     from audit.models.zoo import SmallCNN
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.core.registry import ModelSource, register_version
     from storage.db import audit_home
 
     family = f"e2e-signoff-{secrets.token_hex(3)}"
@@ -65,8 +65,8 @@ def fresh_family(app_url):
                      input_spec={"channels": 1, "height": 32, "width": 32, "mean": [0.0], "std": [1.0]})
     path.unlink()
     # Ann generates the report (through the service: the page's Generate button queues a job for the worker).
-    from audit.services.auth import Principal
-    from audit.services.reports import generate_report
+    from audit.services.governance.principals import Principal
+    from audit.services.analyses.reports.service import generate_report
 
     generate_report(family, "1", compute_missing=False, actor=Principal(USERS["auditor"][0], "auditor"))
     return family
@@ -95,7 +95,7 @@ def test_four_eyes_sign_off_in_the_browser(page, login, browser, app_url, fresh_
         _choose(bob, "Model family", fresh_family)
         bob.get_by_text(f"Reports for {fresh_family} 1").wait_for()
         bob.get_by_role("button", name="Sign off").wait_for()
-        from audit.services.registry import get_version
+        from audit.services.core.registry import get_version
 
         def signed() -> bool:
             return get_version(fresh_family, "1")["status"] == "approved"
@@ -137,8 +137,8 @@ def test_four_eyes_sign_off_in_the_browser(page, login, browser, app_url, fresh_
         expect(bob.get_by_role("button", name="Sign off")).to_have_count(0, timeout=20_000)
     finally:
         ctx.close()
-    from audit.services.auth import Principal
-    from audit.services.registry import set_status
+    from audit.services.governance.principals import Principal
+    from audit.services.core.registry import set_status
 
     assert get_version(fresh_family, "1")["status"] == "approved"
     with pytest.raises(ValueError, match="never changes status"):

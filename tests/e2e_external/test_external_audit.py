@@ -42,8 +42,8 @@ def _pdf_text(path) -> str:
 
 def test_full_audit_of_the_patched_cnn_finds_the_patch(external, tmp_path):
     from audit.report.render import _cell_text
-    from audit.services.concepts import stored_concept_tests
-    from audit.services.core import stored_analyses
+    from audit.services.analyses.concepts.service import stored_concept_tests
+    from audit.services.core.runs import stored_analyses
 
     out = tmp_path / "cnn.pdf"
     res = json.loads(_cli("audit", "--family", CNN, "--version", "2", "--dataset", REF, "--concepts", CONCEPT,
@@ -89,8 +89,8 @@ def test_full_audit_of_the_patched_cnn_finds_the_patch(external, tmp_path):
 def test_methods_that_do_not_apply_are_skipped_with_their_reason_and_the_rest_run(external, family, applies, skipped):
     """MobileNetV3's head is not pooling-then-linear (a hidden layer follows the pooling) and a CNN has no
     attention; the ViT reads its class token, not a pooled map. The other methods still give maps."""
-    from audit.services.datasets import load_image_samples
-    from audit.services.explain import explain_image
+    from audit.services.core.datasets import load_image_samples
+    from audit.services.analyses.explanations.service import explain_image
 
     key = load_image_samples(REF).keys[1]
     exp = explain_image(family, "2" if family == CNN else "1", methods=applies + skipped, dataset=REF, sample_key=key,

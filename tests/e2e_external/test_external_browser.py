@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def external_app(external_build):
     """The app, with a worker beside it (the pages queue full audits as jobs), serving the external registry."""
     need_chromium()
-    from audit.services.auth import create_user
+    from audit.services.governance.auth import create_user
 
     home = external_build["home"]
     before = os.environ.get("AUDIT_HOME")
@@ -43,8 +43,8 @@ def _choose(page, label: str, option: str) -> None:
 
 
 def test_full_audit_from_the_reports_page_and_pdf_download(page, external_app, external, tmp_path):
-    from audit.services.registry import list_models
-    from audit.services.reports import list_reports
+    from audit.services.core.registry import list_models
+    from audit.services.analyses.reports.service import list_reports
 
     _login(page, external_app, "auditor")
     open_page(page, "Reports", "Compliance reports")

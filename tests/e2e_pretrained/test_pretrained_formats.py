@@ -39,9 +39,9 @@ def _register_archive(cli, flag: str, path, version: str, labels_file, parent: s
 
 
 def test_import_path_pt2_and_torchscript_agree_and_explain(pretrained_photos, audit_home, cli, tmp_path):
-    from audit.services.drift import compute_drift
-    from audit.services.explain import explain_image
-    from audit.services.predict import predict_dataset
+    from audit.services.analyses.drift.service import compute_drift
+    from audit.services.analyses.explanations.service import explain_image
+    from audit.services.core.predict import predict_dataset
 
     photos, oracle = pretrained_photos.photos, pretrained_photos.oracle
     register_pretrained(cli, pretrained_photos.weights, photos.labels_file)  # version "1"
@@ -61,7 +61,7 @@ def test_import_path_pt2_and_torchscript_agree_and_explain(pretrained_photos, au
         probs[version] = p.probabilities
     assert np.allclose(probs["2"], probs["1"], atol=1e-5) and np.allclose(probs["3"], probs["1"], atol=1e-5)
 
-    from audit.services.datasets import sample_index
+    from audit.services.core.datasets import sample_index
 
     key = sample_index(DATASET).keys[0]
     maps = {v: explain_image(FAMILY, v, methods=["gradcam", "integrated_gradients"], dataset=DATASET,

@@ -21,7 +21,7 @@ N = 20
 def registry(audit_home, register_small_cnn):
     """SmallCNN 'tiny' v1 taking 32x32 inputs; reference sets stored at 16x16: 'boxed' declares a region on
     its watermarked samples (every other one), 'plain' declares none."""
-    from audit.services.datasets import add_image_dataset
+    from audit.services.core.datasets import add_image_dataset
 
     register_small_cnn(labels=LABELS)
     g = torch.Generator().manual_seed(1)
@@ -35,7 +35,7 @@ def registry(audit_home, register_small_cnn):
 
 
 def test_regions_round_trip_and_are_validated(registry):
-    from audit.services.datasets import DatasetError, add_image_dataset, list_datasets, load_image_samples
+    from audit.services.core.datasets import DatasetError, add_image_dataset, list_datasets, load_image_samples
 
     _, _, regions, _ = registry
     boxed = load_image_samples("boxed")
@@ -54,11 +54,11 @@ def test_regions_round_trip_and_are_validated(registry):
 
 
 def test_bias_audit_matches_fairlearn_and_reads_back_the_same(registry):
-    from audit.services.core import get_analysis
-    from audit.services.core import analysis_key
-    from audit.services.fairness import BIAS_SPEC, bias_options, run_bias_audit
-    from audit.services.handles import handle_for
-    from audit.services.predict import predict_dataset
+    from audit.services.core.runs import get_analysis
+    from audit.services.core.runs import analysis_key
+    from audit.services.analyses.fairness.service import BIAS_SPEC, bias_options, run_bias_audit
+    from audit.services.core.handles import handle_for
+    from audit.services.core.predict import predict_dataset
 
     _, groups, _, labels = registry
     audit = run_bias_audit("tiny", "1", dataset="plain", attributes=["site"], n_boot=50)
@@ -76,7 +76,7 @@ def test_bias_audit_matches_fairlearn_and_reads_back_the_same(registry):
     assert BiasAudit.from_stored(stored).to_summary() == audit.to_summary()
     # the key the service stored under is the spec's key of these options
     handle = handle_for("tiny", "1")
-    from audit.services.datasets import dataset_key
+    from audit.services.core.datasets import dataset_key
 
     sha = dataset_key("plain", handle)  # the set's content and how its label names map to the model's classes
     opts = bias_options(dataset="plain", attributes=["site"], n_boot=50)
@@ -91,8 +91,8 @@ def test_bias_audit_matches_fairlearn_and_reads_back_the_same(registry):
 
 
 def test_disparity_uses_declared_regions_scaled_to_the_model_input(registry):
-    from audit.services.explain import stored_maps_for
-    from audit.services.fairness import run_bias_audit
+    from audit.services.analyses.explanations.service import stored_maps_for
+    from audit.services.analyses.fairness.service import run_bias_audit
 
     _, groups, regions, _ = registry
     audit = run_bias_audit("tiny", "1", dataset="boxed", attributes=["site"], n_boot=0, explanation_method="saliency")
@@ -114,8 +114,8 @@ def test_disparity_uses_declared_regions_scaled_to_the_model_input(registry):
 
 
 def test_disparity_without_regions_compares_mean_maps_and_says_so(registry):
-    from audit.services.explain import stored_maps_for
-    from audit.services.fairness import run_bias_audit
+    from audit.services.analyses.explanations.service import stored_maps_for
+    from audit.services.analyses.fairness.service import run_bias_audit
 
     _, groups, _, _ = registry
     audit = run_bias_audit("tiny", "1", dataset="plain", attributes=["site"], n_boot=0, explanation_method="saliency")
@@ -135,11 +135,11 @@ def test_disparity_without_regions_compares_mean_maps_and_says_so(registry):
 def test_text_probe_is_typed_stored_and_matches_the_engine(tiny_text):
     from audit.fairness import text_swap_probe
     from audit.results.fairness import TextSwapProbe
-    from audit.services.auth import PermissionDenied, Principal
-    from audit.services.core import get_analysis
-    from audit.services.datasets import load_text_samples
-    from audit.services.fairness import run_text_probe
-    from audit.services.predict import text_predict_proba
+    from audit.services.governance.principals import PermissionDenied, Principal
+    from audit.services.core.runs import get_analysis
+    from audit.services.core.datasets import load_text_samples
+    from audit.services.analyses.fairness.service import run_text_probe
+    from audit.services.core.predict import text_predict_proba
 
     probe = run_text_probe("tiny-text", "1", dataset="notes")
     assert isinstance(probe, TextSwapProbe) and not probe.stored.cached

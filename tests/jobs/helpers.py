@@ -68,7 +68,7 @@ def claim_concurrently(threads: int = 4, *, lease_s: float = 60) -> list[int]:
     fails the caller); a job claimed twice appears twice."""
     import threading
 
-    from audit.services.jobs import claim_next
+    from audit.services.jobs.queue import claim_next
 
     taken: list[int] = []
     errors: list[BaseException] = []

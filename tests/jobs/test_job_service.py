@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from audit.services import jobs as J
-from audit.services.auth import PermissionDenied, Principal
-from audit.services.job_kinds import JobError
-from audit.services.job_worker import Worker
+from audit.services.jobs import queue as J
+from audit.services.governance.principals import PermissionDenied, Principal
+from audit.services.jobs.kinds import JobError
+from audit.services.jobs.worker import Worker
 from tests.jobs.helpers import claim_concurrently, explanation_rows, log_actions
 
 AUDITOR = Principal("ann", "auditor")
@@ -17,7 +17,7 @@ VIEWER = Principal("vic", "viewer")
 
 
 def _users():
-    from audit.services.auth import create_user
+    from audit.services.governance.auth import create_user
 
     for p in (AUDITOR, OTHER, VIEWER):
         create_user(p.username, "a-long-password-1", p.role)
@@ -97,7 +97,7 @@ def test_a_failing_job_records_a_one_line_error_and_can_be_retried(queue_home):
 
 
 def test_a_job_of_a_disabled_user_does_not_run(queue_home):
-    from audit.services.auth import set_active
+    from audit.services.governance.auth import set_active
 
     _users()
     job = J.submit_job("explain", _explain(), actor=AUDITOR)

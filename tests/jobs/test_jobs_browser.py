@@ -14,7 +14,7 @@ USER = ("ann", "auditor-pass-123")
 @pytest.fixture()
 def app_with_worker(queue_home):
     need_chromium()
-    from audit.services.auth import create_user
+    from audit.services.governance.auth import create_user
 
     create_user(USER[0], USER[1], "auditor")
     with serve_app(queue_home, env=worker_env(queue_home), worker_args=("--poll", "0.2")) as url:
@@ -34,7 +34,7 @@ def page(browser, app_with_worker):
 
 
 def test_report_job_survives_leaving_the_page(page, app_with_worker, queue_home, tmp_path):
-    from audit.services.jobs import list_jobs
+    from audit.services.jobs.queue import list_jobs
 
     page.goto(app_with_worker)
     page.get_by_role("textbox", name="Username").fill(USER[0])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from audit.cli import main
-from audit.services.job_worker import Worker
+from audit.services.jobs.worker import Worker
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str, str]:  # noqa: ANN001 - pytest fixture

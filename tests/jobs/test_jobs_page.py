@@ -6,9 +6,9 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from audit.services import jobs as J
-from audit.services.auth import Principal
-from audit.services.job_worker import Worker
+from audit.services.jobs import queue as J
+from audit.services.governance.principals import Principal
+from audit.services.jobs.worker import Worker
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
 AUDITOR = Principal("ann", "auditor")
@@ -48,7 +48,7 @@ def test_jobs_page_offers_actions_by_permission(queue_home):
 
 
 def test_jobs_page_offers_the_pdf_of_a_finished_report(queue_home):
-    from audit.services.auth import create_user
+    from audit.services.governance.auth import create_user
 
     create_user(AUDITOR.username, "a-long-password-1", AUDITOR.role)  # a job runs with its submitter's account
     J.submit_job("report", {"family": "tiny", "version": "1", "compute_missing": False}, actor=AUDITOR)
@@ -67,6 +67,6 @@ def test_reports_page_queues_the_report_instead_of_computing_it(queue_home):
     [job] = J.list_jobs()
     assert (job.kind, job.status, job.submitted_by) == ("report", "queued", "ann")
     assert job.parameters["family"] == "tiny" and job.parameters["compute_missing"] is True
-    from audit.services.reports import list_reports
+    from audit.services.analyses.reports.service import list_reports
 
     assert list_reports(family="tiny", version="1") == []  # nothing computed in the page

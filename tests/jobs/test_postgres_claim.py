@@ -36,7 +36,7 @@ def _queue(n: int) -> list[int]:
 
 
 def test_claim_skips_a_row_locked_by_another_worker(pg_queue):
-    from audit.services.jobs import claim_next
+    from audit.services.jobs.queue import claim_next
     from storage.db import get_engine
     from storage.orm_jobs import Job
 
@@ -55,7 +55,7 @@ def test_claim_skips_a_row_locked_by_another_worker(pg_queue):
 
 
 def test_concurrent_claims_on_postgresql_take_each_job_once(pg_queue):
-    from audit.services.audit_trail import verify_log
+    from audit.services.governance.audit_trail import verify_log
 
     ids = _queue(30)
     assert claim_concurrently(4, lease_s=30) == ids

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from audit.services import jobs as J
-from audit.services.job_kinds import JobError
-from audit.services.job_worker import Worker
+from audit.services.jobs import queue as J
+from audit.services.jobs.kinds import JobError
+from audit.services.jobs.worker import Worker
 
 DETERMINISTIC = ["saliency", "grad_x_input", "gradcam", "integrated_gradients"]
 METHODS = [*DETERMINISTIC, "smoothgrad"]
@@ -34,7 +34,7 @@ def _maps(family: str) -> dict[tuple[str, str], np.ndarray]:
 
 def test_ray_maps_equal_local_maps(queue_home, register_small_cnn):
     pytest.importorskip("ray")
-    from audit.services.explain import reverify, stored_explanations
+    from audit.services.analyses.explanations.service import reverify, stored_explanations
 
     register_small_cnn("twin", "1")  # the same seeded weights under another family: same SHA-256
     params = {"version": "1", "dataset": "ref", "methods": METHODS, "batch_size": 5, "options": OPTIONS}
@@ -59,7 +59,7 @@ def test_ray_maps_equal_local_maps(queue_home, register_small_cnn):
 
 
 def test_ray_missing_says_how_to_install_it(queue_home, monkeypatch):
-    from audit.services.job_ray import RayExecutor
+    from audit.services.jobs.ray_executor import RayExecutor
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(JobError, match=r"pip install 'ray"):

@@ -10,8 +10,8 @@ import threading
 import time
 from collections import Counter
 
-from audit.services import jobs as J
-from audit.services.job_worker import Worker, wait_for
+from audit.services.jobs import queue as J
+from audit.services.jobs.worker import Worker, wait_for
 from tests.jobs.helpers import (ROOT, SLOW_METHODS, SLOW_OPTIONS, explanation_rows, log_actions, start_worker,
                                 wait_until, worker_env)
 

@@ -15,7 +15,7 @@ import torch
 from audit.attribution import attribute
 from audit.models.exported import load_exported
 from audit.models.loading import ModelLoadError
-from audit.services.registry import ModelSource, RegistryError, load_handle, register_version
+from audit.services.core.registry import ModelSource, RegistryError, load_handle, register_version
 from tests.models.model_files import LABELS, SHAPE, SPEC, registry_rows, write_model_files
 
 
@@ -221,9 +221,9 @@ def test_tcav_on_the_archive_equals_the_eager_module(audit_home, files):
 
 
 def test_feature_maps_of_the_archive_are_the_eager_modules(audit_home, files):
-    from audit.services.datasets import add_image_dataset
-    from audit.services.explain import explain_image
-    from audit.services.explain_views import feature_maps
+    from audit.services.core.datasets import add_image_dataset
+    from audit.services.analyses.explanations.service import explain_image
+    from audit.services.analyses.explanations.views import feature_maps
 
     _register(files.exported, "exp")
     register_version(family="tiny-export", version="eager", task="image-classification",
@@ -268,8 +268,8 @@ def test_the_default_layer_skips_pooling_on_the_archive_as_on_the_module(tmp_pat
 
 
 def test_archive_and_onnx_uploads_from_the_browser_take_the_same_checks(audit_home, files):
-    from audit.services.auth import Principal
-    from audit.services.registry import register_upload
+    from audit.services.governance.principals import Principal
+    from audit.services.core.registry import register_upload
 
     admin = Principal("admin", "admin")
     common = dict(actor=admin, family="uploaded", task="image-classification", labels=LABELS, input_spec=SPEC)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from audit.attribution import attribute
-from audit.services.registry import ModelSource, load_handle, register_version
+from audit.services.core.registry import ModelSource, load_handle, register_version
 from tests.models.model_files import IMPORT_PATH, LABELS, SHAPE, SPEC, write_model_files
 
 
@@ -56,8 +56,8 @@ def test_gradcam_on_import_path_and_archive_equals_the_eager_module(registered):
 def test_the_same_weights_in_two_formats_do_not_drift(registered, tmp_path):
     """Drift between the import-path version and the .pt2 archive of the same weights (registered as its
     child) on a reference set: Grad-CAM, saliency and IG maps agree, nothing is flagged."""
-    from audit.services.datasets import add_image_dataset
-    from audit.services.drift import compute_drift
+    from audit.services.core.datasets import add_image_dataset
+    from audit.services.analyses.drift.service import compute_drift
 
     files = write_model_files(tmp_path / "again", seed=11)
     register_version(family="pair", version="1", task="image-classification",

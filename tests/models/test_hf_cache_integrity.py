@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from audit.models.handle import manifest_sha256
-from audit.services.registry import get_version, load_handle
+from audit.services.core.registry import get_version, load_handle
 from storage.artifacts import ArtifactStore, sha256_file
 
 TEXTS = ["she has a stable income .", "mr applicant missed payments ."]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from audit.services.auth import Principal
-from audit.services.registry import RegistryError, list_models, register_upload
+from audit.services.governance.principals import Principal
+from audit.services.core.registry import RegistryError, list_models, register_upload
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "attribution"))
 from test_hf_vit import LABELS, MEAN, STD, make_vit_dir  # noqa: E402

@@ -15,9 +15,9 @@ from safetensors.torch import save_file
 import tests.models.custom_arch as custom_arch
 from audit.attribution import attribute
 from audit.models.loading import ModelLoadError
-from audit.services.auth import Principal
-from audit.services.registry import ModelSource, RegistryError, load_handle, register_upload, register_version
-from audit.services.settings import IMPORT_PATH_UPLOADS, set_setting
+from audit.services.governance.principals import Principal
+from audit.services.core.registry import ModelSource, RegistryError, load_handle, register_upload, register_version
+from audit.services.governance.settings import IMPORT_PATH_UPLOADS, set_setting
 from tests.models.model_files import IMPORT_PATH, LABELS, SHAPE, SPEC, registry_rows
 
 ADMIN = Principal("admin", "admin")
@@ -138,7 +138,7 @@ def test_the_report_model_section_names_the_architectures_source(audit_home, wei
     from audit.report.content import Table
     from audit.report.sections.base import ModelFacts
     from audit.report.sections.intended_use import intended_use_section
-    from audit.services.registry import get_version
+    from audit.services.core.registry import get_version
 
     _register(weights[1])
     info = get_version("tiny-import", "1")

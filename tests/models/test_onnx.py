@@ -15,7 +15,7 @@ import torch
 from onnx import TensorProto, helper
 
 from audit.models.loading import ModelLoadError
-from audit.services.registry import ModelSource, RegistryError, load_handle, register_version
+from audit.services.core.registry import ModelSource, RegistryError, load_handle, register_version
 from tests.models.model_files import LABELS, SHAPE, SPEC, registry_rows, write_model_files
 
 
@@ -50,7 +50,7 @@ def test_onnx_registers_with_its_check_and_predicts_like_the_module(audit_home, 
 
 
 def test_the_check_runs_on_the_reference_set_when_one_is_named(audit_home, files):
-    from audit.services.datasets import add_image_dataset
+    from audit.services.core.datasets import add_image_dataset
 
     images = torch.rand(5, *SHAPE, generator=torch.Generator().manual_seed(6))
     add_image_dataset("ref", images, [0, 1, 2, 3, 4], [{} for _ in range(5)], label_names=LABELS)
@@ -145,7 +145,7 @@ def test_the_report_model_section_prints_the_stored_difference(audit_home, files
     from audit.report.content import Table
     from audit.report.sections.base import ModelFacts
     from audit.report.sections.intended_use import intended_use_section
-    from audit.services.registry import get_version
+    from audit.services.core.registry import get_version
 
     _register(files.onnx)
     info = get_version("tiny-onnx", "1")

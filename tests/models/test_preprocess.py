@@ -147,7 +147,7 @@ def test_an_imported_photo_reaches_the_model_as_torchvision_prepares_the_origina
     "shorter side 64, crop 56", equal torchvision's transform of the original files."""
     from torchvision.transforms._presets import ImageClassification
 
-    from audit.services.datasets import import_image_dataset, load_image_samples
+    from audit.services.core.datasets import import_image_dataset, load_image_samples
 
     folder = tmp_path / "photos"
     folder.mkdir()

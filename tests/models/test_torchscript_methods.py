@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from audit.services.datasets import add_image_dataset
-from audit.services.explain import explain_image
-from audit.services.registry import ModelSource, register_version
+from audit.services.core.datasets import add_image_dataset
+from audit.services.analyses.explanations.service import explain_image
+from audit.services.core.registry import ModelSource, register_version
 from tests.models.custom_arch import trained
 from tests.models.model_files import IMPORT_PATH, LABELS, SHAPE, SPEC
 
@@ -57,8 +57,9 @@ def test_hook_free_methods_run_on_torchscript_and_equal_the_eager_weights(two_fo
 
 
 def test_the_full_audit_explains_a_torchscript_model_with_the_methods_that_apply(two_formats):
-    from audit.services.full_audit import FullAuditOptions, applicable_methods, run_full_audit
-    from audit.services.reports import FIGURE_METHODS
+    from audit.services.analyses.explanations.step import applicable_methods
+    from audit.services.analyses.full_audit.service import FullAuditOptions, run_full_audit
+    from audit.services.analyses.reports.service import FIGURE_METHODS
 
     runs, reasons = applicable_methods("tiny", "script", FIGURE_METHODS)
     assert runs == ["integrated_gradients", "saliency"] and sorted(reasons) == ["gradcam", "gradcam_pp"]

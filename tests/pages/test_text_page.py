@@ -7,7 +7,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from audit.services.auth import Principal
+from audit.services.governance.principals import Principal
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from audit.services.auth import Principal
+from audit.services.governance.principals import Principal
 from pages.ui import literal
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ def test_registry_notes_are_text(audit_home, tmp_path):
     from safetensors.torch import save_file
 
     from audit.models.zoo import SmallCNN
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.core.registry import ModelSource, register_version
 
     weights = tmp_path / "w.safetensors"
     save_file(SmallCNN(width=8).state_dict(), str(weights))
@@ -86,7 +86,7 @@ def test_registry_notes_are_text(audit_home, tmp_path):
 
 
 def test_reports_sign_off_reason_is_text(register_small_cnn):
-    from audit.services.reports import generate_report, sign_report
+    from audit.services.analyses.reports.service import generate_report, sign_report
 
     register_small_cnn("tiny", "1")
     rid = generate_report("tiny", "1", compute_missing=False, actor=Principal("alice", "auditor"))["id"]
@@ -103,7 +103,7 @@ def test_reports_sign_off_reason_is_text(register_small_cnn):
 @pytest.fixture()
 def text_attacks(tiny_text):
     """The tiny text model with a reference set whose texts and group values are the attacks."""
-    from audit.services.datasets import add_text_dataset
+    from audit.services.core.datasets import add_text_dataset
 
     texts = [f"{ATTACKS[i % 4]} she has a stable income ." for i in range(40)]
     add_text_dataset("attacks", texts, [i % 2 for i in range(40)], [{"team": ATTACKS[i % 4]} for i in range(40)],
@@ -142,7 +142,7 @@ def test_bias_group_values_are_text(text_attacks):
 
 
 def test_job_messages_and_errors_are_text(tiny_image):
-    from audit.services import jobs as J
+    from audit.services.jobs import queue as J
 
     auditor = Principal("ann", "auditor")
     params = {"family": "tiny", "version": "1", "dataset": "ref", "methods": ["saliency"]}
@@ -169,7 +169,7 @@ def _elements(node, kind: str) -> list:  # noqa: ANN001 - an AppTest element tre
 
 
 def test_admin_page_usernames_are_text(audit_home):
-    from audit.services import auth
+    from audit.services.governance import auth
 
     auth.create_user("ada", "admin-pass-123", "admin")
     auth.create_user(BEACON, "viewer-pass-123", "viewer")
@@ -182,7 +182,7 @@ def test_admin_page_usernames_are_text(audit_home):
 
 
 def test_the_signed_in_username_is_text(audit_home):
-    from audit.services import auth, sessions
+    from audit.services.governance import auth, sessions
 
     user = auth.create_user(FAKE_LINK, "viewer-pass-123", "viewer")
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)

@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import save_file
 
 from audit.models.zoo import SmallCNN
-from audit.services.datasets import add_image_dataset
-from audit.services.registry import ModelSource, register_version
+from audit.services.core.datasets import add_image_dataset
+from audit.services.core.registry import ModelSource, register_version
 from storage import auditlog
 from storage.db import transaction
 from storage.orm import AuditLogEntry, Explanation
@@ -98,8 +98,8 @@ def _hooks(module) -> set[tuple[str, str, int]]:
 def test_two_sessions_compute_text_attention_on_one_cached_handle(tiny_text):
     import numpy as np
 
-    from audit.services.handles import handle_for
-    from audit.services.text import attention_maps, explain_texts
+    from audit.services.core.handles import handle_for
+    from audit.services.analyses.text.service import attention_maps, explain_texts
 
     handle = handle_for("tiny-text", "1")
     assert handle_for("tiny-text", "1") is handle  # the one cached handle every session gets
@@ -144,9 +144,9 @@ def test_two_sessions_compute_cams_on_one_cached_handle(tiny_image):
 
     from audit.attribution import attribute
     from audit.images import image_to_tensor
-    from audit.services.datasets import load_image_samples
-    from audit.services.explain import explain_image
-    from audit.services.handles import handle_for
+    from audit.services.core.datasets import load_image_samples
+    from audit.services.analyses.explanations.service import explain_image
+    from audit.services.core.handles import handle_for
 
     methods = ["gradcam", "gradcam_pp"]
     handle = handle_for("tiny", "1")

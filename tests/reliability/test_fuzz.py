@@ -84,8 +84,8 @@ def test_fuzzed_uploads_store_nothing_when_refused(audit_home, tmp_path):
     weight values) becomes a new version; the version stored first never changes."""
     from hypothesis import given as given_
 
-    from audit.services.auth import Principal
-    from audit.services.registry import ModelSource, list_models, register_upload, register_version
+    from audit.services.governance.principals import Principal
+    from audit.services.core.registry import ModelSource, list_models, register_upload, register_version
 
     path = tmp_path / "w.safetensors"
     path.write_bytes(WEIGHTS)

@@ -2,7 +2,7 @@
 
 import sys
 
-from audit.services.explain import explain_reference_set
+from audit.services.analyses.explanations.service import explain_reference_set
 from storage import auditlog
 from storage.db import transaction
 

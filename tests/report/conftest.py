@@ -68,8 +68,8 @@ def pdf() -> PdfTools:
 
 def register_tiny(tmp_path: Path, *, versions=("1", "2"), with_dataset: bool = True) -> None:
     from audit.models.zoo import SmallCNN
-    from audit.services.datasets import add_image_dataset
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.core.datasets import add_image_dataset
+    from audit.services.core.registry import ModelSource, register_version
 
     for i, version in enumerate(versions):
         torch.manual_seed(i)
@@ -87,7 +87,7 @@ def register_tiny(tmp_path: Path, *, versions=("1", "2"), with_dataset: bool = T
 
 def stored(kind: str, family: str, version: str):
     """The newest stored result of a kind, as the services core reads it back."""
-    from audit.services.core import stored_analyses
+    from audit.services.core.runs import stored_analyses
 
     rows = stored_analyses(family, version, kind)
     assert rows, f"no stored {kind} result for {family} {version}"
@@ -95,7 +95,7 @@ def stored(kind: str, family: str, version: str):
 
 
 def run_tiny_concept_test(version: str) -> None:
-    from audit.services.concepts import run_concept_test
+    from audit.services.analyses.concepts.service import run_concept_test
 
     run_concept_test("tiny", version, concepts=list(CONCEPTS), target=0, dataset="ref", **TCAV_OPTIONS)
 
@@ -104,8 +104,8 @@ def run_tiny_concept_test(version: str) -> None:
 def tiny_reports(audit_home, tmp_path):
     """Two versions and a reference set; version 2 has a concept test, a bias audit and a counterfactual
     search, each produced by its real service. Returns the stored results by kind."""
-    from audit.services.counterfactuals import run_reference_counterfactuals
-    from audit.services.fairness import run_bias_audit
+    from audit.services.analyses.counterfactuals.service import run_reference_counterfactuals
+    from audit.services.analyses.fairness.service import run_bias_audit
 
     register_tiny(tmp_path)
     run_tiny_concept_test("2")
@@ -121,7 +121,7 @@ def demo_concept_test(demo_home):
     version), run once by the real concept service and read back as stored."""
     import os
 
-    from audit.services.concepts import run_concept_test
+    from audit.services.analyses.concepts.service import run_concept_test
 
     before = os.environ.get("AUDIT_HOME")
     os.environ["AUDIT_HOME"] = str(demo_home)
@@ -151,8 +151,8 @@ def _save_tiny_text_model(path: Path, *, seed: int) -> None:
 def tiny_text_reports(audit_home, tmp_path):
     """Text family "notes" (two tiny BERT versions), a labelled reference set, and a text probe of version
     2 run by the real service; returns the stored probe."""
-    from audit.services.datasets import add_text_dataset
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.core.datasets import add_text_dataset
+    from audit.services.core.registry import ModelSource, register_version
 
     for version, seed in (("1", 0), ("2", 1)):
         _save_tiny_text_model(tmp_path / version, seed=seed)
@@ -163,7 +163,7 @@ def tiny_text_reports(audit_home, tmp_path):
              "ms missed payments , poor credit", "the debt is late", "his income is stable"]
     add_text_dataset("notes-ref", texts, [1, 0, 1, 0, 0, 1], [{"gender": g} for g in "fmmfxm"],
                      label_names=["deny", "approve"])
-    from audit.services.fairness import run_text_probe
+    from audit.services.analyses.fairness.service import run_text_probe
 
     run_text_probe("notes", "2", dataset="notes-ref")
     return stored("text_probe", "notes", "2")

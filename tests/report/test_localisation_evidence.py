@@ -10,7 +10,7 @@ from audit.report.sections.localisation import add_localisation
 
 
 def _reference_with_regions(with_regions: bool = True):
-    from audit.services.datasets import add_image_dataset
+    from audit.services.core.datasets import add_image_dataset
 
     g = torch.Generator().manual_seed(3)
     regions = [[2, 4, 14, 20] if i % 2 == 0 else None for i in range(10)] if with_regions else None
@@ -22,10 +22,10 @@ def _reference_with_regions(with_regions: bool = True):
 def test_scores_match_captum_saliency_and_the_definitions(audit_home, register_small_cnn):
     from captum.attr import Saliency
 
-    from audit.services.auth import SYSTEM
-    from audit.services.datasets import load_image_samples
-    from audit.services.handles import handle_for
-    from audit.services.report_localisation import gather_localisation
+    from audit.services.governance.principals import SYSTEM
+    from audit.services.core.datasets import load_image_samples
+    from audit.services.core.handles import handle_for
+    from audit.services.analyses.quality.localisation import gather_localisation
 
     register_small_cnn()
     _reference_with_regions()
@@ -56,9 +56,9 @@ def test_scores_match_captum_saliency_and_the_definitions(audit_home, register_s
 
 
 def test_no_regions_no_evidence(audit_home, register_small_cnn):
-    from audit.services.auth import SYSTEM
-    from audit.services.handles import handle_for
-    from audit.services.report_localisation import gather_localisation
+    from audit.services.governance.principals import SYSTEM
+    from audit.services.core.handles import handle_for
+    from audit.services.analyses.quality.localisation import gather_localisation
 
     register_small_cnn()
     _reference_with_regions(with_regions=False)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-from audit.services.registry import get_version
-from audit.services.reports import generate_report, report_bytes
+from audit.services.core.registry import get_version
+from audit.services.analyses.reports.service import generate_report, report_bytes
 
 from .test_report_service import SECTION_TITLES
 

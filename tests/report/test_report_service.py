@@ -11,10 +11,10 @@ import pytest
 import torch
 from sqlalchemy import select
 
-from audit.services.auth import PermissionDenied, Principal
+from audit.services.governance.principals import PermissionDenied, Principal
 from audit.report.naming import method_label
-from audit.services.registry import get_version
-from audit.services.reports import (ReportError, generate_report, get_report, list_reports, report_bytes,
+from audit.services.core.registry import get_version
+from audit.services.analyses.reports.service import (ReportError, generate_report, get_report, list_reports, report_bytes,
                                     sign_report)
 from storage.artifacts import ArtifactIntegrityError, ArtifactStore
 from storage.db import transaction
@@ -68,8 +68,8 @@ def test_minimal_registry_report_names_what_is_missing(audit_home, tmp_path, pdf
 
 
 def _independent_accuracy() -> tuple[float, int]:
-    from audit.services.datasets import load_image_samples
-    from audit.services.registry import load_handle
+    from audit.services.core.datasets import load_image_samples
+    from audit.services.core.registry import load_handle
 
     h = load_handle("tiny", "2")
     samples = load_image_samples("ref")
@@ -85,7 +85,7 @@ def _four(v: float) -> str:
 
 
 def test_report_numbers_match_the_stored_results(tiny_reports, tmp_path, pdf, monkeypatch):
-    import audit.services.reports as reports
+    import audit.services.analyses.reports.service as reports
 
     # Fewer integration steps keep the test quick; nothing checked below depends on them.
     monkeypatch.setattr(reports, "FIGURE_OPTIONS", {"ig_steps": 8, "seed": 0})
@@ -170,7 +170,7 @@ def test_report_numbers_match_the_stored_results(tiny_reports, tmp_path, pdf, mo
 def test_drift_section_lists_the_concept_changes_both_versions_tested(tiny_reports):
     from audit.report.sections import ModelFacts, drift_section
     from audit.results.drift import DriftAssessment
-    from audit.services.drift import compute_drift
+    from audit.services.analyses.drift.service import compute_drift
 
     run_tiny_concept_test("1")
     compute_drift("tiny", "1", "2", dataset="ref", limit=4, options={"ig_steps": 4, "seed": 0})
@@ -224,7 +224,7 @@ def test_signoff_is_recorded_once_and_the_file_is_verified(tiny_reports, tmp_pat
     path.write_bytes(data.replace(b"tiny", b"tinx", 1))
     with pytest.raises(ArtifactIntegrityError):
         report_bytes(info["id"])
-    from audit.services.audit_trail import verify_log
+    from audit.services.governance.audit_trail import verify_log
 
     assert verify_log().ok
 
@@ -243,7 +243,7 @@ def test_cli_report_prints_the_hash_of_the_file(tiny_reports, tmp_path, capsys, 
     # Four-eyes: a registered user other than the report's generator signs (`--as`, password on stdin).
     import io
 
-    from audit.services.auth import create_user
+    from audit.services.governance.auth import create_user
 
     create_user(SIGNER.username, "signer-pass-123", SIGNER.role)
     rid = generate_report("tiny", "1", compute_missing=False, actor=AUDITOR)["id"]

@@ -8,9 +8,10 @@ import io
 import pytest
 
 from audit.cli import main
-from audit.services.auth import Principal, create_user
-from audit.services.registry import get_version
-from audit.services.reports import generate_report, list_reports
+from audit.services.governance.auth import create_user
+from audit.services.governance.principals import Principal
+from audit.services.core.registry import get_version
+from audit.services.analyses.reports.service import generate_report, list_reports
 
 from .conftest import register_tiny
 
@@ -64,7 +65,7 @@ def test_another_auditor_signs_and_the_decision_is_final(report_by_alice, monkey
     # Final: neither a second sign-off nor the draft/in-review step moves it.
     assert _sign(monkeypatch, report_by_alice, "bob", PASSWORDS["bob"], "approved") == 2
     assert "already signed" in _one_line_error(capsys)
-    from audit.services.registry import set_status
+    from audit.services.core.registry import set_status
 
     with pytest.raises(ValueError):
         set_status("tiny", "1", "draft", actor=Principal("bob", "auditor"))

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from audit.services.auth import Principal
-from audit.services.registry import get_version
-from audit.services.reports import generate_report, list_reports
+from audit.services.governance.principals import Principal
+from audit.services.core.registry import get_version
+from audit.services.analyses.reports.service import generate_report, list_reports
 
 ROOT = Path(__file__).resolve().parents[2]
 

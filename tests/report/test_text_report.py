@@ -3,8 +3,8 @@ stored text probe checked against its threshold, and drift of token attributions
 
 from __future__ import annotations
 
-from audit.services.registry import get_version
-from audit.services.reports import generate_report, report_bytes
+from audit.services.core.registry import get_version
+from audit.services.analyses.reports.service import generate_report, report_bytes
 
 
 def test_text_model_report(tiny_text_reports, tmp_path, pdf):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from audit.services.auth import PermissionDenied, Principal
-from audit.services.concepts import ConceptError, run_concept_test
-from audit.services.core import stored_analyses
-from audit.services.counterfactuals import counterfactual_for_sample, run_reference_counterfactuals
-from audit.services.fairness import BiasAuditError, run_bias_audit, run_text_probe
-from audit.services.text import explain_texts, method_agreement
+from audit.services.governance.principals import PermissionDenied, Principal
+from audit.services.analyses.concepts.service import ConceptError, run_concept_test
+from audit.services.core.runs import stored_analyses
+from audit.services.analyses.counterfactuals.service import counterfactual_for_sample, run_reference_counterfactuals
+from audit.services.analyses.fairness.service import BiasAuditError, run_bias_audit, run_text_probe
+from audit.services.analyses.text.service import explain_texts, method_agreement
 
 VIEWER = Principal("v", "viewer")
 

@@ -6,8 +6,8 @@ import inspect
 
 import pytest
 
-from audit.services.concepts import TCAV_SPEC, run_concept_test
-from audit.services.drift import DRIFT_SPEC, compute_drift
+from audit.services.analyses.concepts.service import TCAV_SPEC, run_concept_test
+from audit.services.analyses.drift.service import DRIFT_SPEC, compute_drift
 
 CASES = [(TCAV_SPEC, run_concept_test, {"family", "version"}), (DRIFT_SPEC, compute_drift, {"family", "base", "new"})]
 

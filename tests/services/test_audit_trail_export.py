@@ -9,8 +9,9 @@ import io
 
 import pytest
 
-from audit.services import audit_trail, throttle
-from audit.services.auth import AuthError, PermissionDenied, Principal, authenticate
+from audit.services.governance import audit_trail, throttle
+from audit.services.governance.auth import AuthError, authenticate
+from audit.services.governance.principals import PermissionDenied, Principal
 from storage import auditlog
 from storage.db import transaction
 

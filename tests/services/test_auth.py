@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from audit.services import auth
-from audit.services.audit_trail import recent_entries
+from audit.services.governance import auth
+from audit.services.governance.audit_trail import recent_entries
+from audit.services.governance.principals import PermissionDenied
 from storage.db import get_engine
 
 PASSWORD = "correct horse battery"
@@ -54,7 +55,7 @@ def test_role_permissions(role, permission, allowed):
 
 
 def test_only_admins_manage_users(audit_home):
-    with pytest.raises(auth.PermissionDenied):
+    with pytest.raises(PermissionDenied):
         auth.create_user("eve", PASSWORD, "admin", actor=auth.Principal("ann", "auditor"))
     with pytest.raises(ValueError, match="at least"):
         auth.create_user("short", "abc", "viewer")

@@ -9,15 +9,15 @@ from dataclasses import fields
 import pytest
 
 from audit.counterfactuals import SearchOptions
-from audit.services.counterfactuals import (
+from audit.services.analyses.counterfactuals.service import (
     CF_SPEC,
     SEARCH_OPTIONS,
     CounterfactualError,
     counterfactual_options,
     run_reference_counterfactuals,
 )
-from audit.services.core import analysis_key
-from audit.services.fairness import (
+from audit.services.core.runs import analysis_key
+from audit.services.analyses.fairness.service import (
     BIAS_SPEC,
     TEXT_PROBE_SPEC,
     bias_options,

@@ -9,8 +9,8 @@ import torch
 
 @pytest.mark.parametrize("flag, other", [(True, False), ("yes", "no"), ("TRUE", "false"), ("1", "0")])
 def test_samples_flagged_with_the_concept_are_not_random_counterparts(tiny_image, flag, other):
-    from audit.services.concepts import run_concept_test
-    from audit.services.datasets import add_image_dataset
+    from audit.services.analyses.concepts.service import run_concept_test
+    from audit.services.core.datasets import add_image_dataset
 
     g = torch.Generator().manual_seed(2)
     flags = [flag if i % 3 == 0 else other for i in range(30)]

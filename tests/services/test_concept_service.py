@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from audit.services.concepts import ConceptError, concept_examples, run_concept_test, stored_concept_tests
+from audit.services.analyses.concepts.service import ConceptError, concept_examples, run_concept_test, stored_concept_tests
 
 LABELS = [str(i) for i in range(10)]
 KW = dict(target=3, dataset="ref", n_random=3, set_size=6, n_inputs=8)
@@ -13,7 +13,7 @@ KW = dict(target=3, dataset="ref", n_random=3, set_size=6, n_inputs=8)
 
 @pytest.fixture()
 def tiny_concepts(audit_home, register_small_cnn):
-    from audit.services.datasets import add_image_dataset
+    from audit.services.core.datasets import add_image_dataset
 
     register_small_cnn(mean=0.5, std=0.5)
     g = torch.Generator().manual_seed(1)
@@ -27,7 +27,7 @@ def tiny_concepts(audit_home, register_small_cnn):
 
 
 def test_a_stored_concept_set_is_resampled_per_run(tiny_concepts):
-    from audit.services.datasets import load_image_samples
+    from audit.services.core.datasets import load_image_samples
 
     pool = load_image_samples("my-stripes").images
     a = concept_examples("my-stripes", n=8, seed=1, dataset="ref")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from audit.services.auth import Principal
-from audit.services.concepts import (ConceptError, concept_examples_preview, default_layers, layer_choices,
+from audit.services.governance.principals import Principal
+from audit.services.analyses.concepts.service import (ConceptError, concept_examples_preview, default_layers, layer_choices,
                                      run_concept_test, stored_concept_tests)
-from audit.services.datasets import add_text_dataset
+from audit.services.core.datasets import add_text_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +56,7 @@ def test_image_concepts_and_unknown_names_are_refused_for_a_text_model(text_conc
 
 
 def test_the_tcav_job_takes_a_text_model(text_concepts):
-    from audit.services.job_kinds import JobError, job_kind
+    from audit.services.jobs.kinds import JobError, job_kind
 
     kind = job_kind("tcav")
     checked = kind.check({"family": "tiny-text", "version": "1", "dataset": "notes", "target": "approve",
@@ -96,7 +96,7 @@ def test_the_class_own_notes_point_towards_the_class_on_the_demo_model(demo_copy
     direction that raises the 'approve' logit for (nearly) every approve input and lowers 'decline';
     the random control stays at chance."""
     from audit.demo.text_family import generate_notes
-    from audit.services.datasets import load_text_samples
+    from audit.services.core.datasets import load_text_samples
 
     ref = load_text_samples("loan-notes-reference")
     notes = [n["text"] for n in generate_notes(10, seed=779, exclude=set(ref.texts)) if n["label"] == 1]

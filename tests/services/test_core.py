@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audit.services.auth import Principal
-from audit.services.core import result_key, stable_value, tracked_run
+from audit.services.governance.principals import Principal
+from audit.services.core.runs import result_key, stable_value, tracked_run
 from storage.db import transaction
 from storage.orm import AuditLogEntry, Run
 

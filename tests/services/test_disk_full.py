@@ -68,7 +68,7 @@ def disk_fills_after(monkeypatch):
 
 
 def test_an_explanation_run_on_a_full_disk_fails_and_leaves_no_orphan(tiny_image, disk_fills_after):
-    from audit.services.explain import explain_reference_set
+    from audit.services.analyses.explanations.service import explain_reference_set
     from storage.db import transaction
     from storage.orm import Explanation, Run
 
@@ -88,7 +88,7 @@ def test_an_explanation_run_on_a_full_disk_fails_and_leaves_no_orphan(tiny_image
 
 
 def test_a_dataset_import_on_a_full_disk_stores_nothing(audit_home, tmp_path, disk_fills_after):
-    from audit.services.datasets import import_image_dataset, list_datasets
+    from audit.services.core.datasets import import_image_dataset, list_datasets
 
     folder = tmp_path / "imgs"
     for i in range(6):
@@ -103,8 +103,8 @@ def test_a_dataset_import_on_a_full_disk_stores_nothing(audit_home, tmp_path, di
 
 
 def test_tracked_runs_say_the_disk_is_full_for_a_raw_enospc(audit_home):
-    from audit.services.auth import SYSTEM
-    from audit.services.core import tracked_run
+    from audit.services.governance.principals import SYSTEM
+    from audit.services.core.runs import tracked_run
     from storage.db import transaction
     from storage.orm import Run
 
@@ -117,8 +117,8 @@ def test_tracked_runs_say_the_disk_is_full_for_a_raw_enospc(audit_home):
 
 
 def test_a_run_is_closed_when_the_first_close_hits_the_full_disk(audit_home, monkeypatch):
-    import audit.services.core as core
-    from audit.services.auth import SYSTEM
+    import audit.services.core.runs as core
+    from audit.services.governance.principals import SYSTEM
     from storage.db import transaction
     from storage.orm import Run
 

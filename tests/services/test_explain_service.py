@@ -7,11 +7,11 @@ import torch
 from safetensors.torch import save_file
 
 from audit.models.zoo import SmallCNN
-from audit.services.auth import PermissionDenied, Principal
-from audit.services.datasets import add_image_dataset
-from audit.services.explain import (ExplainError, explain_image, explain_reference_set, reverify,
+from audit.services.governance.principals import PermissionDenied, Principal
+from audit.services.core.datasets import add_image_dataset
+from audit.services.analyses.explanations.service import (ExplainError, explain_image, explain_reference_set, reverify,
                                     stored_explanations)
-from audit.services.registry import ModelSource, register_version
+from audit.services.core.registry import ModelSource, register_version
 from storage.db import transaction
 from storage.orm import Explanation, Run
 
@@ -126,7 +126,7 @@ def _other_value(value):
 def test_every_declared_option_of_every_method_changes_the_key():
     """The explanation cache key reads each method's own declaration: none of its result options is lost."""
     from audit.attribution import METHODS, result_option_defaults
-    from audit.services.explain import params_key
+    from audit.services.analyses.explanations.service import params_key
 
     checked = 0
     for method in METHODS:
@@ -177,7 +177,7 @@ def test_reverify_fails_when_the_stored_map_was_changed(tiny_registry):
 
 
 def test_reverify_fails_when_the_weights_differ(tiny_registry):
-    from audit.services.handles import cached_handle, handle_for
+    from audit.services.core.handles import cached_handle, handle_for
 
     exp = explain_image("tiny", "1", methods=["gradcam", "integrated_gradients"], dataset="ref",
                         sample_key="ref-0001", options=OPTS)
@@ -218,7 +218,7 @@ def test_reverify_matches_a_map_computed_inside_a_reference_batch(tiny_registry,
 def test_the_engine_path_is_stored_with_each_map_and_read_back(tiny_registry):
     """What a map was computed on (precision, model copy, crops, the bf16 guard) is stored with the row;
     the cache, the stored listing and the Provenance tab's words read that row."""
-    from audit.services.explain_views import describe_engine
+    from audit.services.analyses.explanations.views import describe_engine
 
     opts = {"ig_steps": 8, "fast": True, "fast_min_rank_corr": 1.0, "occlusion_window": 8, "occlusion_stride": 8,
             "optimize": True}

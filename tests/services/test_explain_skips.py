@@ -12,8 +12,8 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from audit.attribution import MethodNotApplicable, attribute, explain
-from audit.services.explain import ExplainError, explain_batch, explain_image, stored_explanations
-from audit.services.registry import ModelSource, load_handle, register_version
+from audit.services.analyses.explanations.service import ExplainError, explain_batch, explain_image, stored_explanations
+from audit.services.core.registry import ModelSource, load_handle, register_version
 
 LABELS = ["a", "b", "c"]
 SPEC = {"channels": 3, "height": 64, "width": 64, "mean": [0.5], "std": [0.25]}
@@ -70,7 +70,7 @@ def test_explain_image_returns_maps_and_reasons_and_stores_only_computed(mobilen
 
 
 def test_explain_batch_keeps_refusing_for_callers_that_need_every_map(mobilenet_registry):
-    from audit.services.auth import SYSTEM
+    from audit.services.governance.principals import SYSTEM
 
     handle = load_handle("mnet", "1", device="cpu")
     x = torch.zeros(1, 3, 64, 64)
@@ -84,8 +84,8 @@ def test_explain_page_shows_the_reason_beside_the_grid(mobilenet_registry):
 
     from streamlit.testing.v1 import AppTest
 
-    from audit.services.auth import Principal
-    from audit.services.datasets import add_image_dataset
+    from audit.services.governance.principals import Principal
+    from audit.services.core.datasets import add_image_dataset
 
     add_image_dataset("ref", torch.rand(2, 3, 64, 64), [0, 1], [{}] * 2, label_names=LABELS)
     root = Path(__file__).resolve().parents[2]

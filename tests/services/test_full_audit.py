@@ -30,7 +30,7 @@ def _patched(images: torch.Tensor, mask: list[bool]) -> torch.Tensor:
 def family(audit_home, register_small_cnn):
     """Family 'tiny': version 1 (no parent) and 2 (parent 1); reference set 'ref' of 40 labelled images
     with groups 'site' (A/B) and boolean 'patch' (mostly class 2); concept set 'patch' (patched images)."""
-    from audit.services.datasets import add_image_dataset
+    from audit.services.core.datasets import add_image_dataset
 
     register_small_cnn("tiny", "1", seed=0)
     register_small_cnn("tiny", "2", seed=1)
@@ -55,7 +55,7 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def _counts(family: str, version: str) -> dict[str, int]:
-    from audit.services.core import stored_analyses
+    from audit.services.core.runs import stored_analyses
 
     out: dict[str, int] = {}
     for r in stored_analyses(family, version):
@@ -74,7 +74,7 @@ def _explanation_rows() -> int:
 
 
 def test_default_targets_pick_the_class_most_associated_with_a_boolean_group():
-    from audit.services.full_audit import boolean_groups, default_targets
+    from audit.services.analyses.concepts.step import boolean_groups, default_targets
 
     labels = [0, 0, 0, 1, 1, 2, 2, 2, 2]
     groups = [{"patch": i in (3, 4, 5), "site": "A"} for i in range(9)]
@@ -86,7 +86,7 @@ def test_default_targets_pick_the_class_most_associated_with_a_boolean_group():
 def test_flag_columns_imported_from_a_csv_count_as_boolean_groups():
     """A CSV import stores cells as text ("yes"/"no", "True"/"False", "1"/"0"): such a column is a flag all
     the same, so a concept named like it is tested on the class it marks most often."""
-    from audit.services.full_audit import boolean_groups, default_targets
+    from audit.services.analyses.concepts.step import boolean_groups, default_targets
 
     labels = [0, 0, 0, 1, 1, 2, 2, 2, 2]
     for yes, no in (("yes", "no"), ("True", "False"), ("1", "0"), ("Y", "n")):
@@ -98,7 +98,7 @@ def test_flag_columns_imported_from_a_csv_count_as_boolean_groups():
 
 
 def test_section_statuses_take_the_worst_finding_of_each_section():
-    from audit.services.full_audit import section_statuses
+    from audit.services.analyses.full_audit.service import section_statuses
 
     findings = [{"area": "Bias", "status": "pass"}, {"area": "Bias", "status": "fail"},
                 {"area": "Drift", "status": "info"}, {"area": "Counterfactuals", "status": "info"},
@@ -108,9 +108,9 @@ def test_section_statuses_take_the_worst_finding_of_each_section():
 
 
 def test_full_audit_cli_runs_every_step_stores_its_results_and_reuses_them(family, capsys, tmp_path):
-    from audit.services.concepts import stored_concept_tests
-    from audit.services.core import stored_analyses
-    from audit.services.reports import list_reports, report_bytes
+    from audit.services.analyses.concepts.service import stored_concept_tests
+    from audit.services.core.runs import stored_analyses
+    from audit.services.analyses.reports.service import list_reports, report_bytes
 
     pdf = tmp_path / "audit.pdf"
     t0 = time.perf_counter()
@@ -155,7 +155,7 @@ def test_full_audit_cli_runs_every_step_stores_its_results_and_reuses_them(famil
 
 
 def test_full_audit_without_parent_skips_drift_with_a_reason(family):
-    from audit.services.full_audit import FullAuditOptions, run_full_audit
+    from audit.services.analyses.full_audit.service import FullAuditOptions, run_full_audit
 
     seen: list[float] = []
     res = run_full_audit("tiny", "1", dataset="ref", options=FullAuditOptions(
@@ -191,7 +191,7 @@ def test_reports_page_offers_the_full_audit_to_auditors_only(family):
 
     from streamlit.testing.v1 import AppTest
 
-    from audit.services.auth import Principal
+    from audit.services.governance.principals import Principal
 
     page = str(Path(__file__).resolve().parents[2] / "pages" / "reports.py")
     for role, disabled in (("auditor", False), ("viewer", True)):
@@ -205,8 +205,8 @@ def test_reports_page_offers_the_full_audit_to_auditors_only(family):
 
 
 def test_full_audit_of_a_text_model_tests_text_concepts_and_skips_image_only_steps(tiny_text):
-    from audit.services.datasets import add_text_dataset
-    from audit.services.full_audit import FullAuditError, FullAuditOptions, check_request, run_full_audit
+    from audit.services.core.datasets import add_text_dataset
+    from audit.services.analyses.full_audit.service import FullAuditError, FullAuditOptions, check_request, run_full_audit
 
     with pytest.raises(FullAuditError, match="unknown concept 'stripes': use one of random-reference or the name "
                                              "of a stored text dataset"):
@@ -228,9 +228,9 @@ def test_the_report_shows_the_maps_the_explanation_step_stored(family):
     instead of computing them again; the budget bounds the report's samples too."""
     from sqlalchemy import select
 
-    from audit.services.datasets import sample_index
-    from audit.services.full_audit import FullAuditOptions, run_full_audit
-    from audit.services.reports import FIGURE_METHODS, report_sample_keys
+    from audit.services.core.datasets import sample_index
+    from audit.services.analyses.full_audit.service import FullAuditOptions, run_full_audit
+    from audit.services.analyses.reports.service import FIGURE_METHODS, report_sample_keys
     from storage.db import transaction
     from storage.orm import Explanation, ModelFamily, ModelVersion
 

@@ -21,7 +21,7 @@ def _register(family: str, labels: list[str], tmp_path: Path, *, seed: int = 0, 
     from safetensors.torch import save_file
 
     from audit.models.zoo import SmallCNN
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.core.registry import ModelSource, register_version
 
     torch.manual_seed(seed)
     path = tmp_path / f"{family}-{version}.safetensors"
@@ -39,7 +39,7 @@ def _images() -> torch.Tensor:
 def _truth(family: str, images: torch.Tensor, names: list[str]) -> list[int]:
     """True labels (model indices): the prediction for two thirds of the samples, another class for the rest,
     so accuracy is exactly 2/3 and per-class numbers are not trivial."""
-    from audit.services.handles import handle_for
+    from audit.services.core.handles import handle_for
 
     h = handle_for(family, "1")
     pred = h.predict_proba(h.input_spec.normalize(images)).argmax(1).tolist()
@@ -50,7 +50,7 @@ def _truth(family: str, images: torch.Tensor, names: list[str]) -> list[int]:
 
 def _write_import(tmp_path: Path, images: torch.Tensor, names: list[str], groups: list[str], name: str) -> None:
     """The same images written as PNG files with a CSV naming each label, imported as a user would."""
-    from audit.services.datasets import import_image_dataset, png_bytes
+    from audit.services.core.datasets import import_image_dataset, png_bytes
 
     folder = tmp_path / name
     folder.mkdir()
@@ -67,7 +67,7 @@ def _write_import(tmp_path: Path, images: torch.Tensor, names: list[str], groups
 def two_orders(audit_home, tmp_path):
     """Family 'fruit' (ten classes, not alphabetical); 'model-order': the data stored with the model's own
     indices; 'by-name': the same data imported from a CSV of names (its own sorted positions differ)."""
-    from audit.services.datasets import add_image_dataset, sample_index
+    from audit.services.core.datasets import add_image_dataset, sample_index
 
     _register("fruit", LABELS, tmp_path)
     images = _images()
@@ -81,7 +81,7 @@ def two_orders(audit_home, tmp_path):
 
 
 def test_the_bias_audit_reads_labels_by_name(two_orders):
-    from audit.services.fairness import run_bias_audit
+    from audit.services.analyses.fairness.service import run_bias_audit
 
     a = run_bias_audit("fruit", "1", dataset="model-order", attributes=["site"], n_boot=0)
     b = run_bias_audit("fruit", "1", dataset="by-name", attributes=["site"], n_boot=0)
@@ -93,8 +93,8 @@ def test_the_bias_audit_reads_labels_by_name(two_orders):
 def test_predictions_and_the_report_s_performance_section_read_labels_by_name(two_orders):
     from audit.report.sections.base import ModelFacts, ReferencePredictions
     from audit.report.sections.performance import performance_section
-    from audit.services.predict import predict_dataset
-    from audit.services.registry import get_version
+    from audit.services.core.predict import predict_dataset
+    from audit.services.core.registry import get_version
 
     info = get_version("fruit", "1")
     sections = []
@@ -111,10 +111,10 @@ def test_predictions_and_the_report_s_performance_section_read_labels_by_name(tw
 
 
 def test_explain_counterfactual_and_drift_take_the_true_class_by_name(two_orders, tmp_path):
-    from audit.services.counterfactuals import counterfactual_for_sample
-    from audit.services.datasets import sample_index
-    from audit.services.drift import compute_drift
-    from audit.services.explain import explain_image
+    from audit.services.analyses.counterfactuals.service import counterfactual_for_sample
+    from audit.services.core.datasets import sample_index
+    from audit.services.analyses.drift.service import compute_drift
+    from audit.services.analyses.explanations.service import explain_image
 
     key = sample_index("by-name").keys[4]
     exp = explain_image("fruit", "1", methods=["saliency"], dataset="by-name", sample_key=key)
@@ -128,7 +128,7 @@ def test_explain_counterfactual_and_drift_take_the_true_class_by_name(two_orders
 
 
 def test_a_concept_test_target_is_the_model_s_class(two_orders):
-    from audit.services.concepts import run_concept_test
+    from audit.services.analyses.concepts.service import run_concept_test
 
     target = two_orders[0]
     kw = dict(concepts=["stripes"], target=target, layers=["features.block2"], n_random=3, set_size=6, n_inputs=8)
@@ -140,15 +140,15 @@ def test_a_concept_test_target_is_the_model_s_class(two_orders):
 
 def test_the_mapping_enters_the_result_key(two_orders):
     """The same names in another class order are another model: its stored results are not reused."""
-    from audit.services.datasets import dataset_key
+    from audit.services.core.datasets import dataset_key
 
     assert dataset_key("by-name", LABELS) != dataset_key("by-name", list(reversed(LABELS)))
     assert dataset_key("by-name", LABELS) == dataset_key("by-name", list(LABELS))
 
 
 def test_names_the_model_does_not_know_are_refused_with_the_nearest(two_orders, tmp_path):
-    from audit.services.datasets import sample_index
-    from audit.services.fairness import run_bias_audit
+    from audit.services.core.datasets import sample_index
+    from audit.services.analyses.fairness.service import run_bias_audit
 
     used = sample_index("by-name").label_names[0]
     _register("other", [n + "s" if n == used else n for n in LABELS], tmp_path)
@@ -160,9 +160,9 @@ def test_five_classes_of_a_thousand_class_model(audit_home, tmp_path):
     """The report's per-class table has five rows, the accuracy is the one computed here by name."""
     from audit.report.sections.base import ModelFacts, ReferencePredictions
     from audit.report.sections.performance import performance_section
-    from audit.services.fairness import run_bias_audit
-    from audit.services.predict import predict_dataset
-    from audit.services.registry import get_version
+    from audit.services.analyses.fairness.service import run_bias_audit
+    from audit.services.core.predict import predict_dataset
+    from audit.services.core.registry import get_version
 
     rng = np.random.default_rng(0)
     labels = [f"class {i:04d}" for i in rng.permutation(1000)]

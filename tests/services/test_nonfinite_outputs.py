@@ -18,8 +18,8 @@ def overflowing(audit_home, tmp_path):
     from safetensors.torch import save_file
 
     from audit.models.zoo import SmallCNN
-    from audit.services.datasets import add_image_dataset
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.core.datasets import add_image_dataset
+    from audit.services.core.registry import ModelSource, register_version
 
     torch.manual_seed(0)
     model = SmallCNN(width=8)
@@ -48,7 +48,7 @@ def _rows(kind: str):  # noqa: ANN202
 
 
 def test_require_finite_names_the_samples():
-    from audit.services.predict import NonFiniteOutputs, require_finite
+    from audit.services.core.predict import NonFiniteOutputs, require_finite
 
     require_finite(np.ones((3, 2)), ["a", "b", "c"])
     out = np.ones((4, 2))
@@ -62,7 +62,7 @@ def test_require_finite_names_the_samples():
 
 
 def test_the_model_is_finite_on_a_blank_input_only(overflowing):
-    from audit.services.handles import handle_for
+    from audit.services.core.handles import handle_for
 
     h = handle_for("boom", "1")
     assert torch.isfinite(h.predict_proba(torch.zeros(1, 1, 32, 32))).all()
@@ -70,8 +70,8 @@ def test_the_model_is_finite_on_a_blank_input_only(overflowing):
 
 
 def test_bias_audit_stops_naming_the_samples_and_stores_nothing(overflowing):
-    from audit.services.fairness import run_bias_audit
-    from audit.services.predict import predict_dataset
+    from audit.services.analyses.fairness.service import run_bias_audit
+    from audit.services.core.predict import predict_dataset
 
     with pytest.raises(ValueError, match=r"model outputs are not finite for 12 sample\(s\): ref-0000, ref-0001"):
         predict_dataset("boom", "1", "ref")
@@ -84,7 +84,7 @@ def test_bias_audit_stops_naming_the_samples_and_stores_nothing(overflowing):
 
 
 def test_report_generation_stops_and_stores_nothing(overflowing):
-    from audit.services.reports import generate_report
+    from audit.services.analyses.reports.service import generate_report
 
     with pytest.raises(ValueError, match=r"model outputs are not finite.*ref-0000"):
         generate_report("boom", "1", dataset="ref")
@@ -94,8 +94,8 @@ def test_report_generation_stops_and_stores_nothing(overflowing):
 
 
 def test_explanations_and_counterfactuals_stop_too(overflowing):
-    from audit.services.counterfactuals import counterfactual_for_sample, run_reference_counterfactuals
-    from audit.services.explain import explain_image, explain_reference_set
+    from audit.services.analyses.counterfactuals.service import counterfactual_for_sample, run_reference_counterfactuals
+    from audit.services.analyses.explanations.service import explain_image, explain_reference_set
 
     with pytest.raises(ValueError, match=r"model outputs are not finite.*for 1 sample\(s\): ref-0003 \(of 1 evaluated\)"):
         explain_image("boom", "1", methods=["saliency"], dataset="ref", sample_key="ref-0003")
@@ -115,7 +115,7 @@ def test_an_uploaded_image_is_named_on_the_explain_path(overflowing):
 
     from PIL import Image
 
-    from audit.services.explain import explain_image
+    from audit.services.analyses.explanations.service import explain_image
 
     buf = io.BytesIO()
     Image.fromarray(np.full((32, 32), 200, dtype=np.uint8)).save(buf, format="PNG")
@@ -124,7 +124,7 @@ def test_an_uploaded_image_is_named_on_the_explain_path(overflowing):
 
 
 def test_full_audit_stops_at_the_first_step(overflowing):
-    from audit.services.full_audit import run_full_audit
+    from audit.services.analyses.full_audit.service import run_full_audit
 
     with pytest.raises(ValueError, match="model outputs are not finite.*ref-0000"):
         run_full_audit("boom", "1", dataset="ref")
@@ -138,8 +138,8 @@ def overflowing_text(audit_home, tmp_path):
     without "debt" (the registration check's) is finite and any text with it gives NaN. Dataset 'notes'."""
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
-    from audit.services.datasets import add_text_dataset
-    from audit.services.registry import ModelSource, register_version
+    from audit.services.core.datasets import add_text_dataset
+    from audit.services.core.registry import ModelSource, register_version
     from tests.conftest import TINY_VOCAB
 
     d = tmp_path / "boom-bert"
@@ -163,9 +163,9 @@ def overflowing_text(audit_home, tmp_path):
 
 
 def test_text_models_stop_naming_the_texts(overflowing_text):
-    from audit.services.fairness import run_bias_audit, run_text_probe
-    from audit.services.predict import predict_dataset
-    from audit.services.text import explain_texts
+    from audit.services.analyses.fairness.service import run_bias_audit, run_text_probe
+    from audit.services.core.predict import predict_dataset
+    from audit.services.analyses.text.service import explain_texts
 
     with pytest.raises(ValueError, match=r"model outputs are not finite for 2 sample\(s\): notes-0001, notes-0004 "):
         predict_dataset("boom-text", "1", "notes")

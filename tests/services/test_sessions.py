@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from audit.services import auth, identities, sessions
-from audit.services.audit_trail import recent_entries
+from audit.services.governance import auth, identities, sessions
+from audit.services.governance.audit_trail import recent_entries
+from audit.services.governance.principals import PermissionDenied
 from storage.db import get_engine
 
 PASSWORD = "correct horse battery"
@@ -107,7 +108,7 @@ def test_no_session_for_a_disabled_or_unknown_user(ann):
 
 def test_only_admins_list_sessions(ann):
     sessions.create_session(ann)
-    with pytest.raises(auth.PermissionDenied):
+    with pytest.raises(PermissionDenied):
         sessions.list_sessions(actor=ann)
     assert [r["username"] for r in sessions.list_sessions(actor=ADMIN)] == ["ann"]
 
@@ -165,7 +166,7 @@ def test_a_disabled_user_cannot_sign_in_through_their_identity(ann):
 
 
 def test_mapping_rules(ann):
-    with pytest.raises(auth.PermissionDenied):
+    with pytest.raises(PermissionDenied):
         identities.map_identity(ISSUER, "ann", subject="s", actor=ann)
     with pytest.raises(ValueError, match="exactly one of subject or email"):
         identities.map_identity(ISSUER, "ann", subject="s", email="a@b.c", actor=ADMIN)
@@ -212,7 +213,7 @@ def test_a_handoff_is_only_issued_for_a_signed_cookie(ann):
 def test_admins_revoke_a_session_by_id_or_all_of_a_user(ann):
     first, second = sessions.create_session(ann), sessions.create_session(ann)
     sid = sessions.list_sessions(actor=ADMIN, username="ann")[-1]["id"]  # newest first: the last is the first
-    with pytest.raises(auth.PermissionDenied):
+    with pytest.raises(PermissionDenied):
         sessions.revoke_session_by_id(sid, actor=ann)
     assert sessions.revoke_session_by_id(sid, actor=ADMIN) is True
     assert sessions.resolve_session(first) is None and sessions.resolve_session(second) == ann

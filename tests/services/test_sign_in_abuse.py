@@ -9,7 +9,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from audit.services import auth, throttle
+from audit.services.governance import auth, throttle
 from storage.db import transaction
 from storage.orm import AuditLogEntry
 

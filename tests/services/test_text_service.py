@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import audit.text
-from audit.services.explain import ExplainError
-from audit.services.handles import handle_for
-from audit.services.text import (
+from audit.services.analyses.explanations.service import ExplainError
+from audit.services.core.handles import handle_for
+from audit.services.analyses.text.service import (
     describe_parameters,
     explain_texts,
     text_methods,
@@ -176,7 +176,7 @@ def test_method_labels_come_from_the_specs():
 
 
 def test_text_faithfulness_of_a_stored_entry_matches_the_engine(tiny_text):
-    from audit.services.text import text_faithfulness
+    from audit.services.analyses.text.service import text_faithfulness
     from audit.text.eraser import eraser_scores
 
     entry = explain_texts("tiny-text", "1", [TEXT], methods=["integrated_gradients", "grad_x_input"], target=1,

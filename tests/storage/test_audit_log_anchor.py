@@ -10,7 +10,7 @@ import stat
 import pytest
 from sqlalchemy import select, text
 
-from audit.services.audit_trail import log_head, verify_log
+from audit.services.governance.audit_trail import log_head, verify_log
 from storage import auditlog
 from storage.db import get_engine, transaction
 from storage.orm import AuditLogEntry

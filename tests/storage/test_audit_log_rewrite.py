@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select, text
 
 from audit.cli import main
-from audit.services.audit_trail import verify_log
-from audit.services.auth import SYSTEM
-from audit.services.settings import CHECKPOINT_EVERY, set_setting
+from audit.services.governance.audit_trail import verify_log
+from audit.services.governance.principals import SYSTEM
+from audit.services.governance.settings import CHECKPOINT_EVERY, set_setting
 from storage import auditlog
 from storage.db import get_engine, transaction
 from storage.orm import AuditLogEntry, Setting

@@ -15,9 +15,9 @@ from sqlalchemy import delete as sa_delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
-from audit.services import report_records
-from audit.services.auth import Principal
-from audit.services.registry import RegistryError, set_status
+from audit.services.analyses.reports import records as report_records
+from audit.services.governance.principals import Principal
+from audit.services.core.registry import RegistryError, set_status
 from storage.artifacts import ArtifactStore
 from storage.db import transaction
 from storage.orm import ModelFamily, ModelVersion, Report, SignOff
@@ -96,7 +96,7 @@ def test_a_status_move_never_overwrites_a_concurrent_decision(db, monkeypatch):
     with transaction() as s:
         assert s.get(ModelVersion, version_id).status == "approved"
     # A stale reader: set_status saw "in-review" before the sign-off committed.
-    from audit.services import registry
+    from audit.services.core import registry
 
     real = registry.ModelRepository.version
 

@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from audit.services.auth import create_user
-from audit.services.sessions import create_session
+from audit.services.governance.auth import create_user
+from audit.services.governance.sessions import create_session
 from storage import auditlog
 from storage.db import migrate, transaction
 
@@ -55,7 +55,7 @@ def test_an_older_world_readable_database_is_narrowed(tmp_path, monkeypatch, ope
 
 
 def test_a_backup_copy_of_the_database_is_owner_only(audit_home, tmp_path, open_umask):
-    from audit.services.backup import backup
+    from audit.services.governance.backup import backup
 
     summary = backup(tmp_path / "backup")
     assert _mode(summary.path / "audit.db") == 0o600

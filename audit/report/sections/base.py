@@ -67,7 +67,7 @@ class ModelFacts:
     family: str
     version: str
     description: str
-    info: Mapping[str, Any]  # the registry's record of the version (audit.services.registry.get_version)
+    info: Mapping[str, Any]  # the registry's record of the version (audit.services.core.registry.get_version)
     lineage: tuple[Mapping[str, Any], ...] = ()  # every version of the family, oldest first
 
     @property

@@ -25,7 +25,7 @@ def data_section(model: ModelFacts, used: Sequence[DatasetFacts], reference: Opt
     if reference is None or preds is None:
         sec.lack(f"No {model.kind} reference set is stored, so performance, explanations and drift cannot be computed.",
                  "build the demo (python -m audit demo) or add a reference set with "
-                 "audit.services.datasets.add_image_dataset / add_text_dataset, then regenerate the report.")
+                 "audit.services.core.datasets.add_image_dataset / add_text_dataset, then regenerate the report.")
         return sec
     labels = model.labels
     counts: dict[str, int] = {}

@@ -39,7 +39,7 @@ def performance_section(model: ModelFacts, preds: Optional[ReferencePredictions]
     if measured is None:
         sec.find("Performance", check, "missing", "no labelled reference set and no stored accuracy metric")
         sec.lack("No accuracy could be measured or read.", "store a labelled reference set (python -m audit demo "
-                 "or audit.services.datasets), or register the version with an accuracy metric.")
+                 "or audit.services.core.datasets), or register the version with an accuracy metric.")
     else:
         sec.find("Performance", check, "pass" if measured >= min_accuracy else "fail",
                  f"accuracy {measured:.4f}{source}")

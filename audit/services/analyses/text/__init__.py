@@ -1,0 +1,8 @@
+"""Token attributions of text models, stored like image maps and reused; read by the Text page. The report's
+token attributions are gathered by the explanations section."""
+
+from audit.services.analyses.registry import Analysis, register_analysis
+from audit.services.analyses.text.service import KEY_KIND
+
+ANALYSIS = register_analysis(Analysis(name="text", label="Token attributions", order=15, kinds=(KEY_KIND,)),
+                             module=__name__)
