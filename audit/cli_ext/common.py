@@ -12,8 +12,6 @@ import sys
 from typing import Any, Callable
 
 from audit.services.governance.principals import Principal
-from audit.services.jobs.queue import submit_job
-from storage.db import migrate
 
 
 class CliError(Exception):
@@ -63,6 +61,10 @@ def read_password(username: str) -> str:
 
 def submit_background(kind: str, parameters: dict[str, Any]) -> int:
     """Queue ``kind`` with ``parameters`` as the operator and print ``{"job": ID}``."""
+    # deferred: every command builds the parser, and the queue loads the database layer
+    from audit.services.jobs.queue import submit_job
+    from storage.db import migrate
+
     migrate()
     job = submit_job(kind, parameters, actor=shell_operator())
     emit(json.dumps({"job": job.id}))

@@ -68,21 +68,23 @@ SECTION_CONFLICT = "report section {key!r} is already declared with another titl
 UNKNOWN_REFERENCE = "report section {key!r} cites {refs}, which are not Annex IV or SR 11-7 headings of this table"
 
 
-def declare_section(spec: SectionSpec, *, before: str = "limitations") -> None:
-    """Add a section that an analysis declares (``audit.services.analyses``), placed before ``before``.
-    Declaring a known key again with the same spec does nothing; with another spec it is an error."""
+def declare_section(spec: SectionSpec, *, before: str = "limitations") -> bool:
+    """Add a section that an analysis declares (``audit.services.analyses``), placed before ``before``; True
+    when it was new. Declaring a known key again with the same spec does nothing; with another spec it is an
+    error."""
     global SECTIONS
     known = SECTION_BY_KEY.get(spec.key)
     if known is not None:
         if known != spec:
             raise ValueError(SECTION_CONFLICT.format(key=spec.key))
-        return
+        return False
     unknown = [r for r in spec.annex_iv if r not in ANNEX_IV] + [r for r in spec.sr_11_7 if r not in SR_11_7]
     if unknown:
         raise ValueError(UNKNOWN_REFERENCE.format(key=spec.key, refs=", ".join(unknown)))
     at = [s.key for s in SECTIONS].index(before)
     SECTIONS = SECTIONS[:at] + (spec,) + SECTIONS[at:]
     SECTION_BY_KEY[spec.key] = spec
+    return True
 
 
 def withdraw_section(key: str) -> None:

@@ -45,32 +45,49 @@ def test_job_kinds_and_commands_come_from_the_analyses():
     assert {"explain", "tcav", "bias", "drift", "drift-trend", "report", "report-sign", "reports", "audit"} <= _commands()
 
 
-def test_every_use_case_declares_its_keyword_arguments_and_stores_a_declared_kind():
+def test_every_use_case_declares_its_keyword_arguments():
     """Each registered use case takes its subject positionally and everything else by keyword; every keyword
-    is declared in its spec (result option or other argument), and its kind is one its analysis stores."""
-    cases = use_cases()
-    assert {u.spec.kind for u in cases} == {"tcav", "bias", "text_probe", "counterfactual", "drift"}
-    for analysis in registered_analyses():
-        for case in analysis.use_cases:
-            params = inspect.signature(case.run).parameters.values()
-            keywords = {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
-            declared = set(case.spec.result_options) | set(case.spec.other_arguments)
-            assert keywords <= declared, (case.spec.kind, keywords - declared)
-            assert case.spec.kind in analysis.kinds
-    kinds = [k for a in registered_analyses() for k in a.kinds]
-    assert len(kinds) == len(set(kinds))
+    is declared in its spec (result option or other argument); no two analyses store the same kind."""
+    kinds = [u.spec.kind for u in use_cases()]
+    assert sorted(kinds) == ["bias", "counterfactual", "drift", "tcav", "text_probe"]
+    for case in use_cases():
+        params = inspect.signature(case.run).parameters.values()
+        subject = [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+        keywords = {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        declared = set(case.spec.result_options) | set(case.spec.other_arguments)
+        assert subject[:1] == ["family"] and keywords <= declared, (case.spec.kind, keywords - declared)
 
 
-def test_two_analyses_cannot_claim_the_same_job_kind_or_section():
-    from audit.services.analyses.registry import Analysis, ReportPart
+def test_listing_the_analyses_loads_no_engine():
+    """Every command builds the parser and the job queue lists the kinds: both read the registry, so a package
+    registers with its light parts and names the others (``Ref``), loaded when the full audit or a report asks."""
+    import subprocess
+
+    code = ("import sys; from audit.cli import build_parser; from audit.services.jobs.kinds import job_kinds; "
+            "build_parser(); job_kinds(); print(sorted(m for m in ('torch', 'sklearn', 'pandas', 'reportlab', "
+            "'sqlalchemy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "['torch']", out.stdout + out.stderr  # torch: register's model sources
+    assert isinstance(registry.analysis("concepts").step, registry.Ref)
+
+
+def test_two_analyses_cannot_claim_the_same_job_kind_step_or_section():
+    from audit.services.analyses.registry import Analysis
 
     concepts = registry.analysis("concepts")
     with pytest.raises(ValueError, match="job kind 'tcav' is declared by both"):
         registry.register_analysis(Analysis("copycat", "Copy", 99, jobs=concepts.jobs))
-    with pytest.raises(ValueError, match="report section 'concepts'"):
-        registry.register_analysis(Analysis("copycat", "Copy", 99, report=ReportPart(concepts.report.section,
-                                                                                      concepts.report.gather)))
     assert "copycat" not in {a.name for a in registered_analyses()}
+    registry.register_analysis(Analysis("copycat", "Copy", 99, step=concepts.step, report=concepts.report))
+    try:
+        with pytest.raises(ValueError, match="full-audit step 'concepts' is declared by both"):
+            audit_steps()
+        with pytest.raises(ValueError, match="report section 'concepts' is declared by both"):
+            report_parts()
+    finally:
+        registry.unregister_analysis("copycat")
+    assert len(audit_steps()) == 5
 
 
 # ---- a new analysis kind is one new package ------------------------------------------------------------
@@ -78,22 +95,14 @@ def test_two_analyses_cannot_claim_the_same_job_kind_or_section():
 PLUGIN = "plugin_label_balance"
 PLUGIN_INIT = '''
 """A test-only analysis: how many reference samples each class has, stored as kind "label_balance"."""
-from audit.report.compliance import SectionSpec
-from audit.services.analyses.registry import Analysis, AuditStep, ReportPart, UseCase, register_analysis
-from audit.services.jobs.kinds import JobKind
+from audit.services.analyses.registry import Analysis, Ref, UseCase, register_analysis
 
-from .service import SPEC, count_labels
-from .wiring import add_commands, check, gather, run_job, step
-
-SECTION = SectionSpec("label_balance", "Label balance", ("IV.2(d)",), ("DEV-DATA",))
+from .wiring import JOB, add_commands
 
 ANALYSIS = register_analysis(Analysis(
-    name="plugin_label_balance", label="Label balance", order=35, kinds=("label_balance",),
-    use_cases=(UseCase(SPEC, count_labels),),
-    jobs=(JobKind("label_balance", "Label balance", ("run",), check, run_job),),
-    step=AuditStep("label_balance", 0.05, step),
-    report=ReportPart(SECTION, gather, areas=("Label balance",), finding_rank=2),
-    commands=add_commands,
+    name="plugin_label_balance", label="Label balance", order=35,
+    use_cases=(UseCase(f"{__name__}.service", "SPEC", "count_labels"),), jobs=(JOB,),
+    step=Ref(f"{__name__}.parts", "STEP"), report=Ref(f"{__name__}.parts", "REPORT"), commands=add_commands,
 ), module=__name__)
 '''
 PLUGIN_SERVICE = '''
@@ -125,15 +134,11 @@ def count_labels(family, version, *, dataset, actor=SYSTEM, progress=None):
                               dataset=dataset, run_id=run.run_id)
 '''
 PLUGIN_WIRING = '''
-"""Where the application meets the analysis: job check and run, full-audit step, report section, command."""
+"""The light parts, read whenever analyses are listed: the job kind and the command."""
 import json
 
 from audit.cli_ext.common import emit, shell_operator
-from audit.report.content import Section
-from audit.services.core.runs import stored_analyses
-from audit.services.jobs.kinds import dataset_param, no_extra, task_kind, version_param
-
-from .service import count_labels
+from audit.services.jobs.kinds import JobKind, dataset_param, no_extra, task_kind, version_param
 
 
 def check(p):
@@ -143,7 +148,38 @@ def check(p):
 
 
 def run_job(p, actor, ctx):
+    from .service import count_labels
+
     return {"result_id": count_labels(p["family"], p["version"], dataset=p["dataset"], actor=actor).id}
+
+
+JOB = JobKind("label_balance", "Label balance", ("run",), check, run_job)
+
+
+def cmd(args):
+    from .service import count_labels
+
+    res = count_labels(args.family, args.version, dataset=args.dataset, actor=shell_operator())
+    emit(json.dumps({"id": res.id, "counts": res.summary["counts"]}))
+    return 0
+
+
+def add_commands(sub):
+    sp = sub.add_parser("label-balance", help="samples per class of a reference set")
+    sp.add_argument("--family", required=True)
+    sp.add_argument("--version", required=True)
+    sp.add_argument("--dataset", required=True)
+    sp.set_defaults(fn=cmd)
+'''
+
+PLUGIN_PARTS = '''
+"""The full-audit step and the report's section, loaded when the full audit or a report reads them."""
+from audit.report.compliance import SectionSpec
+from audit.report.content import Section
+from audit.services.analyses.registry import AuditStep, ReportPart
+from audit.services.core.runs import stored_analyses
+
+from .service import count_labels
 
 
 def step(plan, opts, actor, progress):
@@ -159,18 +195,9 @@ def gather(g):
     return [sec.find("Label balance", "samples per class", "info", f"{len(counts)} classes, {sum(counts.values())} samples")]
 
 
-def cmd(args):
-    res = count_labels(args.family, args.version, dataset=args.dataset, actor=shell_operator())
-    emit(json.dumps({"id": res.id, "counts": res.summary["counts"]}))
-    return 0
-
-
-def add_commands(sub):
-    sp = sub.add_parser("label-balance", help="samples per class of a reference set")
-    sp.add_argument("--family", required=True)
-    sp.add_argument("--version", required=True)
-    sp.add_argument("--dataset", required=True)
-    sp.set_defaults(fn=cmd)
+STEP = AuditStep("label_balance", 0.05, step)
+REPORT = ReportPart(SectionSpec("label_balance", "Label balance", ("IV.2(d)",), ("DEV-DATA",)), gather,
+                    areas=("Label balance",), finding_rank=2)
 '''
 
 
@@ -187,7 +214,8 @@ def plugin(tmp_path, audit_home, register_small_cnn):
                       label_names=TINY_LABELS)
     folder = tmp_path / "plugins"
     (folder / PLUGIN).mkdir(parents=True)
-    for name, text in (("__init__", PLUGIN_INIT), ("service", PLUGIN_SERVICE), ("wiring", PLUGIN_WIRING)):
+    for name, text in (("__init__", PLUGIN_INIT), ("service", PLUGIN_SERVICE), ("wiring", PLUGIN_WIRING),
+                       ("parts", PLUGIN_PARTS)):
         (folder / PLUGIN / f"{name}.py").write_text(textwrap.dedent(text))
     package = sys.modules["audit.services.analyses"]
     package.__path__.append(str(folder))
@@ -204,8 +232,8 @@ def plugin(tmp_path, audit_home, register_small_cnn):
 
 
 def test_a_new_analysis_kind_is_one_new_package(plugin, capsys):
+    import audit.report.compliance as compliance
     from audit.cli import main
-    from audit.report.compliance import SECTIONS, mapping_rows
     from audit.services.analyses.full_audit.service import FullAuditOptions, run_full_audit
     from audit.services.analyses.reports.service import build_document
     from audit.services.core.runs import stored_analyses
@@ -232,10 +260,11 @@ def test_a_new_analysis_kind_is_one_new_package(plugin, capsys):
     assert json.loads(capsys.readouterr().out)["id"] == stored[0].id
 
     # the report: its section in the analyses' order, in the compliance mapping, its finding in the summary
-    keys = [s.key for s in SECTIONS]
-    assert keys.index("label_balance") == keys.index("limitations") - 1
-    assert [r[2] for r in mapping_rows() if r[1] == "Label balance"] == ["IV.2(d) Data requirements"]
+    assert "label_balance" not in compliance.SECTION_BY_KEY  # declared when a report first reads the parts
     doc = build_document("tiny", "1", dataset="ref", compute_missing=False)
+    keys = [s.key for s in compliance.SECTIONS]
+    assert keys.index("label_balance") == keys.index("limitations") - 1
+    assert [r[2] for r in compliance.mapping_rows() if r[1] == "Label balance"] == ["IV.2(d) Data requirements"]
     keys = [s.key for s in doc.sections]
     assert keys.index("concepts") + 1 == keys.index("label_balance") == keys.index("bias") - 1
     section = doc.sections[keys.index("label_balance")]

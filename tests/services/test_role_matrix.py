@@ -233,7 +233,6 @@ def test_every_service_function_a_page_calls_is_in_the_matrix_or_declared_open()
     """Issue 22: the matrix covers every read a page makes. A function a page calls is either role-checked and
     in ACTIONS (each cell tested above), or declared open to every role with the reason; a page function that
     takes an actor must be in ACTIONS, so its check cannot go untested."""
-    import importlib
     import inspect
 
     listed = {name.split("(")[0] for name, _, _ in ACTIONS}

@@ -3,12 +3,10 @@ and command, the full audit's concepts step and the report's concept-test sectio
 
 from audit.services.analyses.concepts.cli import add_commands
 from audit.services.analyses.concepts.job import JOB
-from audit.services.analyses.concepts.report import REPORT
-from audit.services.analyses.concepts.service import TCAV_SPEC, run_concept_test
-from audit.services.analyses.concepts.step import STEP
-from audit.services.analyses.registry import Analysis, UseCase, register_analysis
+from audit.services.analyses.registry import Analysis, Ref, UseCase, register_analysis
 
 ANALYSIS = register_analysis(Analysis(
-    name="concepts", label="Concept tests", order=30, kinds=("tcav",),
-    use_cases=(UseCase(TCAV_SPEC, run_concept_test),), jobs=(JOB,), step=STEP, report=REPORT, commands=add_commands,
+    name="concepts", label="Concept tests", order=30,
+    use_cases=(UseCase(f"{__name__}.service", "TCAV_SPEC", "run_concept_test"),), jobs=(JOB,),
+    step=Ref(f"{__name__}.step", "STEP"), report=Ref(f"{__name__}.report", "REPORT"), commands=add_commands,
 ), module=__name__)

@@ -7,12 +7,14 @@ import json
 from typing import Any
 
 from audit.cli_ext.common import CliError, emit, progress_printer, shell_operator, split_names, submit_background
-from audit.services.analyses.concepts.service import run_concept_test
-from audit.services.core.registry import get_version
-from storage.db import migrate
 
 
 def cmd_tcav(args: argparse.Namespace) -> int:
+    # deferred: every command builds the parser, and the services load torch and the engine
+    from audit.services.analyses.concepts.service import run_concept_test
+    from audit.services.core.registry import get_version
+    from storage.db import migrate
+
     migrate()
     labels = get_version(args.family, args.version)["labels"]
     if args.target not in labels:

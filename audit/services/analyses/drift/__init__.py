@@ -4,12 +4,10 @@ the report's drift section."""
 
 from audit.services.analyses.drift.cli import add_commands
 from audit.services.analyses.drift.job import JOB
-from audit.services.analyses.drift.report import REPORT
-from audit.services.analyses.drift.service import DRIFT_SPEC, KIND, compute_drift
-from audit.services.analyses.drift.step import STEP
-from audit.services.analyses.registry import Analysis, UseCase, register_analysis
+from audit.services.analyses.registry import Analysis, Ref, UseCase, register_analysis
 
 ANALYSIS = register_analysis(Analysis(
-    name="drift", label="Explanation drift", order=60, kinds=(KIND,), use_cases=(UseCase(DRIFT_SPEC, compute_drift),),
-    jobs=(JOB,), step=STEP, report=REPORT, commands=add_commands,
+    name="drift", label="Explanation drift", order=60,
+    use_cases=(UseCase(f"{__name__}.service", "DRIFT_SPEC", "compute_drift"),), jobs=(JOB,),
+    step=Ref(f"{__name__}.step", "STEP"), report=Ref(f"{__name__}.report", "REPORT"), commands=add_commands,
 ), module=__name__)

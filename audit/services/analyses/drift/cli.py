@@ -10,9 +10,6 @@ from typing import Any
 
 from audit.cli_ext.common import emit, progress_printer, shell_operator, submit_background
 from audit.drift import DriftThresholds
-from audit.services.analyses.drift.service import compute_drift
-from audit.services.analyses.drift.views import drift_trend
-from storage.db import migrate
 
 
 def _methods(text: str | None) -> list[str] | None:
@@ -61,6 +58,10 @@ def _print_drift_text(res: dict[str, Any]) -> None:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
+    # deferred: every command builds the parser, and the services load torch and the engine
+    from audit.services.analyses.drift.service import compute_drift
+    from storage.db import migrate
+
     migrate()
     if args.background:
         return submit_background("drift", {
@@ -81,6 +82,10 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 
 def cmd_drift_trend(args: argparse.Namespace) -> int:
+    # deferred: every command builds the parser, and the services load torch and the engine
+    from audit.services.analyses.drift.views import drift_trend
+    from storage.db import migrate
+
     migrate()
     res = drift_trend(args.family, dataset=args.dataset, methods=_methods(args.methods), limit=args.limit,
                       target=args.target, options=_options(args), thresholds=_thresholds(args), top_k=args.top_k,

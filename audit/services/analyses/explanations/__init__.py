@@ -4,11 +4,9 @@ command, the full audit's explanations step and the report's explanations sectio
 
 from audit.services.analyses.explanations.cli import add_commands
 from audit.services.analyses.explanations.job import JOB
-from audit.services.analyses.explanations.report import REPORT
-from audit.services.analyses.explanations.step import STEP
-from audit.services.analyses.registry import Analysis, register_analysis
+from audit.services.analyses.registry import Analysis, Ref, register_analysis
 
 ANALYSIS = register_analysis(Analysis(
-    name="explanations", label="Explanations", order=10, kinds=("explain",), jobs=(JOB,), step=STEP, report=REPORT,
-    commands=add_commands,
+    name="explanations", label="Explanations", order=10, jobs=(JOB,), step=Ref(f"{__name__}.step", "STEP"),
+    report=Ref(f"{__name__}.report", "REPORT"), commands=add_commands,
 ), module=__name__)

@@ -6,11 +6,13 @@ import argparse
 from typing import Any
 
 from audit.cli_ext.common import emit, progress_printer, shell_operator, submit_background
-from audit.services.analyses.explanations.service import explain_reference_set
-from storage.db import migrate
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    # deferred: every command builds the parser, and the services load torch and the engine
+    from audit.services.analyses.explanations.service import explain_reference_set
+    from storage.db import migrate
+
     migrate()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     options: dict[str, Any] = {"seed": args.seed}

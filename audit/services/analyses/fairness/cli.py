@@ -7,12 +7,14 @@ import json
 from typing import Any
 
 from audit.cli_ext.common import emit, shell_operator, split_names, submit_background
-from audit.services.analyses.fairness.service import run_bias_audit
-from storage.artifacts import ArtifactStore
-from storage.db import migrate
 
 
 def cmd_bias(args: argparse.Namespace) -> int:
+    # deferred: every command builds the parser, and the services load torch and the engine
+    from audit.services.analyses.fairness.service import run_bias_audit
+    from storage.artifacts import ArtifactStore
+    from storage.db import migrate
+
     migrate()
     csv_bytes = open(args.csv, "rb").read() if args.csv else None
     if args.background:

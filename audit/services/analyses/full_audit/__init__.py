@@ -3,9 +3,8 @@ is given (``plan``); the ``full_audit`` job and the ``audit`` command."""
 
 from audit.services.analyses.full_audit.cli import add_commands
 from audit.services.analyses.full_audit.job import JOB
-from audit.services.analyses.full_audit.service import KIND
 from audit.services.analyses.registry import Analysis, register_analysis
 
 ANALYSIS = register_analysis(Analysis(
-    name="full_audit", label="Full audit", order=100, kinds=(KIND,), jobs=(JOB,), commands=add_commands,
+    name="full_audit", label="Full audit", order=100, jobs=(JOB,), commands=add_commands,
 ), module=__name__)

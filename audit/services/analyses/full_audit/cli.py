@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from audit.cli_ext.common import CliError, emit, progress_printer, shell_operator, split_names, submit_background
-from audit.services.analyses.full_audit.service import FullAuditOptions, run_full_audit
-from audit.services.analyses.reports.service import report_bytes
-from storage.db import migrate
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    # deferred: every command builds the parser, and the services load torch and the engine
+    from audit.services.analyses.full_audit.service import FullAuditOptions, run_full_audit
+    from audit.services.analyses.reports.service import report_bytes
+    from storage.db import migrate
+
     out = Path(args.out) if args.out else None
     if out is not None:
         if out.suffix.lower() != ".pdf":

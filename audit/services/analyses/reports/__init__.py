@@ -7,5 +7,5 @@ from audit.services.analyses.reports.cli import add_commands
 from audit.services.analyses.reports.job import JOB
 
 ANALYSIS = register_analysis(Analysis(
-    name="reports", label="Compliance reports", order=90, kinds=("report",), jobs=(JOB,), commands=add_commands,
+    name="reports", label="Compliance reports", order=90, jobs=(JOB,), commands=add_commands,
 ), module=__name__)

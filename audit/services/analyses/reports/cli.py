@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 from audit.cli_ext.common import emit, progress_printer, read_password, shell_operator, submit_background
-from audit.services.analyses.reports.service import generate_report, list_reports, report_bytes, sign_report
-from audit.services.governance.auth import authenticate
-from storage.db import migrate
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    # deferred: every command builds the parser, and the services load torch and the engine
+    from audit.services.analyses.reports.service import generate_report, report_bytes
+    from storage.db import migrate
+
     migrate()
     if args.background:
         if args.out:
@@ -44,6 +45,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_report_sign(args: argparse.Namespace) -> int:
+    # deferred: every command builds the parser, and the services load torch and the engine
+    from audit.services.analyses.reports.service import sign_report
+    from audit.services.governance.auth import authenticate
+    from storage.db import migrate
+
     migrate()
     # A sign-off is a personal attestation: it is made by a registered user who proves who they are, never by
     # the shell operator (four-eyes compares the signer with the report's generator).
@@ -55,6 +61,10 @@ def cmd_report_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_reports(args: argparse.Namespace) -> int:
+    # deferred: every command builds the parser, and the services load torch and the engine
+    from audit.services.analyses.reports.service import list_reports
+    from storage.db import migrate
+
     migrate()
     rows = list_reports(family=args.family, version=args.version)
     if args.json:

@@ -2,7 +2,5 @@
 token attributions are gathered by the explanations section."""
 
 from audit.services.analyses.registry import Analysis, register_analysis
-from audit.services.analyses.text.service import KEY_KIND
 
-ANALYSIS = register_analysis(Analysis(name="text", label="Token attributions", order=15, kinds=(KEY_KIND,)),
-                             module=__name__)
+ANALYSIS = register_analysis(Analysis(name="text", label="Token attributions", order=15), module=__name__)
