@@ -19,6 +19,7 @@ from audit.services.governance.principals import SYSTEM, Principal, require
 from audit.services.core.runs import analysis_key, find_analysis, store_analysis, stored_analyses, tracked_run
 from audit.services.core.datasets import load_image_samples, load_text_samples
 from audit.services.core.handles import handle_for
+from audit.services.core.predict import require_finite, text_predict_proba
 from storage.db import database_url
 
 GENERATED_CONCEPTS = ("watermark", "stripes", "texture", "random-reference")
@@ -227,15 +228,19 @@ def run_concept_test(
         # concept's scores includes concept sampling: with one fixed concept set the t-test against the
         # random-vs-random null rejects far more often than alpha (docs/DECISIONS.md).
         run_seeds = [seed + 7919 * (r + 1) for r in range(n_random)]
+        input_keys = [ref.keys[i] for i in class_idx[:n_inputs]]
         if text:
             pool: Any = [ref.texts[i] for i in keep]
             inputs: Any = [ref.texts[i] for i in class_idx[:n_inputs]]
+            text_predict_proba(family, version)(inputs, keys=input_keys)  # raises NonFiniteOutputs naming them
             randoms: Any = random_pool_sets(pool, n_random + 1, set_size, seed=seed)
             concept_sets: Any = {f"{c}#{r}": text_concept_examples(c, n=set_size, seed=s, dataset=dataset, pool=pool)
                                  for c in concepts for r, s in enumerate(run_seeds)}
         else:
             to_model = lambda x: handle.input_spec.normalize(image_to_tensor(x, handle.input_spec))  # noqa: E731
             inputs = to_model(ref.images[class_idx[:n_inputs]])
+            # class-input outputs that are NaN would make every directional derivative meaningless
+            require_finite(handle.predict_proba(inputs.to(handle.device)), input_keys)
             pool = ref.images[keep]
             randoms = [to_model(r) for r in random_pool_sets(pool, n_random + 1, set_size, seed=seed)]
             concept_sets = {f"{c}#{r}": to_model(concept_examples(c, n=set_size, seed=s, dataset=dataset, pool=pool,
