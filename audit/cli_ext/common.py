@@ -6,6 +6,7 @@ none of them."""
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import json
 import sys
@@ -40,6 +41,14 @@ def progress_printer(label: str) -> Callable[[float, str], None]:
                 print(file=sys.stderr)
 
     return show
+
+
+def version_command(sub: Any, name: str, *, help: str) -> argparse.ArgumentParser:
+    """A subcommand about one registered model version: ``--family`` and ``--version``, both required."""
+    sp = sub.add_parser(name, help=help)
+    sp.add_argument("--family", required=True)
+    sp.add_argument("--version", required=True)
+    return sp
 
 
 def split_names(text: str | None) -> list[str]:

@@ -6,7 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from audit.cli_ext.common import CliError, emit, progress_printer, shell_operator, split_names, submit_background
+from audit.cli_ext.common import (CliError, emit, progress_printer, shell_operator, split_names, submit_background,
+                                  version_command)
 
 
 def cmd_tcav(args: argparse.Namespace) -> int:
@@ -43,9 +44,7 @@ def cmd_tcav(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    sp = sub.add_parser("tcav", help="concept test (TCAV) with significance against random runs")
-    sp.add_argument("--family", required=True)
-    sp.add_argument("--version", required=True)
+    sp = version_command(sub, "tcav", help="concept test (TCAV) with significance against random runs")
     sp.add_argument("--concepts", default="watermark,random-reference")
     sp.add_argument("--target", required=True, help="class label, e.g. 7")
     sp.add_argument("--layers", help="comma-separated module names (default: the last two blocks)")

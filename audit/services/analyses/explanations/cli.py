@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from audit.cli_ext.common import emit, progress_printer, shell_operator, submit_background
+from audit.cli_ext.common import emit, progress_printer, shell_operator, submit_background, version_command
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -33,9 +33,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    sp = sub.add_parser("explain", help="explain a reference set (resumable; stored maps are reused)")
-    sp.add_argument("--family", required=True)
-    sp.add_argument("--version", required=True)
+    sp = version_command(sub, "explain", help="explain a reference set (resumable; stored maps are reused)")
     sp.add_argument("--dataset", default="digits-reference")
     sp.add_argument("--methods", default="saliency,grad_x_input,gradcam,integrated_gradients")
     sp.add_argument("--batch-size", type=int, default=16)

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from audit.cli_ext.common import emit, shell_operator, split_names, submit_background
+from audit.cli_ext.common import emit, shell_operator, split_names, submit_background, version_command
 
 
 def cmd_bias(args: argparse.Namespace) -> int:
@@ -45,9 +45,7 @@ def cmd_bias(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    sp = sub.add_parser("bias", help="group metrics with bootstrap confidence intervals")
-    sp.add_argument("--family", required=True)
-    sp.add_argument("--version", required=True)
+    sp = version_command(sub, "bias", help="group metrics with bootstrap confidence intervals")
     sp.add_argument("--dataset", default="digits-reference")
     sp.add_argument("--attributes", default="", help="comma-separated group attributes of the dataset")
     sp.add_argument("--csv", help="CSV with sample_id and group columns instead of the stored groups")

@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from audit.cli_ext.common import CliError, emit, progress_printer, shell_operator, split_names, submit_background
+from audit.cli_ext.common import (CliError, emit, progress_printer, shell_operator, split_names, submit_background,
+                                  version_command)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -60,9 +61,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    sp = sub.add_parser("audit", help="run every analysis the data allows, then write the report; prints its SHA-256")
-    sp.add_argument("--family", required=True)
-    sp.add_argument("--version", required=True)
+    sp = version_command(sub, "audit",
+                         help="run every analysis the data allows, then write the report; prints its SHA-256")
     sp.add_argument("--dataset", required=True, help="the reference set")
     sp.add_argument("--concepts", help="comma-separated concepts to test (generated or stored concept sets)")
     sp.add_argument("--targets", help="comma-separated class labels the concepts are tested on (default: for a "

@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from audit.cli_ext.common import emit, progress_printer, read_password, shell_operator, submit_background
+from audit.cli_ext.common import (emit, progress_printer, read_password, shell_operator, submit_background,
+                                  version_command)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -79,9 +80,7 @@ def cmd_reports(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    sp = sub.add_parser("report", help="write a PDF compliance report for a version; prints its SHA-256")
-    sp.add_argument("--family", required=True)
-    sp.add_argument("--version", required=True)
+    sp = version_command(sub, "report", help="write a PDF compliance report for a version; prints its SHA-256")
     sp.add_argument("--out", help="the PDF file to write (required unless --background)")
     sp.add_argument("--background", action="store_true",
                     help='queue as a job for the worker; prints {"job": ID} (then: jobs download ID --out FILE.pdf)')
