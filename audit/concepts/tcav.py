@@ -27,17 +27,15 @@ from audit.concepts.capture import (
 from audit.concepts.cav import CLASSIFIERS, ClassifierName, fit_in_span, pair_split
 from audit.concepts.sets import set_sha256
 from audit.concepts.stats import (
-    CORRECTIONS,
     ERR_ALPHA,
-    ERR_CORRECTION,
     TESTS,
-    Correction,
     SignificanceTest,
     pseudo_concept_test,
     significance,
     two_sided_ttest,
 )
 from audit.jsonsafe import json_safe
+from audit.multiple_testing import DEFAULT_CORRECTION, Correction, check_correction
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +255,7 @@ def run_tcav_many(
     target: int,
     *,
     alpha: float = 0.05,
-    correction: Correction = "holm",
+    correction: Correction = DEFAULT_CORRECTION,
     n_random: int | None = None,
     test: SignificanceTest = "ttest",
     null: NullDesign | None = None,
@@ -303,8 +301,7 @@ def run_tcav_many(
     if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
         raise TypeError(f"target must be a class index (int), got {type(target).__name__}")
     target = int(target)
-    if correction not in CORRECTIONS:
-        raise ValueError(ERR_CORRECTION.format(value=correction))
+    check_correction(correction)
     if not (isinstance(alpha, (int, float)) and 0.0 < float(alpha) < 1.0):
         raise ValueError(ERR_ALPHA.format(value=alpha))
     if classifier not in CLASSIFIERS:
@@ -499,7 +496,7 @@ def run_tcav(
     *,
     concept_name: str = "concept",
     alpha: float = 0.05,
-    correction: Correction = "holm",
+    correction: Correction = DEFAULT_CORRECTION,
     n_random: int | None = None,
     test: SignificanceTest = "ttest",
     null: NullDesign | None = None,

@@ -116,7 +116,7 @@ OPEN_TO_EVERY_ROLE: dict[str, str] = {
         "sample_index", "load_image_files")},
     "drift.available_methods": "pure helper", "drift.drift_assessment": "a read of a stored drift result",
     "fairness.group_attributes": "a read of a stored set's group columns",
-    "registry.allowed_statuses": "pure helper", "registry.list_models": "a read of the registry",
+    "registry.allowed_statuses": "pure helper", "registry.input_kind": "pure helper", "registry.list_models": "a read of the registry",
     "report_records.list_reports": "a read of stored reports (their bytes go through report_bytes, in ACTIONS)",
     "explain_views.true_class_view": "a read of stored maps (its actor only attributes computing)",
 }
