@@ -3,6 +3,7 @@ Activation Vectors"): concept scores per layer, tested against random CAVs with 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -486,6 +487,22 @@ def run_tcav_many(
     )
 
 
+def _with_options_of(source: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Show ``source``'s keyword-only options in the decorated function's signature in place of its
+    ``**options`` (what ``help()`` and editors read), so the options and their defaults are written once."""
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        own = inspect.signature(fn)
+        params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        taken = {p.name for p in params}
+        params += [p for p in inspect.signature(source).parameters.values()
+                   if p.kind is p.KEYWORD_ONLY and p.name not in taken]
+        fn.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+        return fn
+
+    return decorate
+
+
+@_with_options_of(run_tcav_many)
 def run_tcav(
     model: nn.Module,
     layers: LayerSpec | Sequence[LayerSpec],
@@ -495,46 +512,13 @@ def run_tcav(
     target: int,
     *,
     concept_name: str = "concept",
-    alpha: float = 0.05,
-    correction: Correction = DEFAULT_CORRECTION,
-    n_random: int | None = None,
-    test: SignificanceTest = "ttest",
-    null: NullDesign | None = None,
-    seed: int = 0,
-    classifier: ClassifierName = "sgd",
-    test_fraction: float = 0.33,
-    min_cav_accuracy: float = MIN_CAV_ACCURACY,
-    batch_size: int = 64,
-    tokenizer: Any = None,
-    text_pooling: TextPooling = "cls",
-    max_length: int = 128,
-    progress: Progress | None = None,
+    **options: Any,
 ) -> TCAVResult:
     """Test one concept at the given layers (p-values corrected over the layers).
 
-    ``result.layers[name]`` holds score, magnitude, random_scores, p_value, p_value_corrected,
-    significant and cav_accuracy; see :func:`run_tcav_many` for the procedure.
+    ``options`` are those of :func:`run_tcav_many`, with its defaults (alpha, correction, n_random, test,
+    null, seed, ...). ``result.layers[name]`` holds score, magnitude, random_scores, p_value,
+    p_value_corrected, significant and cav_accuracy; see :func:`run_tcav_many` for the procedure.
     """
-    run = run_tcav_many(
-        model,
-        layers,
-        {concept_name: concept},
-        randoms,
-        inputs,
-        target,
-        alpha=alpha,
-        correction=correction,
-        n_random=n_random,
-        test=test,
-        null=null,
-        seed=seed,
-        classifier=classifier,
-        test_fraction=test_fraction,
-        min_cav_accuracy=min_cav_accuracy,
-        batch_size=batch_size,
-        tokenizer=tokenizer,
-        text_pooling=text_pooling,
-        max_length=max_length,
-        progress=progress,
-    )
+    run = run_tcav_many(model, layers, {concept_name: concept}, randoms, inputs, target, **options)
     return run.concepts[concept_name]
