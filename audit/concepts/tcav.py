@@ -415,8 +415,10 @@ def run_tcav_many(
                 raw.append(pseudo_concept_test(concept_scores, null_scores.reshape(runs, runs - 1).mean(1)))
     corrected, decisions = significance([p for _, p in raw], alpha=alpha, correction=correction)
 
-    random_hashes = [set_sha256(s) for s in randoms[:runs]]
-    inputs_hash = set_sha256(inputs)
+    # what every concept's result and the run's result say about the run itself
+    run_fields = dict(target=target, seed=seed, alpha=float(alpha), correction=correction, n_tests=len(raw),
+                      n_random=runs, test=test, null=null, random_hashes=[set_sha256(s) for s in randoms[:runs]],
+                      inputs_hash=set_sha256(inputs))
     results: dict[str, TCAVResult] = {}
     t = 0
     for k, cname in enumerate(concept_names):
@@ -448,19 +450,10 @@ def run_tcav_many(
             t += 1
         results[cname] = TCAVResult(
             concept=cname,
-            target=target,
             layers=layer_results,
-            seed=seed,
-            alpha=float(alpha),
-            correction=correction,
-            n_tests=len(raw),
-            n_random=runs,
-            test=test,
-            null=null,
+            **run_fields,
             n_null=n_null,
             concept_hash=set_sha256(concepts[cname]),
-            random_hashes=random_hashes,
-            inputs_hash=inputs_hash,
             n_concept=len(concepts[cname]),
             n_inputs=len(inputs),
             classifier=classifier,
@@ -470,21 +463,7 @@ def run_tcav_many(
             device=str(device),
         )
     report(1.0, "done")
-    return TCAVRunResult(
-        concepts=results,
-        target=target,
-        layers=names,
-        seed=seed,
-        alpha=float(alpha),
-        correction=correction,
-        n_tests=len(raw),
-        n_random=runs,
-        test=test,
-        null=null,
-        random_hashes=random_hashes,
-        inputs_hash=inputs_hash,
-        timings=timings,
-    )
+    return TCAVRunResult(concepts=results, layers=names, **run_fields, timings=timings)
 
 
 def _with_options_of(source: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
