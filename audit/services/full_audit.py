@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional, Sequence
 
 from audit.datasets.tables import flag_value  # noqa: F401 - re-exported: the full audit reads group flags
+from audit.models.tasks import input_kind
 from audit.services.auth import SYSTEM, Principal, require
 from audit.services.core import tracked_run
 from audit.services.predict import NonFiniteOutputs
@@ -143,7 +144,7 @@ def _plan(family: str, version: str, dataset: str, concepts: Sequence[str], targ
         ds = pick_reference_set(dataset, info["task"], info["labels"])
     except DatasetError as exc:
         raise FullAuditError(str(exc)) from None
-    kind = "text" if info["task"] == "text-classification" else "image"
+    kind = input_kind(info["task"])
     try:
         concept_hashes(concepts, info["task"])
     except ConceptError as exc:
