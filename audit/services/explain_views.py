@@ -3,19 +3,19 @@ the sanity check, and the true-class view for misclassified samples."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
 from audit.attribution.engine_record import describe_engine  # noqa: F401 - the Provenance tab's words
+from audit.quality import CURVE_STEPS, MapScores, default_metrics, registered, sanity_check, score_maps
+from audit.quality import localisation as score_localisation
 from audit.services.auth import SYSTEM, Principal, require
 from audit.services.explain import ImageExplanation
 from audit.services.handles import handle_for
 from audit.services.registry import get_version
 
-CURVE_STEPS = 20
 # The sanity check's cheaper settings, and the cost per sample of one map above which a method is left out
 SANITY_OPTIONS: dict[str, Any] = {"ig_steps": 16, "sg_samples": 8}
 SANITY_MAX_EVALUATIONS = 64
@@ -27,33 +27,21 @@ def _input(exp: ImageExplanation) -> tuple[Any, torch.Tensor]:
     return handle, handle.input_spec.normalize(raw).to(handle.device)
 
 
-@dataclass
-class Curves:
-    fractions: list[float]
-    deletion: dict[str, list[float]]
-    insertion: dict[str, list[float]]
-    deletion_auc: dict[str, float]
-    insertion_auc: dict[str, float]
+def quality_metrics(modality: Optional[str] = None) -> dict[str, dict[str, Any]]:
+    """The declared explanation-quality metrics (only those for ``modality``, "image" or "text", when given), in
+    listing order: name -> label, paper, direction, ``better`` ("lower is better"), category, description,
+    ``by_default`` and, for curve metrics, ``curve`` (title, axis and values of its figure)."""
+    return {name: cls.describe() for name, cls in registered(modality).items()}
 
 
-def faithfulness_curves(exp: ImageExplanation, *, steps: int = CURVE_STEPS) -> Curves:
-    """Deletion (lower AUC is better) and insertion (higher is better) for every map of the explanation."""
-    from audit.quality import deletion_curve, insertion_curve
-
+def faithfulness_curves(exp: ImageExplanation, *, steps: int = CURVE_STEPS) -> MapScores:
+    """Every metric scored by default (deletion and insertion among them) for every map of the explanation:
+    scores per metric and map, and the curves of the curve metrics."""
     handle, x = _input(exp)
     t = torch.tensor([exp.target], device=x.device)
-    out = Curves([], {}, {}, {}, {})
-    for method, sm in exp.maps.items():
-        attr = torch.from_numpy(sm.attribution).unsqueeze(0).to(x.device)
-        with handle.lock:  # forwards on the shared module would fire another session's capture hooks
-            d = deletion_curve(handle.module, x, t, attr, steps=steps)
-            i = insertion_curve(handle.module, x, t, attr, steps=steps)
-        out.fractions = d.fractions.tolist()
-        out.deletion[method] = d.curves[0].tolist()
-        out.insertion[method] = i.curves[0].tolist()
-        out.deletion_auc[method] = float(d.auc[0])
-        out.insertion_auc[method] = float(i.auc[0])
-    return out
+    maps = {method: torch.from_numpy(sm.attribution).unsqueeze(0) for method, sm in exp.maps.items()}
+    with handle.lock:  # forwards on the shared module would fire another session's capture hooks
+        return score_maps(handle.module, x, t, maps, metrics=default_metrics("image", steps=steps))
 
 
 def feature_maps(exp: ImageExplanation, *, max_layers: int = 4, channels: int = 6) -> list[dict[str, Any]]:
@@ -125,8 +113,6 @@ def sanity_methods(exp: ImageExplanation, *, max_evaluations: int = SANITY_MAX_E
 def sanity(exp: ImageExplanation, *, methods: Sequence[str], max_steps: int = 4,
            actor: Principal = SYSTEM) -> dict[str, Any]:
     """Cascading parameter randomisation on this sample: per method, rank correlation after each step."""
-    from audit.quality import sanity_check
-
     require(actor, "run")
     handle, x = _input(exp)
     t = torch.tensor([exp.target], device=x.device)
@@ -164,7 +150,7 @@ def sample_region(exp: ImageExplanation) -> Optional[Any]:
 
 
 def localisation(exp: ImageExplanation, region: Optional[Any]) -> dict[str, dict[str, float]]:
-    """Per method: relevance mass accuracy and pointing game of its map against ``region``.
+    """Per method: relevance mass accuracy and pointing game of its map against ``region``, by metric name.
 
     ``region`` is a box [x0, y0, x1, y1] or a boolean mask in the model's view of the image (``exp.image``,
     as ``sample_region`` gives it); it is scaled to the map's size by `region_masks` (a pixel the region
@@ -172,7 +158,6 @@ def localisation(exp: ImageExplanation, region: Optional[Any]) -> dict[str, dict
     An empty dict when there is no region or no map.
     """
     from audit.fairness.disparity import region_masks
-    from audit.quality import localisation as score
     if region is None or not exp.maps:
         return {}
     image_size = (int(exp.image.shape[-2]), int(exp.image.shape[-1]))
@@ -180,8 +165,8 @@ def localisation(exp: ImageExplanation, region: Optional[Any]) -> dict[str, dict
     for method, sm in exp.maps.items():
         attr = torch.from_numpy(np.asarray(sm.attribution))
         map_size = (int(attr.shape[-2]), int(attr.shape[-1]))
-        res = score(attr.unsqueeze(0), region_masks([region], image_size=image_size, map_size=map_size))
-        out[method] = {"relevance_mass": res.relevance_mass_mean, "pointing_game": res.pointing_game_mean}
+        res = score_localisation(attr.unsqueeze(0), region_masks([region], image_size=image_size, map_size=map_size))
+        out[method] = res.means()
     return out
 
 

@@ -17,7 +17,8 @@ from audit.images import image_to_tensor
 from audit.report import ReportDocument, ReportThresholds, Section, render_pdf
 from audit.report import sections as S
 from audit.report.checks import KIND as QUALITY_KIND
-from audit.report.checks import ExplanationQuality, explanation_quality
+from audit.report.checks import ExplanationQuality, explanation_quality, report_metrics
+from audit.quality import CURVE_STEPS, ERASER_METRICS, LOCALISATION_METRICS, eraser_scores
 from audit.results.base import StoredResult
 from audit.results.concepts import ConceptTest
 from audit.results.drift import DriftAssessment
@@ -48,7 +49,6 @@ SANITY_METHODS: tuple[str, ...] = ("saliency", "gradcam", "integrated_gradients"
 N_REPRESENTATIVE = 4
 N_MISCLASSIFIED = 4
 FIGURE_SAMPLES = N_REPRESENTATIVE + N_MISCLASSIFIED  # the report's explained samples unless a budget says fewer
-CURVE_STEPS = 20
 SANITY_SAMPLES = 4
 SANITY_STEPS = 4
 SANITY_IG_STEPS = 16
@@ -206,7 +206,8 @@ def _quality(g: _Gathering, ev: S.ImageExplanations) -> tuple[Optional[Explanati
     sanity = _with_layer_if_needed(SANITY_METHODS, g.handle)
     options = {"samples": ev.choice.keys, "targets": ev.choice.targets, "methods": methods, "options": FIGURE_OPTIONS,
                "steps": CURVE_STEPS, "sanity": {"methods": sanity, "samples": SANITY_SAMPLES,
-                                                "max_steps": SANITY_STEPS, "ig_steps": SANITY_IG_STEPS}}
+                                                "max_steps": SANITY_STEPS, "ig_steps": SANITY_IG_STEPS},
+               "metrics": {mm.name: mm.config for mm in report_metrics(CURVE_STEPS)}}
     inputs = sorted({r.id for r in ev.references})
     key = result_key(QUALITY_KIND, model_sha256=m.info["sha256"], dataset_sha256=g.reference["sha256"],
                      options=options, inputs=inputs)
@@ -236,8 +237,6 @@ def _quality(g: _Gathering, ev: S.ImageExplanations) -> tuple[Optional[Explanati
 
 
 def _text_eraser(g: _Gathering, ev: S.TextExplanations) -> Optional[dict[str, Any]]:
-    from audit.text.eraser import eraser_scores
-
     try:
         with g.handle.lock:
             return eraser_scores(g.handle.module, ev.results, list(TEXT_METHODS),
@@ -346,13 +345,13 @@ def build_document(family: str, version: str, *, author: Optional[str] = None, d
         g.cited += list(explained.methods) if isinstance(explained, S.ImageExplanations) else list(TEXT_METHODS)
     if isinstance(explained, S.TextExplanations):
         eraser = _text_eraser(g, explained)
-        g.cited += ["eraser"] if eraser else []
+        g.cited += list(ERASER_METRICS) if eraser else []
         sections.append(S.quality_section(model, text_gaps=[r.delta for r in explained.results], text_eraser=eraser))
     elif isinstance(explained, S.ImageExplanations):
         quality, stored, qgap = _quality(g, explained)
-        g.cited += ["deletion_insertion", "sanity"] if quality is not None else []
+        g.cited += quality.cited if quality is not None else []
         loc = _localisation(g, explained) if quality is not None else None
-        g.cited += ["relevance_mass", "pointing_game"] if loc is not None else []
+        g.cited += list(LOCALISATION_METRICS) if loc is not None else []
         sections.append(S.quality_section(model, quality=quality, stored=stored, gap=qgap, curve_steps=CURVE_STEPS,
                                           localisation=loc))
     else:
