@@ -8,8 +8,8 @@ import streamlit as st
 from audit.services.datasets import list_datasets, sample_index
 from audit.services.explain import ExplainError, explain_image, reverify
 from audit.services.explain_views import (cost_estimate, reference_view, describe_engine, explain_form, faithfulness_curves,
-                                          feature_maps, localisation, method_labels, sample_region, sanity,
-                                          sanity_methods, true_class_view)
+                                          feature_maps, localisation, method_labels, quality_metrics, sample_region,
+                                          sanity, sanity_methods, true_class_view)
 from audit.viz import curves_figure, describe_region, feature_maps_figure, heatmap_grid, outlined, sanity_figure, topk_bar
 from pages.ui import current_principal, literal, pick_version, show_error
 
@@ -127,21 +127,34 @@ with c2:
 tab_q, tab_f, tab_c, tab_t, tab_s, tab_v = st.tabs(["Faithfulness", "Feature maps", "Cost", "True class",
                                                     "Sanity check", "Provenance"])
 with tab_q:
-    curves = faithfulness_curves(exp)
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(curves_figure(curves.fractions, curves.deletion, curves.deletion_auc,
-                                  title="Deletion (lower AUC is better)"), use_container_width=True)
-    c2.plotly_chart(curves_figure(curves.fractions, curves.insertion, curves.insertion_auc,
-                                  title="Insertion (higher AUC is better)"), use_container_width=True)
-    declared = sample_region(exp)
-    if declared is not None:
+    declared = quality_metrics("image")  # label, direction and meaning of each metric, as it declares them
+    names = method_labels()
+
+    def header(metric: str) -> str:
+        d = declared.get(metric)
+        return f"{d['label']} ({d['better']})" if d else metric
+
+    scored = faithfulness_curves(exp)
+    curve_metrics = list(scored.curves)
+    for column, metric in zip(st.columns(max(1, len(curve_metrics))), curve_metrics):
+        curve = declared.get(metric, {}).get("curve", {})
+        column.plotly_chart(curves_figure(scored.fractions, scored.curves[metric], scored.scores[metric],
+                                          title=header(metric), xaxis=curve.get("axis", "fraction of the input"),
+                                          yaxis=curve.get("values", "score")), use_container_width=True)
+    others = [k for k in scored.scores if k not in scored.curves]
+    if others:
+        st.dataframe([{"method": names.get(m, m), **{header(k): scored.scores[k][m] for k in others}}
+                      for m in scored.methods], hide_index=True, use_container_width=True)
+    st.caption(" ".join(f"{declared[k]['label']}: {declared[k]['description']}." for k in scored.scores if k in declared))
+    region_of_sample = sample_region(exp)
+    if region_of_sample is not None:
         st.subheader("Localisation (declared region)")
-        names = method_labels()
-        st.dataframe([{"method": names.get(m, m), "relevance mass": v["relevance_mass"],
-                       "pointing game": v["pointing_game"]} for m, v in localisation(exp, declared).items()],
+        scores = localisation(exp, region_of_sample)
+        shown = list(next(iter(scores.values()), {}))
+        st.dataframe([{"method": names.get(m, m), **{header(k): v[k] for k in shown}} for m, v in scores.items()],
                      hide_index=True, use_container_width=True)
-        st.caption("Relevance mass: share of |attribution| inside the region (higher is better). Pointing game: "
-                   "1 when the most relevant pixel lies inside it. Both on the map's own resolution.")
+        st.caption(" ".join(f"{declared[k]['label']}: {declared[k]['description']}." for k in shown)
+                   + " Both on the map's own resolution.")
 with tab_f:
     for layer in feature_maps(exp):
         st.plotly_chart(feature_maps_figure(layer), use_container_width=True)
@@ -173,7 +186,8 @@ with tab_t:
         c2.plotly_chart(heatmap_grid(exp.image, view["maps"], cols=2), use_container_width=True, key="true-maps")
         c2.caption(f"True class {literal(exp.labels[view['true_label']])}")
 with tab_s:
-    st.caption("Cascading model-parameter randomisation: maps that do not change are not explaining the model.")
+    randomisation = quality_metrics("image")["randomisation_rank_corr"]
+    st.caption(f"{randomisation['label']}: {randomisation['description']} ({randomisation['better']}).")
     if st.button("Run the sanity check"):
         with st.spinner("Randomising layers from the top…"):
             res = sanity(exp, methods=sanity_methods(exp), actor=principal)

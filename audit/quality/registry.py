@@ -53,7 +53,7 @@ def metric_class(name: str) -> type["QualityMetric"]:
     """The class registered under ``name`` or one of its aliases."""
     cls = _lookup(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(UNKNOWN_METRIC.format(name=name, valid=", ".join(_CLASSES)))
+        raise ValueError(UNKNOWN_METRIC.format(name=name, valid=", ".join(registered())))
     return cls
 
 

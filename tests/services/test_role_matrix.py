@@ -119,6 +119,7 @@ OPEN_TO_EVERY_ROLE: dict[str, str] = {
     "registry.allowed_statuses": "pure helper", "registry.input_kind": "pure helper", "registry.list_models": "a read of the registry",
     "report_records.list_reports": "a read of stored reports (their bytes go through report_bytes, in ACTIONS)",
     "explain_views.true_class_view": "a read of stored maps (its actor only attributes computing)",
+    "explain_views.quality_metrics": "pure helper: the quality metrics' declarations",
 }
 # The job queue is being built in audit/services/jobs.py; its permission checks are tested with it.
 NOT_IN_TABLE = {"jobs": "the job queue's own tests (work in progress in another change)"}
