@@ -6,7 +6,7 @@ is better.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -25,52 +25,57 @@ CURVE_STEPS = 20  # steps of the deletion and insertion curves wherever they are
 
 PETSIUK = ("Petsiuk, Das & Saenko (2018). RISE: Randomized Input Sampling for Explanation of Black-box Models. "
            "BMVC.")
+YEH = ("Yeh, Hsieh, Suggala, Inouye & Ravikumar (2019). On the (In)fidelity and Sensitivity of Explanations. "
+       "NeurIPS.")
 
 
-class Deletion(CurveMetric):
+class _PixelCurve(CurveMetric):
+    """Deletion and insertion: the class probability as pixels move, most relevant first, between the image and
+    a start image (``start``: the setting that names it); the score is the curve's area."""
+
+    paper = PETSIUK
+    category = "faithfulness"
+    value_range = (0.0, 1.0)
+    by_default = True
+    curve_values = "probability of the class"
+    mode: ClassVar[str]
+    start: ClassVar[str]
+
+    def compute(self, model: nn.Module, inputs: torch.Tensor, targets: Target, maps: torch.Tensor,
+                **data: Any) -> CurveResult:
+        config = dict(self.config)
+        return _curve(model, inputs, targets, maps, start=config.pop(self.start), mode=self.mode, **config)
+
+
+class Deletion(_PixelCurve):
     name = "deletion_auc"
     listing = 10
     label = "Deletion AUC"
-    paper = PETSIUK
     direction = "lower"
-    category = "faithfulness"
-    value_range = (0.0, 1.0)
     description = ("area under the class probability as the most relevant pixels are set to the baseline (zeros "
                    "unless set), which falls fast for a faithful map")
     settings = {"steps": CURVE_STEPS, "baseline": None, "reduce": "sum", "seed": 0, "batch_size": None}
-    by_default = True
-    curve_title, curve_axis, curve_values = "Deletion", "fraction of pixels removed", "probability of the class"
-
-    def compute(self, model: nn.Module, inputs: torch.Tensor, targets: Target, maps: torch.Tensor,
-                **data: Any) -> CurveResult:
-        return deletion_curve(model, inputs, targets, maps, **self.config)
+    mode, start = "deletion", "baseline"
+    curve_title, curve_axis = "Deletion", "fraction of pixels removed"
 
 
-class Insertion(CurveMetric):
+class Insertion(_PixelCurve):
     name = "insertion_auc"
     listing = 20
     label = "Insertion AUC"
-    paper = PETSIUK
     direction = "higher"
-    category = "faithfulness"
-    value_range = (0.0, 1.0)
     description = ("area under the class probability as the most relevant pixels are revealed on a blurred copy "
                    "of the image, which rises fast for a faithful map")
     settings = {"steps": CURVE_STEPS, "canvas": "blur", "reduce": "sum", "seed": 0, "batch_size": None}
-    by_default = True
-    curve_title, curve_axis, curve_values = "Insertion", "fraction of pixels revealed", "probability of the class"
-
-    def compute(self, model: nn.Module, inputs: torch.Tensor, targets: Target, maps: torch.Tensor,
-                **data: Any) -> CurveResult:
-        return insertion_curve(model, inputs, targets, maps, **self.config)
+    mode, start = "insertion", "canvas"
+    curve_title, curve_axis = "Insertion", "fraction of pixels revealed"
 
 
 class Infidelity(QualityMetric):
     name = "infidelity"
     listing = 30
     label = "Infidelity"
-    paper = ("Yeh, Hsieh, Suggala, Inouye & Ravikumar (2019). On the (In)fidelity and Sensitivity of "
-             "Explanations. NeurIPS.")
+    paper = YEH
     direction = "lower"
     category = "faithfulness"
     value_range = (0.0, float("inf"))

@@ -14,6 +14,7 @@ from audit.attribution import attribute, spearman
 
 from ._eval import prepare
 from .base import Explainer, QualityMetric, Scores
+from .faithfulness import YEH
 
 Target = torch.Tensor | int | None
 NEEDS_EXPLAINER = "max-sensitivity re-explains perturbed inputs: give MaxSensitivity(explainer=...)"
@@ -26,8 +27,7 @@ class MaxSensitivity(QualityMetric):
     name = "max_sensitivity"
     listing = 90
     label = "Max-sensitivity"
-    paper = ("Yeh, Hsieh, Suggala, Inouye & Ravikumar (2019). On the (In)fidelity and Sensitivity of "
-             "Explanations. NeurIPS.")
+    paper = YEH
     direction = "lower"
     category = "robustness"
     value_range = (0.0, float("inf"))
