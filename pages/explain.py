@@ -186,7 +186,7 @@ with tab_t:
         c2.plotly_chart(heatmap_grid(exp.image, view["maps"], cols=2), use_container_width=True, key="true-maps")
         c2.caption(f"True class {literal(exp.labels[view['true_label']])}")
 with tab_s:
-    randomisation = quality_metrics("image")["randomisation_rank_corr"]
+    randomisation = declared["randomisation_rank_corr"]
     st.caption(f"{randomisation['label']}: {randomisation['description']} ({randomisation['better']}).")
     if st.button("Run the sanity check"):
         with st.spinner("Randomising layers from the top…"):

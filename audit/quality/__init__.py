@@ -17,6 +17,8 @@ from .robustness import MaxSensitivity, SeedStability, StabilityResult, max_sens
 from .sanity import ModelRandomisation, SanityResult, layer_groups, randomise_module, sanity_check
 from .scoring import MapScores, score_maps
 
+registry.discover()  # a metric in a new module of this package registers without a line here
+
 __all__ = [
     "CURVE_STEPS",
     "Completeness",

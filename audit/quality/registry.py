@@ -1,11 +1,14 @@
 """The quality-metric registry, filled by the metric classes themselves when their modules are imported.
 
-Importing ``audit.quality`` registers the built-in metrics; a metric defined in any other module registers
-the same way on import. Names and aliases resolve here; everything else is read from the class.
+Importing ``audit.quality`` imports every module of the package (:func:`discover`), which registers the
+built-in metrics, a new file there included; a metric defined in any other module registers the same way when
+that module is imported. Names and aliases resolve here; everything else is read from the class.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Optional
 
@@ -30,6 +33,13 @@ def register(cls: type["QualityMetric"]) -> None:
         if seen is not None and _where(seen) != _where(cls):
             raise ValueError(DUPLICATE_METRIC.format(name=name, a=_where(seen), b=_where(cls)))
     _CLASSES[cls.name] = cls
+
+
+def discover() -> None:
+    """Import every module of ``audit.quality``, so a metric in a new file there registers without an import line."""
+    package = importlib.import_module(__package__)
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{__package__}.{info.name}")
 
 
 def unregister(name: str) -> None:

@@ -59,6 +59,21 @@ def plugin(tmp_path, monkeypatch):
     assert NAME not in METRICS
 
 
+def test_a_new_file_in_the_package_registers_when_the_package_is_imported(tmp_path):
+    """The same file dropped into audit/quality/ (here: a folder added to the package's path) needs no import line."""
+    package = sys.modules["audit.quality"]
+    (tmp_path / f"{NAME}.py").write_text(textwrap.dedent(NEW_METRIC))
+    package.__path__.append(str(tmp_path))
+    try:
+        assert NAME not in METRICS
+        registry.discover()
+        assert METRICS[NAME].label == "Left-half mass" and METRICS[NAME].__module__ == f"audit.quality.{NAME}"
+    finally:
+        package.__path__.remove(str(tmp_path))
+        registry.unregister(NAME)
+        sys.modules.pop(f"audit.quality.{NAME}", None)
+
+
 def _left_share(a: torch.Tensor) -> float:
     """Written out independently of the plugin: mean over samples of |a| left of the middle column / total."""
     a = a.abs().double().sum(1) if a.ndim == 4 else a.abs().double()
