@@ -78,11 +78,13 @@ def topk_bar(probabilities: Sequence[float], labels: Sequence[str], *, k: int = 
 
 
 def curves_figure(fractions: Sequence[float], curves: Mapping[str, Sequence[float]],
-                  aucs: Mapping[str, float], *, title: str) -> go.Figure:
+                  aucs: Mapping[str, Optional[float]], *, title: str, xaxis: str = "fraction of pixels",
+                  yaxis: str = "probability of the class") -> go.Figure:
     fig = go.Figure()
     for name, ys in curves.items():
-        fig.add_trace(go.Scatter(x=list(fractions), y=list(ys), mode="lines", name=_plain(f"{name} (AUC {aucs[name]:.3f})")))
-    fig.update_layout(title=title, xaxis_title="fraction of pixels", yaxis_title="probability of the class",
+        auc = "-" if aucs.get(name) is None else f"{aucs[name]:.3f}"
+        fig.add_trace(go.Scatter(x=list(fractions), y=list(ys), mode="lines", name=_plain(f"{name} (AUC {auc})")))
+    fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis,
                       yaxis={"range": [0, 1.02]}, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
 

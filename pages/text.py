@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from audit.services.core.datasets import list_datasets, load_text_samples
+from audit.services.analyses.explanations.views import quality_metrics
 from audit.services.analyses.text.service import (
     attention_maps,
     describe_parameters,
@@ -18,6 +19,7 @@ from audit.viz import matrix_heatmap, token_html, topk_bar
 from pages.ui import current_principal, literal, pick_version, show_error
 
 METHODS = text_methods()  # name -> label as people say it, from the methods' own specs
+QUALITY = quality_metrics("text")  # label, direction and meaning of each text metric, as it declares them
 IG_MAX_STEPS = text_params_key("integrated_gradients")[0]["ig_max_steps"]  # the engine's default cap
 
 principal = current_principal()
@@ -77,7 +79,9 @@ with c1:
     st.metric("Predicted", literal(labels[pred]), f"{entry['probabilities'][pred]:.1%}")
     st.plotly_chart(topk_bar(entry["probabilities"], labels), use_container_width=True)
     if entry["delta"] is not None:
-        st.caption(f"IG completeness gap: {entry['delta']:.2e}")
+        gap = QUALITY["completeness_error"]
+        st.caption(f"Integrated Gradients {gap['label'].lower()}: {entry['delta']:.2e} ({gap['better']})",
+                   help=gap["description"])
 with c2:
     st.subheader(f"Tokens towards class {literal(labels[entry['target']])}")
     view = st.radio("View", ["words", "tokens"], horizontal=True)
@@ -98,12 +102,13 @@ if len(names) > 1:
     st.plotly_chart(matrix_heatmap(agreement, shown, shown, title="Method agreement (Spearman rank correlation)",
                                    zmin=-1, zmax=1, colorscale="RdBu"), use_container_width=True)
 
-with st.expander("Faithfulness (ERASER comprehensiveness and sufficiency)"):
-    st.caption("Comprehensiveness: drop in the class probability when a method's top 1-50% tokens are deleted "
-               "(higher is better). Sufficiency: drop when only they are kept (lower is better). DeYoung et al. 2020.")
-    faith = text_faithfulness(fam["family"], ver["version"], entry)
-    st.dataframe([{"method": METHODS.get(m, m), "comprehensiveness": round(v["comprehensiveness"], 4),
-                   "sufficiency": round(v["sufficiency"], 4)} for m, v in faith.items()],
+faith = text_faithfulness(fam["family"], ver["version"], entry)
+faith_metrics = [QUALITY[k] for k in next(iter(faith.values()), {}) if k in QUALITY]
+with st.expander(f"Faithfulness ({' and '.join(d['label'].lower() for d in faith_metrics)})"):
+    st.caption(" ".join(f"{d['label']}: {d['description']} ({d['better']})." for d in faith_metrics)
+               + " Averaged over the top 1-50% of tokens. " + " ".join(sorted({d["paper"] for d in faith_metrics})))
+    st.dataframe([{"method": METHODS.get(m, m), **{f"{d['label']} ({d['better']})": round(v[d["name"]], 4)
+                                                   for d in faith_metrics}} for m, v in faith.items()],
                  hide_index=True, use_container_width=True)
 
 with st.expander("Attention per layer and head, and rollout"):

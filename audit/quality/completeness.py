@@ -6,6 +6,7 @@ Exact for Integrated Gradients in the limit of steps; a diagnostic for any addit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,14 +15,38 @@ from audit.attribution.baselines import make_baseline
 from audit.attribution.options import BaselineSpec
 
 from ._eval import prepare, target_scores
-from .spec import COMPLETENESS, MetricSpec
+from .base import QualityMetric
+
+
+class Completeness(QualityMetric):
+    """For images computed here from input-space maps; for texts the Integrated Gradients engine reports
+    the gap of each text itself (``TokenAttribution.delta``)."""
+
+    name = "completeness_error"
+    listing = 60
+    label = "Completeness gap"
+    paper = "Sundararajan, Taly & Yan (2017). Axiomatic Attribution for Deep Networks. ICML."
+    direction = "lower"
+    category = "axiomatic"
+    modalities = ("image", "text")
+    value_range = (0.0, float("inf"))
+    description = "|sum of attributions - (f(x) - f(baseline))| in logit units, 0 when they add up exactly"
+    settings = {"baseline": None, "seed": 0}
+
+    def compute(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | int | None,
+                maps: torch.Tensor, **data: Any) -> "CompletenessResult":
+        return completeness(model, inputs, targets, maps, **self.config)
 
 
 @dataclass
 class CompletenessResult:
     delta: torch.Tensor  # [B] sum(attr) - (f(x) - f(baseline))
     output_gap: torch.Tensor  # [B] f(x) - f(baseline)
-    spec: MetricSpec = field(default=COMPLETENESS)
+    spec: type[QualityMetric] = field(default=Completeness)
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self.abs_error
 
     @property
     def abs_error(self) -> torch.Tensor:

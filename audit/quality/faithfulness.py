@@ -1,10 +1,12 @@
 """Faithfulness metrics: deletion and insertion curves (Petsiuk et al. 2018) and infidelity
-(Yeh et al. 2019). Each result carries its MetricSpec so reports know which way is better.
+(Yeh et al. 2019), each declared as a QualityMetric; results carry their metric so reports know which way
+is better.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -16,17 +18,88 @@ from audit.attribution.options import BaselineSpec
 from audit.attribution.planner import eval_mode
 
 from ._eval import pixel_relevance, prepare, target_scores
-from .spec import DELETION, INFIDELITY, INSERTION, MetricSpec
+from .base import CurveMetric, QualityMetric, Scores
+
+Target = torch.Tensor | int | None
+CURVE_STEPS = 20  # steps of the deletion and insertion curves wherever they are drawn (report, Explain page)
+
+PETSIUK = ("Petsiuk, Das & Saenko (2018). RISE: Randomized Input Sampling for Explanation of Black-box Models. "
+           "BMVC.")
+YEH = ("Yeh, Hsieh, Suggala, Inouye & Ravikumar (2019). On the (In)fidelity and Sensitivity of Explanations. "
+       "NeurIPS.")
+
+
+class _PixelCurve(CurveMetric):
+    """Deletion and insertion: the class probability as pixels move, most relevant first, between the image and
+    a start image (``start``: the setting that names it); the score is the curve's area."""
+
+    paper = PETSIUK
+    category = "faithfulness"
+    value_range = (0.0, 1.0)
+    by_default = True
+    curve_values = "probability of the class"
+    mode: ClassVar[str]
+    start: ClassVar[str]
+
+    def compute(self, model: nn.Module, inputs: torch.Tensor, targets: Target, maps: torch.Tensor,
+                **data: Any) -> CurveResult:
+        config = dict(self.config)
+        return _curve(model, inputs, targets, maps, start=config.pop(self.start), mode=self.mode, **config)
+
+
+class Deletion(_PixelCurve):
+    name = "deletion_auc"
+    listing = 10
+    label = "Deletion AUC"
+    direction = "lower"
+    description = ("area under the class probability as the most relevant pixels are set to the baseline (zeros "
+                   "unless set), which falls fast for a faithful map")
+    settings = {"steps": CURVE_STEPS, "baseline": None, "reduce": "sum", "seed": 0, "batch_size": None}
+    mode, start = "deletion", "baseline"
+    curve_title, curve_axis = "Deletion", "fraction of pixels removed"
+
+
+class Insertion(_PixelCurve):
+    name = "insertion_auc"
+    listing = 20
+    label = "Insertion AUC"
+    direction = "higher"
+    description = ("area under the class probability as the most relevant pixels are revealed on a blurred copy "
+                   "of the image, which rises fast for a faithful map")
+    settings = {"steps": CURVE_STEPS, "canvas": "blur", "reduce": "sum", "seed": 0, "batch_size": None}
+    mode, start = "insertion", "canvas"
+    curve_title, curve_axis = "Insertion", "fraction of pixels revealed"
+
+
+class Infidelity(QualityMetric):
+    name = "infidelity"
+    listing = 30
+    label = "Infidelity"
+    paper = YEH
+    direction = "lower"
+    category = "faithfulness"
+    value_range = (0.0, float("inf"))
+    description = "expected squared error between attribution-weighted perturbations and the output change"
+    settings = {"n_perturb": 32, "noise_std": 0.1, "normalize": True, "seed": 0, "perturbations": None,
+                "batch_size": None}
+
+    def compute(self, model: nn.Module, inputs: torch.Tensor, targets: Target, maps: torch.Tensor,
+                **data: Any) -> Scores:
+        return infidelity(model, inputs, targets, maps, **self.config)
 
 
 @dataclass
 class CurveResult:
-    """Target probability after each step (fractions of pixels moved) and the curve's area."""
+    """Target probability after each step (fractions of pixels moved) and the curve's area (``values``)."""
 
     fractions: torch.Tensor  # [S + 1], from 0 to 1
     curves: torch.Tensor  # [B, S + 1]
     auc: torch.Tensor  # [B]
-    spec: MetricSpec = field(default=DELETION)
+    spec: type[CurveMetric] = field(default=Deletion)
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self.auc
 
     @property
     def mean_auc(self) -> float:
@@ -87,7 +160,7 @@ def _curve(
     auc = torch.trapezoid(curves, fractions.unsqueeze(0).expand_as(curves), dim=1)
     return CurveResult(
         fractions=fractions.cpu(), curves=curves.cpu(), auc=auc.cpu(),
-        spec=DELETION if mode == "deletion" else INSERTION,
+        spec=Deletion if mode == "deletion" else Insertion,
     )
 
 
@@ -97,7 +170,7 @@ def deletion_curve(
     targets: torch.Tensor | int | None,
     attributions: torch.Tensor,
     *,
-    steps: int = 20,
+    steps: int = CURVE_STEPS,
     baseline: BaselineSpec = None,
     reduce: str = "sum",
     seed: int = 0,
@@ -115,7 +188,7 @@ def insertion_curve(
     targets: torch.Tensor | int | None,
     attributions: torch.Tensor,
     *,
-    steps: int = 20,
+    steps: int = CURVE_STEPS,
     canvas: BaselineSpec = "blur",
     reduce: str = "sum",
     seed: int = 0,
@@ -125,16 +198,6 @@ def insertion_curve(
     blurred copy; "zeros" for a black one). Higher AUC is better."""
     return _curve(model, inputs, targets, attributions, steps=steps, start=canvas, mode="insertion",
                   reduce=reduce, seed=seed, batch_size=batch_size)
-
-
-@dataclass
-class InfidelityResult:
-    values: torch.Tensor  # [B]
-    spec: MetricSpec = field(default=INFIDELITY)
-
-    @property
-    def mean(self) -> float:
-        return float(self.values.mean())
 
 
 def infidelity(
@@ -149,7 +212,7 @@ def infidelity(
     seed: int = 0,
     perturbations: torch.Tensor | None = None,
     batch_size: int | None = None,
-) -> InfidelityResult:
+) -> Scores:
     """E[(I . Phi - (f(x) - f(x - I)))^2] over Gaussian perturbations I (Yeh et al. 2019).
 
     I ~ N(0, (noise_std * value range of x)^2); f is the target logit. With ``normalize`` the
@@ -187,4 +250,4 @@ def infidelity(
         beta = torch.where(den != 0, num / torch.where(den != 0, den, 1.0), torch.zeros_like(den))
         dot = dot * beta.unsqueeze(1)
     values = ((dot - diff) ** 2).mean(1)
-    return InfidelityResult(values=values.float().cpu())
+    return Scores(values.float().cpu(), Infidelity)

@@ -17,7 +17,7 @@ import torch
 from audit.regions import BAD_REGION as BAD_BOX
 from audit.regions import as_mask
 
-from .spec import MetricSpec
+from .base import QualityMetric, Scores
 
 Box = Sequence[int]
 
@@ -25,16 +25,46 @@ BAD_MASKS = "region masks must be a boolean [B, H, W] tensor matching the maps"
 BAD_MAPS = "maps must be a batch [B, H, W] or [B, C, H, W]"
 BAD_COUNT = "give one region (or None) per map"
 BAD_TOLERANCE = "tolerance must be a finite number of pixels >= 0"
+NEEDS_REGIONS = "{label} scores maps against declared regions: pass regions=..."
 
-# "localisation" is not yet one of spec.Category's literals; the spec is data all the same.
-RELEVANCE_MASS = MetricSpec(
-    "relevance_mass_accuracy", "higher", "localisation", (0.0, 1.0),
-    "share of the map's (absolute) relevance that falls inside the declared region",
-)
-POINTING_GAME = MetricSpec(
-    "pointing_game", "higher", "localisation", (0.0, 1.0),
-    "1 when the most relevant pixel lies inside the declared region (within a tolerance), else 0",
-)
+
+class _RegionMetric(QualityMetric):
+    """Scores maps against one declared region per sample (the ``regions`` keyword); the model is not read."""
+
+    category = "localisation"
+    value_range = (0.0, 1.0)
+    direction = "higher"
+    settings = {"tolerance": 0.0, "absolute": True}
+    field_name: str
+
+    def compute(self, model: Any, inputs: Any, targets: Any, maps: torch.Tensor, **data: Any) -> Scores:
+        if data.get("regions") is None:
+            raise ValueError(NEEDS_REGIONS.format(label=self.label))
+        return Scores(getattr(localisation(maps, data["regions"], **self.config), self.field_name), type(self))
+
+
+class RelevanceMass(_RegionMetric):
+    name = "relevance_mass_accuracy"
+    listing = 70
+    label = "Relevance mass accuracy"
+    paper = ("Arras, Osman & Samek (2022). CLEVR-XAI: A benchmark dataset for the ground truth evaluation of "
+             "neural network explanations. Information Fusion.")
+    description = "share of the map's (absolute) relevance that falls inside the declared region"
+    field_name = "relevance_mass"
+
+
+class PointingGame(_RegionMetric):
+    name = "pointing_game"
+    listing = 80
+    label = "Pointing game"
+    paper = ("Zhang, Bargal, Lin, Brandt, Shen & Sclaroff (2018). Top-down Neural Attention by Excitation "
+             "Backprop. IJCV.")
+    description = "1 when the most relevant pixel lies inside the declared region (within a tolerance), else 0"
+    field_name = "pointing_game"
+
+
+RELEVANCE_MASS, POINTING_GAME = RelevanceMass, PointingGame
+LOCALISATION_METRICS: tuple[str, ...] = (RelevanceMass.name, PointingGame.name)  # what `localisation` gives, in order
 
 
 @dataclass
@@ -53,6 +83,10 @@ class LocalisationResult:
     @property
     def pointing_game_mean(self) -> float:
         return _nanmean(self.pointing_game)
+
+    def means(self) -> dict[str, float]:
+        """Metric name -> mean over the samples with a region, in LOCALISATION_METRICS order."""
+        return {RelevanceMass.name: self.relevance_mass_mean, PointingGame.name: self.pointing_game_mean}
 
 
 def _nanmean(v: torch.Tensor) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -13,17 +13,56 @@ from torch import nn
 from audit.attribution import attribute, spearman
 
 from ._eval import prepare
-from .spec import MAX_SENSITIVITY, STABILITY, Explainer, MetricSpec
+from .base import Explainer, QualityMetric, Scores
+from .faithfulness import YEH
+
+Target = torch.Tensor | int | None
+NEEDS_EXPLAINER = "max-sensitivity re-explains perturbed inputs: give MaxSensitivity(explainer=...)"
+NEEDS_METHOD = "seed stability reruns one engine method: give SeedStability(method=...)"
 
 
-@dataclass
-class SensitivityResult:
-    values: torch.Tensor  # [B]
-    spec: MetricSpec = field(default=MAX_SENSITIVITY)
+class MaxSensitivity(QualityMetric):
+    """Re-explains perturbed inputs with the ``explainer`` setting; ``maps`` are not read."""
 
-    @property
-    def mean(self) -> float:
-        return float(self.values.mean())
+    name = "max_sensitivity"
+    listing = 90
+    label = "Max-sensitivity"
+    paper = YEH
+    direction = "lower"
+    category = "robustness"
+    value_range = (0.0, float("inf"))
+    description = "largest relative change of the explanation under small uniform input perturbations"
+    settings = {"explainer": None, "radius": 0.02, "n_samples": 10, "seed": 0, "perturbations": None}
+
+    def compute(self, model: nn.Module, inputs: torch.Tensor, targets: Target, maps: Any, **data: Any) -> Scores:
+        config = dict(self.config)
+        explainer = config.pop("explainer")
+        if explainer is None:
+            raise ValueError(NEEDS_EXPLAINER)
+        return max_sensitivity(explainer, model, inputs, targets, **config)
+
+
+class SeedStability(QualityMetric):
+    """Reruns the ``method`` setting (an engine method name) once per seed; ``maps`` are not read."""
+
+    name = "seed_stability"
+    listing = 100
+    label = "Seed stability"
+    paper = ("Bansal, Agarwal & Nguyen (2020). SAM: The Sensitivity of Attribution Methods to Hyperparameters. "
+             "CVPR.")
+    direction = "higher"
+    category = "robustness"
+    value_range = (-1.0, 1.0)
+    description = "mean rank correlation between maps of a stochastic method computed with different seeds"
+    settings = {"method": None, "seeds": (0, 1, 2, 3), "layer": None, "options": {}}
+
+    def compute(self, model: nn.Module, inputs: torch.Tensor, targets: Target, maps: Any,
+                **data: Any) -> "StabilityResult":
+        config = dict(self.config)
+        method, options = config.pop("method"), config.pop("options")
+        if method is None:
+            raise ValueError(NEEDS_METHOD)
+        return stability(model, inputs, targets, method, **config, **options)
 
 
 def max_sensitivity(
@@ -36,7 +75,7 @@ def max_sensitivity(
     n_samples: int = 10,
     seed: int = 0,
     perturbations: torch.Tensor | None = None,
-) -> SensitivityResult:
+) -> Scores:
     """max_delta ||Phi(x + delta) - Phi(x)|| / ||Phi(x)||, delta uniform in the L-inf ball of
     ``radius`` (``perturbations`` [B, n, C, H, W] replaces the draw). Targets are held fixed."""
     x, t = prepare(model, inputs, targets)
@@ -54,7 +93,7 @@ def max_sensitivity(
     for k in range(n):
         moved = explainer(model, x + perturbations[:, k].to(x), t).detach().float().flatten(1)
         worst = torch.maximum(worst, (moved - base).norm(dim=1) / base_norm)
-    return SensitivityResult(values=worst.cpu())
+    return Scores(worst.cpu(), MaxSensitivity)
 
 
 @dataclass
@@ -65,7 +104,11 @@ class StabilityResult:
     seeds: list[int]
     rank_corr: torch.Tensor  # [B] mean pairwise Spearman between seeds
     relative_std: torch.Tensor  # [B] mean per-pixel std across seeds / mean |map|
-    spec: MetricSpec = field(default=STABILITY)
+    spec: type[QualityMetric] = field(default=SeedStability)
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self.rank_corr
 
     @property
     def mean_rank_corr(self) -> float:

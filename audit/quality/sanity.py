@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import zlib
 from dataclasses import dataclass, field
-from typing import Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -19,7 +19,37 @@ from audit.attribution import explain, spearman
 from audit.attribution.layers import parameterised_modules, resolve_layer
 
 from ._eval import prepare
-from .spec import RANDOMISATION, Explainer, MetricSpec
+from .base import Explainer, QualityMetric, Scores
+
+NEEDS_EXPLAINER = "the randomisation check re-explains randomised models: give ModelRandomisation(explainer=...)"
+
+
+class ModelRandomisation(QualityMetric):
+    """Re-explains the progressively randomised model with the ``explainer`` setting (an engine method name
+    or an :data:`Explainer`); ``maps`` are not read. The values are each sample's rank correlation after
+    full randomisation (NaN where a map is constant)."""
+
+    name = "randomisation_rank_corr"
+    listing = 110
+    label = "Sanity checks (model randomisation)"
+    paper = "Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim (2018). Sanity Checks for Saliency Maps. NeurIPS."
+    direction = "lower"
+    category = "randomisation"
+    value_range = (-1.0, 1.0)
+    description = ("rank correlation between the maps of the trained model and of the model with its layers "
+                   "re-initialised from the output down; maps that stay similar do not depend on what it learned")
+    settings = {"explainer": None, "layer": None, "max_steps": 6, "threshold": 0.5, "absolute": True, "seed": 0}
+    aliases = ("sanity",)
+
+    def compute(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | int | None, maps: Any,
+                **data: Any) -> Scores:
+        config = dict(self.config)
+        explainer = config.pop("explainer")
+        if explainer is None:
+            raise ValueError(NEEDS_EXPLAINER)
+        methods = [explainer] if isinstance(explainer, str) else {"map": explainer}
+        res = sanity_check(model, inputs, targets, methods, **config)
+        return Scores(next(iter(res.per_sample.values()))[-1], ModelRandomisation)
 
 
 Status = Literal["changed", "unchanged", "undefined"]
@@ -45,7 +75,7 @@ class SanityResult:
     per_sample: dict[str, torch.Tensor]  # [steps, B], NaN where undefined
     flagged: dict[str, bool]
     threshold: float
-    spec: MetricSpec = field(default=RANDOMISATION)
+    spec: type[QualityMetric] = field(default=ModelRandomisation)
     status: dict[str, Status] = field(default_factory=dict)
     undefined: dict[str, torch.Tensor] = field(default_factory=dict)  # [steps, B] bool
     constant_original: dict[str, list[int]] = field(default_factory=dict)  # samples whose trained map is constant

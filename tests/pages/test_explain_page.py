@@ -80,7 +80,7 @@ def test_viewer_cannot_run_an_explanation(tiny):
 
 
 def test_declared_region_is_shown_and_localisation_matches_the_engine(boxed):
-    from audit.quality import localisation
+    from audit.quality import PointingGame, RelevanceMass, localisation
 
     at = _page("auditor").run()
     assert not at.exception, at.exception
@@ -91,15 +91,17 @@ def test_declared_region_is_shown_and_localisation_matches_the_engine(boxed):
     at.button[0].click().run()
     assert not at.exception, at.exception
     assert any(s.value == "Localisation (declared region)" for s in at.subheader)
-    table = next(d.value for d in at.dataframe if "relevance mass" in d.value.columns)
+    # Columns are the metrics' declared labels with their direction.
+    mass, point = (f"{RelevanceMass.label} (higher is better)", f"{PointingGame.label} (higher is better)")
+    table = next(d.value for d in at.dataframe if mass in d.value.columns)
     exp = at.session_state["explanation"]
     # the stored box [8, 16, 40, 48] on 64x64 pixels is [4, 8, 20, 24] on the 32x32 maps
     for method, label in (("saliency", "Saliency"), ("gradcam", "Grad-CAM")):
         want = localisation(torch.from_numpy(exp.maps[method].attribution).unsqueeze(0), [[4, 8, 20, 24]])
         row = table[table["method"] == label].iloc[0]
-        assert row["relevance mass"] == pytest.approx(want.relevance_mass_mean, abs=1e-9)
-        assert row["pointing game"] == want.pointing_game_mean
-        assert 0.0 < row["relevance mass"] < 1.0
+        assert row[mass] == pytest.approx(want.relevance_mass_mean, abs=1e-9)
+        assert row[point] == want.pointing_game_mean
+        assert 0.0 < row[mass] < 1.0
 
 
 def test_no_localisation_table_without_a_declared_region(tiny):
@@ -108,3 +110,14 @@ def test_no_localisation_table_without_a_declared_region(tiny):
     at.button[0].click().run()
     assert not at.exception, at.exception
     assert not any(s.value == "Localisation (declared region)" for s in at.subheader)
+
+
+def test_the_method_list_is_the_registry_with_the_names_people_use(tiny):
+    from audit.attribution.registry import registered
+
+    at = _page("auditor").run()
+    assert not at.exception, at.exception
+    box = at.multiselect[0]
+    assert list(box.options) == [cls.label for cls in registered().values()]
+    assert box.value == ["saliency", "grad_x_input", "integrated_gradients", "gradcam"]
+    assert [n.value for n in at.number_input] == [50, 25, 0, 8]  # IG steps, SmoothGrad samples, seed, window

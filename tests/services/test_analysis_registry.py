@@ -138,13 +138,14 @@ PLUGIN_WIRING = '''
 import json
 
 from audit.cli_ext.common import emit, shell_operator
-from audit.services.jobs.kinds import JobKind, dataset_param, no_extra, task_kind, version_param
+from audit.models.tasks import input_kind
+from audit.services.jobs.kinds import JobKind, dataset_param, no_extra, version_param
 
 
 def check(p):
     no_extra(p, ("family", "version", "dataset"), "label_balance")
     info = version_param(p)
-    return {"family": p["family"], "version": p["version"], "dataset": dataset_param(p.get("dataset"), task_kind(info))}
+    return {"family": p["family"], "version": p["version"], "dataset": dataset_param(p.get("dataset"), input_kind(info["task"]))}
 
 
 def run_job(p, actor, ctx):

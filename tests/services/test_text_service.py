@@ -177,7 +177,7 @@ def test_method_labels_come_from_the_specs():
 
 def test_text_faithfulness_of_a_stored_entry_matches_the_engine(tiny_text):
     from audit.services.analyses.text.service import text_faithfulness
-    from audit.text.eraser import eraser_scores
+    from audit.quality import eraser_scores
 
     entry = explain_texts("tiny-text", "1", [TEXT], methods=["integrated_gradients", "grad_x_input"], target=1,
                           options={"ig_steps": 8})[0]

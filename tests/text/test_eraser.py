@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from audit.text.core import TokenAttribution
-from audit.text.eraser import eraser_scores
+from audit.quality import Comprehensiveness, Sufficiency, eraser_scores
 
 CLS, SEP, PAD, GOOD = 1, 2, 0, 7
 W = 3.0
@@ -78,3 +78,19 @@ def test_runs_on_a_transformer_and_its_integrated_gradients(tokenizer, tiny_bert
     comp, suff = full["grad_x_input"].per_bin[1.0]
     assert suff == pytest.approx(0.0, abs=1e-6)
     assert math.isfinite(comp)
+
+
+def test_the_declared_metrics_score_each_text_like_the_batched_function():
+    """Comprehensiveness and Sufficiency as QualityMetric: one value per text, its mean over the bins."""
+    texts = [_attr([9.0, 0.1, 0.2, 5.0, 0.3, 9.0]), _attr([0.0, 3.0, 2.0, -1.0, 1.0, 0.0])]
+    maps = [t.scores["m"] for t in texts]
+    comp = Comprehensiveness(pad_id=PAD)(BagOfWords(), texts, None, maps)
+    suff = Sufficiency(pad_id=PAD)(BagOfWords(), texts, None, maps)
+    assert comp.spec is Comprehensiveness and suff.spec.direction == "lower" and comp.spec.modalities == ("text",)
+    torch.testing.assert_close(comp.values, torch.tensor([_sigmoid(W) - 0.5, 0.0], dtype=torch.float64), atol=1e-6,
+                               rtol=0)
+    torch.testing.assert_close(suff.values, torch.tensor([0.0, _sigmoid(W) - 0.5], dtype=torch.float64), atol=1e-6,
+                               rtol=0)
+    # Explaining class 0 instead: removing GOOD raises p(class 0), so the first map is anti-comprehensive.
+    flipped = Comprehensiveness(pad_id=PAD)(BagOfWords(), texts[:1], [0], maps[:1])
+    assert flipped.values[0] == pytest.approx(0.5 - _sigmoid(W), abs=1e-6)

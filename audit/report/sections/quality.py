@@ -1,6 +1,7 @@
-"""Section "Explanation quality": deletion/insertion faithfulness against a random map and the
-model-randomisation sanity check and localisation on declared regions (images); Integrated Gradients
-completeness and ERASER comprehensiveness/sufficiency (texts)."""
+"""Section "Explanation quality": the image metrics scored by default (deletion/insertion faithfulness) against
+a random map, the model-randomisation sanity check and localisation on declared regions (images); Integrated
+Gradients completeness and ERASER comprehensiveness/sufficiency (texts). Labels, directions and what each
+number means are read from the metrics' declarations (``audit.quality``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from audit.quality import (CURVE_STEPS, ERASER_METRICS, Completeness, CurveMetric, Deletion, ModelRandomisation,
+                           QualityMetric, find_metric, metric_class)
 from audit.report.naming import method_label
 from audit.report import figures as figs
 from audit.report.checks import KIND, RANDOM_MAP, ExplanationQuality
@@ -21,7 +24,7 @@ AREA = "Explanation quality"
 
 def quality_section(model: ModelFacts, *, quality: Optional[ExplanationQuality] = None,
                     stored: Optional[StoredResult] = None, text_gaps: Optional[Sequence[float]] = None,
-                    gap: Optional[Gap] = None, curve_steps: int = 20,
+                    gap: Optional[Gap] = None, curve_steps: int = CURVE_STEPS,
                     localisation: Optional[LocalisationEvidence] = None,
                     text_eraser: Optional[Mapping[str, Any]] = None) -> Section:
     """``quality`` with the ``stored`` result it was read from (images); ``text_gaps``: |IG completeness
@@ -32,9 +35,9 @@ def quality_section(model: ModelFacts, *, quality: Optional[ExplanationQuality] 
                  "workbench and are skipped for text models.", "note")
         gaps = [abs(float(g)) for g in text_gaps or () if g is not None]
         if gaps:
-            sec.text(f"Integrated Gradients completeness on the {len(gaps)} explained texts: mean |gap| "
-                     f"{np.mean(gaps):.4f}, largest {np.max(gaps):.4f} (logit units; 0 means the attributions add "
-                     "up exactly to the change in the model's output).")
+            sec.text(f"Integrated Gradients {Completeness.label.lower()} on the {len(gaps)} explained texts: mean "
+                     f"{np.mean(gaps):.4f}, largest {np.max(gaps):.4f} ({Completeness.description}; "
+                     f"{Completeness.better_text()}).")
             sec.find(AREA, "IG completeness gap", "info", f"mean |gap| {np.mean(gaps):.4f}")
             if text_eraser:
                 _eraser(sec, text_eraser)
@@ -58,27 +61,33 @@ def quality_section(model: ModelFacts, *, quality: Optional[ExplanationQuality] 
     return sec
 
 
+def _header(name: str) -> str:
+    """A metric's column: its label and which way is better (an unregistered one by its name)."""
+    cls = find_metric(name)
+    return f"{cls.label} ({cls.better_text()})" if cls is not None else name
+
+
 def _faithfulness(sec: Section, q: ExplanationQuality, curve_steps: int) -> None:
-    methods = list(q.methods)
+    methods, metrics = list(q.methods), list(q.metrics)
+    declared: list[type[QualityMetric]] = [c for c in map(find_metric, metrics) if c is not None]
     rows, worse = [], []
     for m in methods:
         beats = q.beats_random(m)
         if not beats:
             worse.append(method_label(m))
-        rows.append([method_label(m), fmt(q.deletion_auc.get(m)), fmt(q.insertion_auc.get(m)), "yes" if beats else "no"])
-    rows.append(["random map (reference)", fmt(q.deletion_auc.get(RANDOM_MAP)), fmt(q.insertion_auc.get(RANDOM_MAP)),
-                 "-"])
-    sec.text(f"Faithfulness on the {q.samples} explained samples: the most relevant pixels are removed "
-             "(deletion: set to zero; a faithful map makes the probability fall fast, low area) or revealed on a "
-             f"blurred canvas (insertion: high area is better), in {curve_steps} steps.")
-    sec.add(Table(["Method", "Deletion AUC (lower is better)", "Insertion AUC (higher is better)",
-                   "Deletion beats a random map"], rows, widths=[0.3, 0.23, 0.23, 0.24]))
-    if q.fractions:
-        for name, series, xlabel in (("Deletion", q.deletion, "fraction of pixels removed"),
-                                     ("Insertion", q.insertion, "fraction of pixels revealed")):
-            sec.add(Figure(figs.curves(list(q.fractions), series, title=name, xlabel=xlabel,
-                                       ylabel="probability of the class", reference=RANDOM_MAP),
-                           f"Mean {name.lower()} curves (dashed: random map).", 11.0))
+        rows.append([method_label(m), *(fmt(q.score(k, m)) for k in metrics), "yes" if beats else "no"])
+    rows.append(["random map (reference)", *(fmt(q.score(k, RANDOM_MAP)) for k in metrics), "-"])
+    steps = f", curves in {curve_steps} steps" if q.fractions else ""
+    sec.text(f"Faithfulness on the {q.samples} explained samples{steps}: "
+             + "; ".join(f"{c.label}: {c.description} ({c.better_text()})" for c in declared) + ".")
+    share = 0.46 / max(1, len(metrics))
+    sec.add(Table(["Method", *map(_header, metrics), f"{Deletion.curve_title} beats a random map"], rows,
+                  widths=[0.3, *([share] * len(metrics)), 0.24]))
+    for c in declared:
+        if issubclass(c, CurveMetric) and c.name in q.map_scores.curves:
+            sec.add(Figure(figs.curves(list(q.fractions), q.map_scores.curves[c.name], title=c.curve_title,
+                                       xlabel=c.curve_axis, ylabel=c.curve_values, reference=RANDOM_MAP),
+                           f"Mean {c.curve_title.lower()} curves (dashed: random map).", 11.0))
     sec.find(AREA, "deletion AUC below a random map's", "fail" if worse else "pass",
              f"not better than random: {', '.join(worse)}" if worse else f"all {len(methods)} methods beat a random map")
 
@@ -89,10 +98,9 @@ def _sanity(sec: Section, q: ExplanationQuality) -> None:
         return
     flagged = [m for m, f in san.flagged.items() if f]
     sec.add(Figure(figs.sanity_lines(list(san.steps), san.correlations, san.threshold),
-                   f"Sanity check on {san.samples} samples: rank correlation of each method's maps with the "
-                   "trained model's maps as layers are randomised from the output down. A method whose maps "
-                   "stay similar does not depend on what the model learned.", 12.0))
-    sec.add(Table(["Method", "Correlation after full randomisation", "Verdict"],
+                   f"{ModelRandomisation.label} on {san.samples} samples: {ModelRandomisation.description} "
+                   f"({ModelRandomisation.better_text()}).", 12.0))
+    sec.add(Table(["Method", f"Correlation after full randomisation ({ModelRandomisation.better_text()})", "Verdict"],
                   [[method_label(m), fmt(v[-1] if v else None), _verdict(san, m)] for m, v in san.correlations.items()],
                   widths=[0.3, 0.3, 0.4],
                   caption=f"changed: correlation below {san.threshold} (passes); unchanged: at or above it; "
@@ -114,19 +122,20 @@ def _verdict(san, method: str) -> str:  # noqa: ANN001 - a SanityOutcome
 
 
 def _eraser(sec: Section, scores: Mapping[str, Any]) -> None:
-    """ERASER comprehensiveness (higher is better) and sufficiency (lower is better), AOPC over top-k% bins."""
+    """ERASER comprehensiveness and sufficiency (AOPC over top-k% bins), each as its metric declares it."""
     first = next(iter(scores.values()))
+    declared = [metric_class(name) for name in ERASER_METRICS]
     bins = ", ".join(f"{float(b) * 100:g}%" for b in first.per_bin)
     sec.text(f"ERASER faithfulness on the {first.texts} explained texts (AOPC over the top {bins} of tokens): "
-             "comprehensiveness is the drop in the explained class's probability when those tokens are deleted "
-             "(higher: the map found what the model uses); sufficiency the drop when only they are kept (lower: "
-             "they suffice).")
-    sec.add(Table(["Method", "Comprehensiveness", "Sufficiency"],
-                  [[method_label(m), fmt(e.comprehensiveness), fmt(e.sufficiency)] for m, e in scores.items()],
+             + "; ".join(f"{c.label.lower()} is the {c.description} ({c.better_text()})" for c in declared) + ".")
+    sec.add(Table(["Method", *(c.label for c in declared)],
+                  [[method_label(m), *(fmt(getattr(e, c.name)) for c in declared)] for m, e in scores.items()],
                   widths=[0.4, 0.3, 0.3]))
-    sec.cite("eraser", None, digest({m: [e.comprehensiveness, e.sufficiency] for m, e in scores.items()}),
+    sec.cite("eraser", None, digest({m: [getattr(e, c.name) for c in declared] for m, e in scores.items()}),
              f"ERASER comprehensiveness and sufficiency on {first.texts} texts, computed at report time")
-    best = max(scores.values(), key=lambda e: e.comprehensiveness)
+    lead = declared[0]
+    pick = max if lead.direction == "higher" else min
+    best = pick(scores.values(), key=lambda e: getattr(e, lead.name))
     sec.find(AREA, "ERASER comprehensiveness / sufficiency", "info",
-             f"{method_label(best.method)}: comprehensiveness {best.comprehensiveness:.3f}, "
-             f"sufficiency {best.sufficiency:.3f}")
+             f"{method_label(best.method)}: " + ", ".join(f"{c.label.lower()} {getattr(best, c.name):.3f}"
+                                                          for c in declared))

@@ -146,10 +146,6 @@ def methods_param(value: Any, *, required: bool = True) -> list[str]:
         raise JobError(str(exc).splitlines()[0]) from None
 
 
-def task_kind(info: Mapping[str, Any]) -> str:
-    return "text" if info["task"] == "text-classification" else "image"
-
-
 # ------------------------------------------------------------------ the catalogue
 
 def job_kinds() -> dict[str, JobKind]:

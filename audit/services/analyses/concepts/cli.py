@@ -8,6 +8,7 @@ from typing import Any
 
 from audit.cli_ext.common import (CliError, emit, progress_printer, shell_operator, split_names, submit_background,
                                   version_command)
+from audit.multiple_testing import CORRECTIONS, DEFAULT_CORRECTION
 
 
 def cmd_tcav(args: argparse.Namespace) -> int:
@@ -51,7 +52,7 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("--dataset", default="digits-reference")
     sp.add_argument("--n-random", type=int, default=10)
     sp.add_argument("--alpha", type=float, default=0.05)
-    sp.add_argument("--correction", choices=["holm", "bonferroni"], default="holm")
+    sp.add_argument("--correction", choices=CORRECTIONS, default=DEFAULT_CORRECTION)
     sp.add_argument("--test", choices=["ttest", "pseudo_concept"], default="ttest")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--json", action="store_true")

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from audit.models.tasks import input_kind
+from audit.multiple_testing import DEFAULT_CORRECTION, check_correction
 from audit.services.governance.principals import Principal
 from audit.services.jobs.kinds import (JobContext, JobKind, JobError, dataset_param, float_param, int_param,
-                                       names_param, no_extra, task_kind, version_param)
+                                       names_param, no_extra, version_param)
 
 TCAV_KEYS = ("family", "version", "dataset", "concepts", "target", "layers", "n_random", "set_size", "n_inputs",
              "alpha", "correction", "test", "seed")
@@ -20,7 +22,7 @@ def _check_tcav(p: Mapping[str, Any]) -> dict[str, Any]:
 
     no_extra(p, TCAV_KEYS, "tcav")
     info = version_param(p)
-    dataset = dataset_param(p.get("dataset"), task_kind(info))
+    dataset = dataset_param(p.get("dataset"), input_kind(info["task"]))
     concepts = names_param(p, "concepts", required=True)
     try:
         concept_hashes(concepts, info["task"])
@@ -32,9 +34,11 @@ def _check_tcav(p: Mapping[str, Any]) -> dict[str, Any]:
         target = labels.index(target)
     if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < len(labels):
         raise JobError(f"target must be one of the class labels {labels}, got {p.get('target')!r}")
-    correction, test = p.get("correction", "holm"), p.get("test", "ttest")
-    if correction not in ("holm", "bonferroni"):
-        raise JobError(f"correction must be holm or bonferroni, got {correction!r}")
+    correction, test = p.get("correction", DEFAULT_CORRECTION), p.get("test", "ttest")
+    try:
+        check_correction(correction)
+    except ValueError as exc:
+        raise JobError(str(exc)) from None
     if test not in ("ttest", "pseudo_concept"):
         raise JobError(f"test must be ttest or pseudo_concept, got {test!r}")
     return {"family": p["family"], "version": p["version"], "dataset": dataset, "concepts": concepts,

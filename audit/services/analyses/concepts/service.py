@@ -14,6 +14,8 @@ import torch
 
 from audit.concepts.tcav import MIN_RUNS  # noqa: F401 - the page offers this minimum
 from audit.images import image_to_tensor
+from audit.models.tasks import input_kind
+from audit.multiple_testing import CORRECTIONS, DEFAULT_CORRECTION, check_correction  # noqa: F401 - the page offers these
 from audit.results import AnalysisSpec, ConceptCell, ConceptTest
 from audit.services.governance.principals import SYSTEM, Principal, require
 from audit.services.core.runs import analysis_key, find_analysis, store_analysis, stored_analyses, tracked_run
@@ -159,8 +161,8 @@ def concept_hashes(concepts: Sequence[str], task: str = "image-classification") 
     The job queue and the full audit check a request with it before anything runs."""
     from audit.services.core.datasets import DatasetError, dataset_sha256
 
-    generated = TEXT_GENERATED_CONCEPTS if task == TEXT else GENERATED_CONCEPTS
-    kind = "text" if task == TEXT else "image"
+    kind = input_kind(task)
+    generated = TEXT_GENERATED_CONCEPTS if kind == "text" else GENERATED_CONCEPTS
     out = {}
     for c in concepts:
         if c in generated:
@@ -179,7 +181,8 @@ def concept_hashes(concepts: Sequence[str], task: str = "image-classification") 
 def run_concept_test(
     family: str, version: str, *, concepts: Sequence[str], target: int, layers: Optional[Sequence[str]] = None,
     dataset: str = "digits-reference", n_random: int = 10, set_size: int = 40, n_inputs: int = 60,
-    alpha: float = 0.05, correction: str = "holm", test: str = "ttest", seed: int = 0, actor: Principal = SYSTEM,
+    alpha: float = 0.05, correction: str = DEFAULT_CORRECTION, test: str = "ttest", seed: int = 0,
+    actor: Principal = SYSTEM,
     progress: Progress = None,
 ) -> ConceptTest:
     """Run (or return the stored) TCAV test of each concept for one class."""
@@ -194,6 +197,10 @@ def run_concept_test(
         raise ConceptError(ERR_N_RANDOM.format(min=MIN_RUNS, max="n_random + 1", value=n_random))
     if test not in ("ttest", "pseudo_concept"):
         raise ConceptError(f"test must be 'ttest' or 'pseudo_concept', got {test!r}")
+    try:
+        check_correction(correction)
+    except ValueError as exc:
+        raise ConceptError(str(exc)) from None
     handle = handle_for(family, version)
     if not 0 <= target < len(handle.labels):
         raise ConceptError(f"target {target} is not a class of this model")

@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, Mapping
 
+from audit.models.tasks import input_kind
 from audit.services.governance.principals import Principal
 from audit.services.jobs.kinds import (JobContext, JobKind, JobError, dataset_param, float_param, int_param,
-                                       methods_param, names_param, no_extra, options_param, task_kind, version_param)
+                                       methods_param, names_param, no_extra, options_param, version_param)
 
 DRIFT_KEYS = ("family", "base", "new", "dataset", "methods", "limit", "target", "options", "thresholds", "top_k",
               "batch_size", "recompute")
@@ -21,8 +22,8 @@ def _check_drift(p: Mapping[str, Any]) -> dict[str, Any]:
 
     no_extra(p, DRIFT_KEYS, "drift")
     base, new = version_param(p, "base"), version_param(p, "new")
-    kind = task_kind(new)
-    if task_kind(base) != kind:
+    kind = input_kind(new["task"])
+    if input_kind(base["task"]) != kind:
         raise JobError("base and new versions must be of the same task")
     dataset = dataset_param(p["dataset"], kind) if p.get("dataset") else None
     methods = names_param(p, "methods") or None

@@ -15,7 +15,7 @@ from audit.report.content import Section
 from audit.services.analyses.explanations.service import explain_batch, params_key
 from audit.services.analyses.registry import ReportPart
 from audit.services.analyses.reports.service import (FIGURE_METHODS, FIGURE_OPTIONS, TEXT_IG_STEPS, TEXT_METHODS,
-                                                     Gathering)
+                                                     Gathering, with_layer_if_needed)
 from audit.services.core.datasets import load_image_samples
 from audit.text import attribute_text
 from storage.artifacts import ArtifactStore
@@ -50,7 +50,7 @@ def _explain_images(g: Gathering) -> tuple[Optional[S.ImageExplanations], Option
     raw = image_to_tensor(samples.images[order], h.input_spec)
     hashes = [samples.hashes[i] for i in order]
     x = h.input_spec.normalize(raw).to(h.device)
-    methods = [mm for mm in FIGURE_METHODS if mm not in ("gradcam", "gradcam_pp") or h.target_layer]
+    methods = with_layer_if_needed(FIGURE_METHODS, h)
     if g.compute:
         try:
             maps, _ = explain_batch(h, m.family, m.version, x, hashes, choice.targets, methods, dict(FIGURE_OPTIONS),

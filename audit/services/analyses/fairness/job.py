@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from audit.models.tasks import input_kind
 from audit.services.governance.principals import Principal
 from audit.services.jobs.kinds import (JobContext, JobKind, JobError, dataset_param, int_param, methods_param,
-                                       names_param, no_extra, task_kind, version_param)
+                                       names_param, no_extra, version_param)
 
 BIAS_KEYS = ("family", "version", "dataset", "attributes", "csv_sha256", "n_boot", "positive_label",
              "explanation_method", "seed")
@@ -21,7 +22,7 @@ def _check_bias(p: Mapping[str, Any]) -> dict[str, Any]:
 
     no_extra(p, BIAS_KEYS, "bias")
     info = version_param(p)
-    dataset = dataset_param(p.get("dataset"), task_kind(info))
+    dataset = dataset_param(p.get("dataset"), input_kind(info["task"]))
     attributes = names_param(p, "attributes")
     csv = p.get("csv_sha256")
     if csv is not None and not ArtifactStore().exists(str(csv)):

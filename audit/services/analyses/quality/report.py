@@ -7,23 +7,22 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
+from audit.quality import CURVE_STEPS, ERASER_METRICS, LOCALISATION_METRICS, eraser_scores
 from audit.report import sections as S
 from audit.report.checks import KIND as QUALITY_KIND
-from audit.report.checks import ExplanationQuality, explanation_quality
+from audit.report.checks import ExplanationQuality, explanation_quality, report_metrics
 from audit.report.compliance import SECTION_BY_KEY
 from audit.report.content import Section
 from audit.report.sections.quality import AREA
 from audit.results.base import StoredResult
 from audit.services.analyses.quality.localisation import gather_localisation
 from audit.services.analyses.registry import ReportPart
-from audit.services.analyses.reports.service import FIGURE_OPTIONS, TEXT_METHODS, Gathering
+from audit.services.analyses.reports.service import (FIGURE_OPTIONS, SANITY_METHODS, TEXT_METHODS, Gathering,
+                                                     with_layer_if_needed)
 from audit.services.core.runs import find_analysis, result_key, store_analysis, tracked_run
-from audit.text.eraser import eraser_scores
 
 log = logging.getLogger(__name__)
 
-CURVE_STEPS = 20
-SANITY_METHODS: tuple[str, ...] = ("saliency", "gradcam", "integrated_gradients")
 SANITY_SAMPLES = 4
 SANITY_STEPS = 4
 SANITY_IG_STEPS = 16
@@ -33,10 +32,11 @@ def _quality(g: Gathering, ev: S.ImageExplanations) -> tuple[Optional[Explanatio
                                                                Optional[S.Gap]]:
     """The stored deletion/insertion and sanity checks of exactly these maps, computed when missing."""
     m, methods = g.model, ev.methods
-    sanity = [mm for mm in SANITY_METHODS if mm != "gradcam" or g.handle.target_layer]
+    sanity = with_layer_if_needed(SANITY_METHODS, g.handle)
     options = {"samples": ev.choice.keys, "targets": ev.choice.targets, "methods": methods, "options": FIGURE_OPTIONS,
                "steps": CURVE_STEPS, "sanity": {"methods": sanity, "samples": SANITY_SAMPLES,
-                                                "max_steps": SANITY_STEPS, "ig_steps": SANITY_IG_STEPS}}
+                                                "max_steps": SANITY_STEPS, "ig_steps": SANITY_IG_STEPS},
+               "metrics": {mm.name: mm.config for mm in report_metrics(CURVE_STEPS)}}
     inputs = sorted({r.id for r in ev.references})
     key = result_key(QUALITY_KIND, model_sha256=m.info["sha256"], dataset_sha256=g.reference["sha256"],
                      options=options, inputs=inputs)
@@ -93,13 +93,13 @@ def gather(g: Gathering) -> list[Section]:
     model, explained = g.model, g.explained
     if isinstance(explained, S.TextExplanations):
         eraser = _text_eraser(g, explained)
-        g.cited += ["eraser"] if eraser else []
+        g.cited += list(ERASER_METRICS) if eraser else []
         return [S.quality_section(model, text_gaps=[r.delta for r in explained.results], text_eraser=eraser)]
     if isinstance(explained, S.ImageExplanations):
         quality, stored, qgap = _quality(g, explained)
-        g.cited += ["deletion_insertion", "sanity"] if quality is not None else []
+        g.cited += quality.cited if quality is not None else []
         loc = _localisation(g, explained) if quality is not None else None
-        g.cited += ["relevance_mass", "pointing_game"] if loc is not None else []
+        g.cited += list(LOCALISATION_METRICS) if loc is not None else []
         return [S.quality_section(model, quality=quality, stored=stored, gap=qgap, curve_steps=CURVE_STEPS,
                                   localisation=loc)]
     return [S.quality_section(model, curve_steps=CURVE_STEPS)]

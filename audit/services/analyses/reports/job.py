@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from audit.models.tasks import input_kind
 from audit.services.governance.principals import Principal
-from audit.services.jobs.kinds import JobContext, JobKind, JobError, dataset_param, no_extra, task_kind, version_param
+from audit.services.jobs.kinds import JobContext, JobKind, JobError, dataset_param, no_extra, version_param
 
 REPORT_KEYS = ("family", "version", "author", "dataset", "compute_missing")
 
@@ -19,7 +20,7 @@ def _check_report(p: Mapping[str, Any]) -> dict[str, Any]:
     author = p.get("author")
     if author is not None and (not isinstance(author, str) or len(author) > 200):
         raise JobError("author must be text of at most 200 characters")
-    dataset = dataset_param(p["dataset"], task_kind(info)) if p.get("dataset") else None
+    dataset = dataset_param(p["dataset"], input_kind(info["task"])) if p.get("dataset") else None
     return {"family": p["family"], "version": p["version"], "author": author or None, "dataset": dataset,
             "compute_missing": bool(p.get("compute_missing", True))}
 

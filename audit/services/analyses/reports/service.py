@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from audit.attribution import method_spec
 from audit.report import ReportDocument, ReportThresholds, Section, render_pdf
 from audit.report import sections as S
 from audit.services.analyses.registry import report_parts
@@ -37,8 +38,10 @@ from storage.repositories import DatasetRepository, ModelRepository, ReportRepos
 log = logging.getLogger(__name__)
 Progress = Optional[Callable[[float, str], None]]
 
+# The report's choices of methods (figures, sanity check, token attributions); what each needs comes from its class.
 FIGURE_METHODS: tuple[str, ...] = ("integrated_gradients", "gradcam", "gradcam_pp", "saliency")
 FIGURE_OPTIONS: dict[str, Any] = {"ig_steps": 32, "seed": 0}
+SANITY_METHODS: tuple[str, ...] = ("saliency", "gradcam", "integrated_gradients")
 N_REPRESENTATIVE = 4
 N_MISCLASSIFIED = 4
 FIGURE_SAMPLES = N_REPRESENTATIVE + N_MISCLASSIFIED  # the report's explained samples unless a budget says fewer
@@ -73,6 +76,11 @@ class Gathering:
 
 
 # ------------------------------------------------------------------ gathering
+
+def with_layer_if_needed(methods: tuple[str, ...], handle: Any) -> list[str]:
+    """``methods`` less those whose class reads a layer (``needs_layer``) when the model has no target layer."""
+    return [mm for mm in methods if handle.target_layer or not method_spec(mm).needs_layer]
+
 
 def _model_facts(family: str, version: str) -> S.ModelFacts:
     info = get_version(family, version)

@@ -210,12 +210,13 @@ def _entry(pred: Any, target: int, sha: str, found: dict[str, dict[str, Any]], m
 
 def text_faithfulness(family: str, version: str, entry: dict[str, Any]) -> dict[str, dict[str, float]]:
     """ERASER comprehensiveness and sufficiency (AOPC over top-k% tokens) of each map of one
-    ``explain_texts`` entry, for the class it explains: {method: {"comprehensiveness", "sufficiency"}}."""
+    ``explain_texts`` entry, for the class it explains: {method: {metric name: value}} for the ERASER metrics
+    ("comprehensiveness", "sufficiency")."""
     from types import SimpleNamespace
 
     import torch
 
-    from audit.text.eraser import eraser_scores
+    from audit.quality import ERASER_METRICS, eraser_scores
 
     handle = handle_for(family, version)
     ids = handle.tokenizer.convert_tokens_to_ids(list(entry["tokens"]))
@@ -224,7 +225,7 @@ def text_faithfulness(family: str, version: str, entry: dict[str, Any]) -> dict[
     with handle.lock:
         res = eraser_scores(handle.module, [one], list(entry["scores"]),
                             pad_id=int(handle.tokenizer.pad_token_id or 0))
-    return {m: {"comprehensiveness": r.comprehensiveness, "sufficiency": r.sufficiency} for m, r in res.items()}
+    return {m: {name: getattr(r, name) for name in ERASER_METRICS} for m, r in res.items()}
 
 
 def attention_maps(family: str, version: str, text: str) -> dict[str, Any]:

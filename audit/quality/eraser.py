@@ -3,23 +3,75 @@ each averaged over top-k% bins (AOPC), computed by deleting tokens from the inpu
 
 Comprehensiveness: p(target | text) - p(target | text without its top-k% tokens); higher is better.
 Sufficiency: p(target | text) - p(target | only its top-k% tokens); lower is better. Special tokens
-([CLS], [SEP]) always stay; the rest keep their order.
+([CLS], [SEP]) always stay; the rest keep their order. Both are declared text quality metrics.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from types import SimpleNamespace
+from typing import Any, Mapping, Protocol, Sequence
 
 import torch
 from torch import nn
 
-from .core import TokenAttribution
+from .base import QualityMetric, Scores
 
 ERASER_BINS: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20, 0.50)
 BAD_BINS = "bins must be fractions in (0, 1], e.g. (0.01, 0.05, 0.1, 0.2, 0.5)"
 NO_SCORES = "the attribution of text {i} has no scores for {method!r}; compute that method first"
+DEYOUNG = ("DeYoung, Jain, Rajani, Lehman, Xiong, Socher & Wallace (2020). ERASER: A Benchmark to Evaluate "
+           "Rationalized NLP Models. ACL.")
+
+
+class TokenScores(Protocol):
+    """What ERASER reads of a text's attribution (``audit.text.TokenAttribution`` has it)."""
+
+    token_ids: Sequence[int]
+    special: Sequence[bool]
+    target: int
+    scores: Mapping[str, torch.Tensor]
+
+
+class _EraserMetric(QualityMetric):
+    """``inputs``: the texts' token attributions (ids and special-token flags); ``maps``: one 1-D score tensor
+    per text; ``targets``: the class each map explains (None: each attribution's own). One value per text:
+    its mean over the bins."""
+
+    paper = DEYOUNG
+    category = "faithfulness"
+    modalities = ("text",)
+    value_range = (-1.0, 1.0)
+    settings = {"pad_id": 0, "bins": ERASER_BINS}
+
+    def compute(self, model: nn.Module, inputs: Sequence[TokenScores], targets: Sequence[int] | None,
+                maps: Sequence[torch.Tensor], **data: Any) -> Scores:
+        texts = [SimpleNamespace(token_ids=a.token_ids, special=a.special, scores={"map": m},
+                                 target=a.target if targets is None else int(targets[i]))
+                 for i, (a, m) in enumerate(zip(inputs, maps, strict=True))]
+        per_text = [getattr(eraser_scores(model, [t], ["map"], **self.config)["map"], self.name) for t in texts]
+        return Scores(torch.tensor(per_text, dtype=torch.float64), type(self))
+
+
+class Comprehensiveness(_EraserMetric):
+    name = "comprehensiveness"
+    listing = 40
+    label = "Comprehensiveness"
+    direction = "higher"
+    description = ("drop in the explained class's probability when the map's top tokens are deleted: the map "
+                   "found what the model uses")
+
+
+class Sufficiency(_EraserMetric):
+    name = "sufficiency"
+    listing = 50
+    label = "Sufficiency"
+    direction = "lower"
+    description = "drop in the explained class's probability when only the map's top tokens are kept: they suffice"
+
+
+ERASER_METRICS: tuple[str, ...] = (Comprehensiveness.name, Sufficiency.name)  # the fields of EraserScores
 
 
 @dataclass
@@ -37,7 +89,7 @@ class EraserScores:
                 "texts": self.texts, "per_bin": {str(k): list(v) for k, v in self.per_bin.items()}}
 
 
-def _variants(a: TokenAttribution, scores: torch.Tensor, bins: Sequence[float]) -> list[list[int]]:
+def _variants(a: TokenScores, scores: torch.Tensor, bins: Sequence[float]) -> list[list[int]]:
     """For each bin: the ids without the top tokens, then the ids with only them (and the special tokens)."""
     content = [i for i, s in enumerate(a.special) if not s]
     order = sorted(content, key=lambda i: (-float(scores[i]), i))
@@ -62,7 +114,7 @@ def _probabilities(model: nn.Module, seqs: list[list[int]], target: int, pad_id:
     return torch.softmax(logits.float(), dim=-1)[:, target].cpu()
 
 
-def eraser_scores(model: nn.Module, attributions: Sequence[TokenAttribution], methods: Sequence[str], *,
+def eraser_scores(model: nn.Module, attributions: Sequence[TokenScores], methods: Sequence[str], *,
                   pad_id: int = 0, bins: Sequence[float] = ERASER_BINS) -> dict[str, EraserScores]:
     """Comprehensiveness and sufficiency (AOPC over ``bins``) of each method's token scores.
 
