@@ -30,27 +30,14 @@ TEXT_METHOD_SPECS: Mapping[str, Any] = CATALOGUE.classes
 DEFAULT_METHODS: Sequence[str] = LiveNames(lambda: (n for n, c in registered().items() if c.default))
 
 
-def register(cls: type) -> None:
-    CATALOGUE.add(cls)
-
-
-def unregister(name: str) -> None:
-    CATALOGUE.remove(name)
-
-
-def discover(*, force: bool = False) -> None:
-    """Import every module of the methods package (and of any folder added to its ``__path__``)."""
-    CATALOGUE.discover(force=force)
-
-
-def registered() -> dict[str, Any]:
-    """Name -> method class, in listing order."""
-    return CATALOGUE.registered()
-
-
-def check_methods(methods: object) -> tuple[str, ...]:
-    """The ``methods`` argument as known names, in order, once each (ValueError names the valid ones)."""
-    return CATALOGUE.check_methods(methods)
+# The catalogue's own operations: add a class (its module calls this), remove one, import every module of
+# the methods package (and of any folder added to its ``__path__``), list name -> class in listing order,
+# and normalise a ``methods`` argument to known names (ValueError names the valid ones).
+register = CATALOGUE.add
+unregister = CATALOGUE.remove
+discover = CATALOGUE.discover
+registered = CATALOGUE.registered
+check_methods = CATALOGUE.check_methods
 
 
 def text_method_spec(method: str) -> Any:

@@ -114,59 +114,38 @@ def test_ig_quadrature_aliases_give_the_named_rule(tiny_bert, tokenizer):
     assert not all(torch.equal(a, b) for a, b in zip(ig(ig_method="left"), ig(ig_method="right")))
 
 
+def _declare(name: str, **declared):
+    """Define a text method class from its declarations (``None`` leaves one out): registers it when valid."""
+    from audit.declarations import Evaluations
+
+    body = {"name": name, "label": name, "summary": name,
+            "evaluations": classmethod(lambda cls, opts, geometry: Evaluations(0, 0)), **declared}
+    return type(name, (TextAttributionMethod,), {k: v for k, v in body.items() if v is not None})
+
+
 def test_bad_declarations_are_refused_and_not_registered():
-    from audit.declarations import Evaluations, Option, positive_int
+    from audit.declarations import Option, positive_int
     from audit.text.options import MAX_LENGTH
 
     with pytest.raises(TypeError, match="set `label`.*declare its cost"):
-        class NoLabel(TextAttributionMethod):  # noqa: F841
-            name = "plugin_no_label"
-            summary = "nothing"
+        _declare("plugin_no_label", label=None, evaluations=None)
     with pytest.raises(TypeError, match=r"\['max_length'\] are the engine's options"):
-        class Shadows(TextAttributionMethod):  # noqa: F841
-            name = "plugin_shadows"
-            label = summary = "shadows"
-            options = (MAX_LENGTH,)
-
-            @classmethod
-            def evaluations(cls, opts, geometry):
-                return Evaluations(0, 0)
+        _declare("plugin_shadows", options=(MAX_LENGTH,))
     with pytest.raises(ValueError, match="declared twice with different defaults"):
-        class OtherDefault(TextAttributionMethod):  # noqa: F841
-            name = "plugin_other_default"
-            label = summary = "another ig_steps default"
-            options = (Option("ig_steps", 8, "steps", check=positive_int),)
-
-            @classmethod
-            def evaluations(cls, opts, geometry):
-                return Evaluations(0, 0)
+        _declare("plugin_other_default", options=(Option("ig_steps", 8, "steps", check=positive_int),))
     with pytest.raises(ValueError, match="'occlusion' is used by both"):
-        class Twin(TextAttributionMethod):  # noqa: F841
-            name = "occlusion"
-            label = summary = "a second occlusion"
-
-            @classmethod
-            def evaluations(cls, opts, geometry):
-                return Evaluations(0, 0)
+        _declare("occlusion")
     assert not {"plugin_no_label", "plugin_shadows", "plugin_other_default"} & set(TEXT_METHODS)
     assert TEXT_METHOD_SPECS["occlusion"].label == "Occlusion (leave one out)"
 
 
 def test_a_method_reads_only_the_options_it_declares(tiny_bert, tokenizer):
-    from audit.declarations import Evaluations
     from audit.text.base import TextScores
 
-    class ReadsSteps(TextAttributionMethod):
-        name = "plugin_reads_steps"
-        label = summary = "reads ig_steps without declaring it"
+    def run(self, batch):
+        return TextScores(tokens=[torch.full((len(e),), float(batch.options.ig_steps)) for e in batch.encoded])
 
-        @classmethod
-        def evaluations(cls, opts, geometry):
-            return Evaluations(0, 0)
-
-        def run(self, batch):
-            return TextScores(tokens=[torch.full((len(e),), float(batch.options.ig_steps)) for e in batch.encoded])
-
+    _declare("plugin_reads_steps", run=run)
     try:
         with pytest.raises(AttributeError, match="'plugin_reads_steps' read option 'ig_steps', which it does not declare"):
             attribute_text(tiny_bert, tokenizer, TEXTS, methods=["plugin_reads_steps"])
@@ -202,36 +181,43 @@ class TokenIdsTimesConstant(TextAttributionMethod):
 '''
 
 
-def test_a_new_method_is_one_new_file_in_the_methods_package(tmp_path, tiny_bert, tokenizer):
-    (tmp_path / "plugin_token_ids.py").write_text(textwrap.dedent(NEW_METHOD))
+@pytest.fixture
+def methods_folder(tmp_path, monkeypatch):
+    """A folder added to the methods package's search path for one test; what it registered is removed after."""
     package = sys.modules["audit.text.methods"]
-    package.__path__.append(str(tmp_path))
-    try:
-        registry.discover(force=True)
-        assert "plugin_token_ids" in TEXT_METHODS and TEXT_METHODS[-1] == "plugin_token_ids"
-        assert "plugin_token_ids" not in DEFAULT_METHODS
-        assert TEXT_METHOD_SPECS["plugin_token_ids"].label == "Token ids times a constant"
-        assert text_result_option_defaults("plugin_token_ids") == {"plugin_scale": 2.0, "max_length": None}
-        assert "plugin_scale" in text_option_names()
-        cost = text_method_costs(["plugin_token_ids"], texts=4, tokens=10, words=8)["plugin_token_ids"]
-        assert (cost.forward, cost.backward) == (0, 0)
-        # the services see it: its label, its key (the scale enters it) and the page's offer
-        assert text_methods()["plugin_token_ids"] == "Token ids times a constant"
-        assert text_params_key("plugin_token_ids", {"plugin_scale": 3.0})[1] != text_params_key("plugin_token_ids")[1]
-        assert text_method_choices()["options"]["plugin_scale"]["low"] == 0
+    monkeypatch.setattr(package, "__path__", [*package.__path__, str(tmp_path)])
+    before = set(TEXT_METHODS)
+    yield tmp_path
+    for name in set(registry.registered()) - before:
+        registry.unregister(name)
+    for module in [m for m in sys.modules if m.startswith("audit.text.methods.plugin_")]:
+        del sys.modules[module]
 
-        out = attribute_text(tiny_bert, tokenizer, TEXTS, methods=["plugin_token_ids", "grad_x_input"],
-                             plugin_scale=3.0)
-        for r in out:
-            torch.testing.assert_close(r.scores["plugin_token_ids"], 3.0 * torch.tensor(r.token_ids, dtype=torch.float32))
-            assert r.word_scores["plugin_token_ids"].shape == (len(r.words),)
-            assert "grad_x_input" in r.scores  # the built-in methods run beside it
-        with pytest.raises(ValueError, match="plugin_scale"):
-            attribute_text(tiny_bert, tokenizer, TEXTS, methods=["plugin_token_ids"], plugin_scale=-1.0)
-    finally:
-        package.__path__.remove(str(tmp_path))
-        registry.unregister("plugin_token_ids")
-        sys.modules.pop("audit.text.methods.plugin_token_ids", None)
+
+def test_a_new_method_is_one_new_file_in_the_methods_package(methods_folder, tiny_bert, tokenizer):
+    (methods_folder / "plugin_token_ids.py").write_text(textwrap.dedent(NEW_METHOD))
+    registry.discover(force=True)
+    assert "plugin_token_ids" in TEXT_METHODS and TEXT_METHODS[-1] == "plugin_token_ids"
+    assert "plugin_token_ids" not in DEFAULT_METHODS
+    assert TEXT_METHOD_SPECS["plugin_token_ids"].label == "Token ids times a constant"
+    assert text_result_option_defaults("plugin_token_ids") == {"plugin_scale": 2.0, "max_length": None}
+    assert "plugin_scale" in text_option_names()
+    cost = text_method_costs(["plugin_token_ids"], texts=4, tokens=10, words=8)["plugin_token_ids"]
+    assert (cost.forward, cost.backward) == (0, 0)
+    # the services see it: its label, its key (the scale enters it) and the page's offer
+    assert text_methods()["plugin_token_ids"] == "Token ids times a constant"
+    assert text_params_key("plugin_token_ids", {"plugin_scale": 3.0})[1] != text_params_key("plugin_token_ids")[1]
+    assert text_method_choices()["options"]["plugin_scale"]["low"] == 0
+
+    out = attribute_text(tiny_bert, tokenizer, TEXTS, methods=["plugin_token_ids", "grad_x_input"], plugin_scale=3.0)
+    for r in out:
+        torch.testing.assert_close(r.scores["plugin_token_ids"], 3.0 * torch.tensor(r.token_ids, dtype=torch.float32))
+        assert r.word_scores["plugin_token_ids"].shape == (len(r.words),)
+        assert "grad_x_input" in r.scores  # the built-in methods run beside it
+    with pytest.raises(ValueError, match="plugin_scale"):
+        attribute_text(tiny_bert, tokenizer, TEXTS, methods=["plugin_token_ids"], plugin_scale=-1.0)
+
+    registry.unregister("plugin_token_ids")  # gone from the listing, and its option with it
     assert "plugin_token_ids" not in TEXT_METHODS
     with pytest.raises(TypeError, match="unknown text attribution option"):
         attribute_text(tiny_bert, tokenizer, TEXTS, methods=["grad_x_input"], plugin_scale=3.0)
