@@ -7,17 +7,12 @@ engine declares the few options that belong to the run (batch sizes, precision, 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Mapping, Union, get_args
+from typing import Callable, Literal, Mapping, Union, get_args
 
 import torch
 
-from audit.declarations import (  # noqa: F401 - the attribution engine's option vocabulary, re-exported
-    CONFLICTING_OPTION,
-    UNDECLARED_OPTION,
-    UNKNOWN_OPTION,
-    Catalogue,
-    Choice,
-    NumberRange,
+from audit.catalogue import Catalogue
+from audit.declarations import (  # noqa: F401 - the checks the method modules declare options with
     Option,
     OptionSet,
     OptionsView,
@@ -26,7 +21,6 @@ from audit.declarations import (  # noqa: F401 - the attribution engine's option
     in_closed,
     in_open,
     integer,
-    merge_declarations,
     non_negative,
     one_of,
     optional_boolean,

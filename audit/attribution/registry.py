@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from audit.declarations import DUPLICATE_METHOD, UNKNOWN_METHOD  # noqa: F401 - messages, re-exported
-
 from .options import CATALOGUE, option_table  # noqa: F401 - option_table is part of this module's API
 
 METHODS: Sequence[str] = CATALOGUE.names

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Callable, get_args
 
+from audit.catalogue import Catalogue
 from audit.declarations import (
-    Catalogue,
     NumberRange,
     Option,
     OptionSet,

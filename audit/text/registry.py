@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from audit.declarations import Evaluations, LiveMapping, LiveNames, LiveSet, Option
+from audit.catalogue import LiveMapping, LiveNames, LiveSet
+from audit.declarations import Evaluations, Option
 
 from .options import CATALOGUE, ENGINE_OPTIONS, TextOptions
 
