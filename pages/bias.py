@@ -7,13 +7,14 @@ import streamlit as st
 
 from audit.services.datasets import list_datasets
 from audit.services.fairness import group_attributes, run_bias_audit, run_text_probe
+from audit.services.registry import input_kind
 from audit.viz import bars_with_errors
 from pages.ui import current_principal, keep_result, kept_result, literal, pick_version, show_error
 
 principal = current_principal()
 st.title("Bias audit")
 fam, ver = pick_version()
-kind = "text" if fam["task"] == "text-classification" else "image"
+kind = input_kind(fam["task"])
 datasets = [d["name"] for d in list_datasets() if d["kind"] == kind]
 if not datasets:
     st.info(f"No {kind} reference set is stored.")

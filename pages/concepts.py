@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audit.services.concepts import (GENERATED_CONCEPTS, MIN_RUNS, TEXT_GENERATED_CONCEPTS, ConceptError,
-                                     concept_examples_preview, default_layers, layer_choices, run_concept_test,
-                                     stored_concept_tests)
+from audit.services.concepts import (CORRECTIONS, DEFAULT_CORRECTION, GENERATED_CONCEPTS, MIN_RUNS,
+                                     TEXT_GENERATED_CONCEPTS, ConceptError, concept_examples_preview, default_layers,
+                                     layer_choices, run_concept_test, stored_concept_tests)
 from audit.services.datasets import list_datasets, pick_reference_set
+from audit.services.registry import input_kind
 from audit.viz import bars_with_errors
 from pages.ui import current_principal, literal, pick_version, show_error
 
@@ -19,10 +20,11 @@ st.caption("A concept is significant for a class when its TCAV scores differ fro
 
 fam, ver = pick_version()
 labels = ver["labels"]
-text = fam["task"] == "text-classification"
-datasets = [d["name"] for d in list_datasets() if d["kind"] == ("text" if text else "image")]
+kind = input_kind(fam["task"])
+text = kind == "text"
+datasets = [d["name"] for d in list_datasets() if d["kind"] == kind]
 if not datasets:
-    st.info(f"No {'text' if text else 'image'} reference set is stored: import one on the Datasets page.")
+    st.info(f"No {kind} reference set is stored: import one on the Datasets page.")
     st.stop()
 if text:
     st.caption("A text concept is a stored text dataset of example sentences (import it on the Datasets page); "
@@ -53,7 +55,7 @@ with st.form("tcav"):
                              "the concept's mean score against random sets treated as concepts (fewer false positives)")
     n_random = c2.number_input("Random runs R", 1, 50, 10, help=f"at least {MIN_RUNS}; 10 or more recommended")
     alpha = c3.number_input("alpha", 0.001, 0.2, 0.05, format="%.3f")
-    correction = c4.selectbox("Correction", ["holm", "bonferroni"])
+    correction = c4.selectbox("Correction", CORRECTIONS, index=CORRECTIONS.index(DEFAULT_CORRECTION))
     run = st.form_submit_button("Run concept test", type="primary")
 
 if run:

@@ -10,7 +10,7 @@ import streamlit as st
 from audit.services.datasets import list_datasets
 from audit.services.drift import DriftError, available_methods, drift_assessment
 from audit.services.drift_views import drift_gallery, drift_trend
-from audit.services.registry import list_models
+from audit.services.registry import input_kind, list_models
 from audit.viz import heatmap_grid, lines_figure, token_html
 from pages.ui import current_principal, literal, show_error
 
@@ -28,8 +28,12 @@ if not families:
     st.stop()
 
 fam = st.selectbox("Model family", families, format_func=lambda f: f"{f['family']} ({len(f['versions'])} versions)")
-kind = "text" if fam["task"] == "text-classification" else "image"
-choices = available_methods(fam["task"])
+kind = input_kind(fam["task"])
+try:
+    choices = available_methods(fam["task"], family=fam["family"], versions=[v["version"] for v in fam["versions"]])
+except ValueError as exc:  # a version whose model does not load
+    show_error(exc)
+    st.stop()
 sets = [d["name"] for d in list_datasets() if d["kind"] == kind]
 if not sets:
     st.info(f"No {kind} reference set is stored.")

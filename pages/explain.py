@@ -7,14 +7,11 @@ import streamlit as st
 
 from audit.services.datasets import list_datasets, sample_index
 from audit.services.explain import ExplainError, explain_image, reverify
-from audit.services.explain_views import (cost_estimate, reference_view, describe_engine, faithfulness_curves, feature_maps,
-                                          localisation, method_labels, sample_region, sanity, true_class_view)
+from audit.services.explain_views import (cost_estimate, reference_view, describe_engine, explain_form, faithfulness_curves,
+                                          feature_maps, localisation, method_labels, sample_region, sanity,
+                                          sanity_methods, true_class_view)
 from audit.viz import curves_figure, describe_region, feature_maps_figure, heatmap_grid, outlined, sanity_figure, topk_bar
 from pages.ui import current_principal, literal, pick_version, show_error
-
-METHODS = ["saliency", "grad_x_input", "smoothgrad", "integrated_gradients", "cam", "gradcam", "gradcam_pp",
-           "scorecam", "occlusion", "rise", "lime", "shap", "attention_rollout"]
-DEFAULT = ["saliency", "grad_x_input", "integrated_gradients", "gradcam", "gradcam_pp", "occlusion"]
 
 
 def outlined_uint8(image: np.ndarray, region) -> np.ndarray:  # noqa: ANN001
@@ -58,16 +55,26 @@ else:
     if up is not None:
         upload_bytes = up.getvalue()
 
+form = explain_form(fam["family"], ver["version"])
+opt = form["options"]
+
+
+def number(column, label: str, name: str) -> int:  # noqa: ANN001
+    o = opt[name]
+    return column.number_input(label, o["min"], o["max"], o["default"], help=o["help"])
+
+
 with st.form("explain"):
-    methods = st.multiselect("Methods", METHODS, default=DEFAULT)
+    methods = st.multiselect("Methods", form["methods"], default=form["default"], format_func=form["labels"].get)
     c1, c2, c3, c4 = st.columns(4)
     target_choice = c1.selectbox("Target", ["predicted"] + labels)
-    ig_steps = c2.number_input("IG steps S", 4, 512, 32)
-    sg_samples = c3.number_input("SmoothGrad samples N", 2, 200, 16)
-    seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
+    ig_steps = number(c2, "IG steps S", "ig_steps")
+    sg_samples = number(c3, "SmoothGrad samples N", "sg_samples")
+    seed = number(c4, "Seed", "seed")
     c1, c2 = st.columns(2)
-    occ = c1.number_input("Occlusion window (px)", 2, 64, 8 if ver["input_spec"].get("height", 224) <= 64 else 16)
-    fast = c2.checkbox("Fast path (bf16, channels_last; used only if the fidelity guard passes)")
+    occ = number(c1, "Occlusion window (px)", "occlusion_window")
+    fast = c2.checkbox("Fast path (bf16, channels_last; used only if the fidelity guard passes)",
+                       value=opt["fast"]["default"], help=opt["fast"]["help"])
     go = st.form_submit_button("Explain", type="primary")
 
 options = {"ig_steps": int(ig_steps), "sg_samples": int(sg_samples), "seed": int(seed),
@@ -140,9 +147,7 @@ with tab_f:
         st.plotly_chart(feature_maps_figure(layer), use_container_width=True)
 with tab_c:
     opts = st.session_state.get("explain_options", {})
-    est = cost_estimate(exp.family, exp.version, methods=list(exp.maps), ig_steps=opts.get("ig_steps", 50),
-                        sg_samples=opts.get("sg_samples", 25), occlusion_window=opts.get("occlusion_window", 16),
-                        occlusion_stride=opts.get("occlusion_stride", 16))
+    est = cost_estimate(exp.family, exp.version, methods=list(exp.maps), **opts)
     rows = []
     for m, sm in exp.maps.items():
         e = est.get(m, {})
@@ -171,8 +176,7 @@ with tab_s:
     st.caption("Cascading model-parameter randomisation: maps that do not change are not explaining the model.")
     if st.button("Run the sanity check"):
         with st.spinner("Randomising layers from the top…"):
-            res = sanity(exp, methods=[m for m in exp.maps if m not in ("lime", "shap", "rise", "scorecam")],
-                         actor=principal)
+            res = sanity(exp, methods=sanity_methods(exp), actor=principal)
         st.plotly_chart(sanity_figure(res["steps"], res["correlations"], res["threshold"]), use_container_width=True)
         flagged = [m for m, f in res["flagged"].items() if f]
         if flagged:

@@ -7,7 +7,7 @@ import streamlit as st
 
 from audit.services.datasets import list_datasets
 from audit.services.jobs import NO_WORKER_AFTER_S, NO_WORKER_HINT, list_jobs, submit_job
-from audit.services.registry import list_models
+from audit.services.registry import input_kind, list_models
 from audit.services.reports import list_reports, report_bytes, sign_report
 from pages.ui import current_principal, literal, short_hash, show_error
 
@@ -82,7 +82,7 @@ if go:
                       "compute_missing": compute})
 live("report")
 
-kind = "text" if fam.get("task") == "text-classification" else "image"
+kind = input_kind(fam.get("task"))
 datasets = [d["name"] for d in list_datasets() if d["kind"] == kind and d["labels"]]
 with st.expander("Run the full audit (every analysis the data allows, then the report)"):
     with st.form("full_audit"):

@@ -18,7 +18,7 @@ from .engine_record import BF16, COPY, CROPS
 from .hooks import HookBundle, capture_layer
 from .incremental import IncrementalModel
 from .layers import ResolvedLayer, is_vision_transformer, resolve_layer, to_spatial
-from .memory import cpu_budget_bytes
+from .memory import batch_for, cpu_budget_bytes
 from .options import ENGINE_OPTIONS, AttributionOptions, OptionsView
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,8 @@ class ExplainContext:
         """Samples per evaluation: the user's batch_size, else what the memory budget allows."""
         if self.options.batch_size is not None:
             return self.options.batch_size
-        cap = CUDA_MAX_CHUNK if self.device.type == "cuda" else CPU_MAX_CHUNK
+        cap = CUDA_MAX_CHUNK if self.device.type == "cuda" else batch_for(
+            self.inputs[0].numel(), device=self.device, with_grad=with_grad, cap=CPU_MAX_CHUNK)
         per = self.sample_bytes() * (3 if with_grad else 1)
         return int(max(1, min(cap, self.budget_bytes() // max(per, 1))))
 

@@ -43,3 +43,20 @@ def cpu_budget_bytes(environ: dict[str, str] | None = None) -> int:
     if avail is None:
         return DEFAULT_CAP_BYTES
     return max(1 << 26, min(DEFAULT_CAP_BYTES, int(avail * AVAILABLE_SHARE)))
+
+
+# On CPU a batch whose activations outgrow the caches costs more per sample, not less: EfficientNet-Lite0 at
+# 3x224x224 (one thread) takes 28-30 ms a sample forward at 2-8 samples per batch and 78 ms at 64; forward and
+# backward 58 ms at 2 and 80 ms at 16. Batches are therefore sized by input elements on CPU: about seven such
+# images forward, a third of that with gradients. Small inputs (the demo's 32 px digits) keep batches of 64.
+CPU_BATCH_INPUT_ELEMENTS = 1 << 20
+CPU_BATCH_CAP = 64
+
+
+def batch_for(sample_numel: int, *, device: object = "cpu", with_grad: bool = False, cap: int = CPU_BATCH_CAP) -> int:
+    """Samples per model evaluation for inputs of ``sample_numel`` elements each: on CPU sized to stay
+    in cache (see CPU_BATCH_INPUT_ELEMENTS), at least 1 and at most ``cap``; on an accelerator ``cap``."""
+    if getattr(device, "type", str(device).split(":")[0]) != "cpu":
+        return cap
+    budget = CPU_BATCH_INPUT_ELEMENTS // (3 if with_grad else 1)
+    return int(max(1, min(cap, budget // max(1, int(sample_numel)))))

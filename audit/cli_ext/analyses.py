@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from audit.cli import CliError, _operator, _progress_printer, emit
+from audit.multiple_testing import CORRECTIONS, DEFAULT_CORRECTION
 
 
 def _split(text: str | None) -> list[str]:
@@ -91,7 +92,7 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("--dataset", default="digits-reference")
     sp.add_argument("--n-random", type=int, default=10)
     sp.add_argument("--alpha", type=float, default=0.05)
-    sp.add_argument("--correction", choices=["holm", "bonferroni"], default="holm")
+    sp.add_argument("--correction", choices=CORRECTIONS, default=DEFAULT_CORRECTION)
     sp.add_argument("--test", choices=["ttest", "pseudo_concept"], default="ttest")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--json", action="store_true")

@@ -35,7 +35,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     opts = FullAuditOptions(explain_limit=args.explain_limit, cf_limit=args.cf_limit, tcav_n_random=args.tcav_runs,
                             tcav_set_size=args.tcav_set_size, tcav_n_inputs=args.tcav_set_size,
                             bias_n_boot=args.n_boot, seed=args.seed,
-                            cf_search={**FullAuditOptions().cf_search, "max_iter": args.cf_steps})
+                            cf_search={**FullAuditOptions().cf_search,
+                                       **({} if args.cf_steps is None else {"max_iter": args.cf_steps})})
     if args.background:
         from audit.cli_ext.jobs import submit_background
 
@@ -77,7 +78,8 @@ def add_commands(sub: Any) -> None:
     sp.add_argument("--author")
     sp.add_argument("--explain-limit", type=int, default=16, help="reference samples explained (16)")
     sp.add_argument("--cf-limit", type=int, default=8, help="reference samples given a counterfactual (8)")
-    sp.add_argument("--cf-steps", type=int, default=100, help="optimiser steps per counterfactual search (100)")
+    sp.add_argument("--cf-steps", type=int, default=None,
+                    help="optimiser steps per counterfactual search (default: the full audit's budget)")
     sp.add_argument("--tcav-runs", type=int, default=10, help="TCAV runs per concept (10; at least 3)")
     sp.add_argument("--tcav-set-size", type=int, default=40,
                     help="images per concept and random set, and class inputs scored (40)")

@@ -1,5 +1,5 @@
-"""Significance for TCAV: the two-sided t-test against random-vs-random scores and the
-multiple-testing corrections (Holm, Bonferroni) applied over every concept x layer tested."""
+"""Significance for TCAV: the two-sided t-test against random-vs-random scores, the pseudo-concept test, and
+the decision after correcting (``audit.multiple_testing``: Holm, Bonferroni) over every concept x layer tested."""
 
 from __future__ import annotations
 
@@ -8,44 +8,24 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-Correction = Literal["holm", "bonferroni"]
-CORRECTIONS: tuple[str, ...] = ("holm", "bonferroni")
+# The corrections live in audit.multiple_testing (one function for every analysis); re-exported here.
+from audit.multiple_testing import (  # noqa: F401
+    CORRECTIONS,
+    DEFAULT_CORRECTION,
+    ERR_CORRECTION,
+    Correction,
+    check_correction,
+    correct_pvalues,
+)
+
 SignificanceTest = Literal["ttest", "pseudo_concept"]
 TESTS: tuple[str, ...] = ("ttest", "pseudo_concept")
 
-ERR_CORRECTION = "correction must be 'holm' or 'bonferroni', got {value!r}"
 ERR_ALPHA = "alpha must lie strictly between 0 and 1, got {value!r}"
 
 
-def correct_pvalues(p_values: Sequence[float], correction: Correction = "holm") -> np.ndarray:
-    """Family-wise corrected p-values, in the order given.
-
-    Bonferroni: ``min(1, m * p)``. Holm (1979) step-down: with p sorted ascending,
-    ``p_adj(k) = min(1, max_{j <= k} (m - j + 1) * p(j))`` (1-based), which is uniformly more
-    powerful than Bonferroni at the same family-wise error rate.
-    """
-    if correction not in CORRECTIONS:
-        raise ValueError(ERR_CORRECTION.format(value=correction))
-    p = np.asarray(p_values, dtype=np.float64)
-    if p.ndim != 1:
-        raise ValueError("p_values must be a flat sequence of numbers")
-    if np.any(np.isnan(p)) or np.any((p < 0) | (p > 1)):
-        raise ValueError("p_values must lie in [0, 1] (no NaN)")
-    m = p.size
-    if m == 0:
-        return p.copy()
-    if correction == "bonferroni":
-        return np.minimum(1.0, m * p)
-    order = np.argsort(p, kind="stable")
-    stepped = (m - np.arange(m)) * p[order]
-    adjusted_sorted = np.minimum(1.0, np.maximum.accumulate(stepped))
-    adjusted = np.empty_like(p)
-    adjusted[order] = adjusted_sorted
-    return adjusted
-
-
 def significance(
-    p_values: Sequence[float], *, alpha: float = 0.05, correction: Correction = "holm"
+    p_values: Sequence[float], *, alpha: float = 0.05, correction: Correction = DEFAULT_CORRECTION
 ) -> tuple[np.ndarray, np.ndarray]:
     """Corrected p-values and the decisions ``corrected < alpha`` for one family of tests."""
     if not (isinstance(alpha, (int, float)) and 0.0 < float(alpha) < 1.0):

@@ -3,6 +3,7 @@ Activation Vectors"): concept scores per layer, tested against random CAVs with 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,17 +28,15 @@ from audit.concepts.capture import (
 from audit.concepts.cav import CLASSIFIERS, ClassifierName, fit_in_span, pair_split
 from audit.concepts.sets import set_sha256
 from audit.concepts.stats import (
-    CORRECTIONS,
     ERR_ALPHA,
-    ERR_CORRECTION,
     TESTS,
-    Correction,
     SignificanceTest,
     pseudo_concept_test,
     significance,
     two_sided_ttest,
 )
 from audit.jsonsafe import json_safe
+from audit.multiple_testing import DEFAULT_CORRECTION, Correction, check_correction
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +256,7 @@ def run_tcav_many(
     target: int,
     *,
     alpha: float = 0.05,
-    correction: Correction = "holm",
+    correction: Correction = DEFAULT_CORRECTION,
     n_random: int | None = None,
     test: SignificanceTest = "ttest",
     null: NullDesign | None = None,
@@ -303,8 +302,7 @@ def run_tcav_many(
     if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
         raise TypeError(f"target must be a class index (int), got {type(target).__name__}")
     target = int(target)
-    if correction not in CORRECTIONS:
-        raise ValueError(ERR_CORRECTION.format(value=correction))
+    check_correction(correction)
     if not (isinstance(alpha, (int, float)) and 0.0 < float(alpha) < 1.0):
         raise ValueError(ERR_ALPHA.format(value=alpha))
     if classifier not in CLASSIFIERS:
@@ -417,8 +415,10 @@ def run_tcav_many(
                 raw.append(pseudo_concept_test(concept_scores, null_scores.reshape(runs, runs - 1).mean(1)))
     corrected, decisions = significance([p for _, p in raw], alpha=alpha, correction=correction)
 
-    random_hashes = [set_sha256(s) for s in randoms[:runs]]
-    inputs_hash = set_sha256(inputs)
+    # what every concept's result and the run's result say about the run itself
+    run_fields = dict(target=target, seed=seed, alpha=float(alpha), correction=correction, n_tests=len(raw),
+                      n_random=runs, test=test, null=null, random_hashes=[set_sha256(s) for s in randoms[:runs]],
+                      inputs_hash=set_sha256(inputs))
     results: dict[str, TCAVResult] = {}
     t = 0
     for k, cname in enumerate(concept_names):
@@ -450,19 +450,10 @@ def run_tcav_many(
             t += 1
         results[cname] = TCAVResult(
             concept=cname,
-            target=target,
             layers=layer_results,
-            seed=seed,
-            alpha=float(alpha),
-            correction=correction,
-            n_tests=len(raw),
-            n_random=runs,
-            test=test,
-            null=null,
+            **run_fields,
             n_null=n_null,
             concept_hash=set_sha256(concepts[cname]),
-            random_hashes=random_hashes,
-            inputs_hash=inputs_hash,
             n_concept=len(concepts[cname]),
             n_inputs=len(inputs),
             classifier=classifier,
@@ -472,23 +463,25 @@ def run_tcav_many(
             device=str(device),
         )
     report(1.0, "done")
-    return TCAVRunResult(
-        concepts=results,
-        target=target,
-        layers=names,
-        seed=seed,
-        alpha=float(alpha),
-        correction=correction,
-        n_tests=len(raw),
-        n_random=runs,
-        test=test,
-        null=null,
-        random_hashes=random_hashes,
-        inputs_hash=inputs_hash,
-        timings=timings,
-    )
+    return TCAVRunResult(concepts=results, layers=names, **run_fields, timings=timings)
 
 
+def _with_options_of(source: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Show ``source``'s keyword-only options in the decorated function's signature in place of its
+    ``**options`` (what ``help()`` and editors read), so the options and their defaults are written once."""
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        own = inspect.signature(fn)
+        params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        taken = {p.name for p in params}
+        params += [p for p in inspect.signature(source).parameters.values()
+                   if p.kind is p.KEYWORD_ONLY and p.name not in taken]
+        fn.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+        return fn
+
+    return decorate
+
+
+@_with_options_of(run_tcav_many)
 def run_tcav(
     model: nn.Module,
     layers: LayerSpec | Sequence[LayerSpec],
@@ -498,46 +491,13 @@ def run_tcav(
     target: int,
     *,
     concept_name: str = "concept",
-    alpha: float = 0.05,
-    correction: Correction = "holm",
-    n_random: int | None = None,
-    test: SignificanceTest = "ttest",
-    null: NullDesign | None = None,
-    seed: int = 0,
-    classifier: ClassifierName = "sgd",
-    test_fraction: float = 0.33,
-    min_cav_accuracy: float = MIN_CAV_ACCURACY,
-    batch_size: int = 64,
-    tokenizer: Any = None,
-    text_pooling: TextPooling = "cls",
-    max_length: int = 128,
-    progress: Progress | None = None,
+    **options: Any,
 ) -> TCAVResult:
     """Test one concept at the given layers (p-values corrected over the layers).
 
-    ``result.layers[name]`` holds score, magnitude, random_scores, p_value, p_value_corrected,
-    significant and cav_accuracy; see :func:`run_tcav_many` for the procedure.
+    ``options`` are those of :func:`run_tcav_many`, with its defaults (alpha, correction, n_random, test,
+    null, seed, ...). ``result.layers[name]`` holds score, magnitude, random_scores, p_value,
+    p_value_corrected, significant and cav_accuracy; see :func:`run_tcav_many` for the procedure.
     """
-    run = run_tcav_many(
-        model,
-        layers,
-        {concept_name: concept},
-        randoms,
-        inputs,
-        target,
-        alpha=alpha,
-        correction=correction,
-        n_random=n_random,
-        test=test,
-        null=null,
-        seed=seed,
-        classifier=classifier,
-        test_fraction=test_fraction,
-        min_cav_accuracy=min_cav_accuracy,
-        batch_size=batch_size,
-        tokenizer=tokenizer,
-        text_pooling=text_pooling,
-        max_length=max_length,
-        progress=progress,
-    )
+    run = run_tcav_many(model, layers, {concept_name: concept}, randoms, inputs, target, **options)
     return run.concepts[concept_name]

@@ -12,6 +12,7 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 from torch import nn
 
+from audit.attribution.memory import batch_for
 from audit.attribution.seeding import sample_seeds, torch_generator
 from audit.counterfactuals._common import device_of, is_flipped, margin_of
 from audit.counterfactuals.image_results import (
@@ -192,11 +193,12 @@ def image_counterfactuals(
     distance: Distance = "l2",
     seed: int = 0,
     *,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: Progress | None = None,
     **options: Any,
 ) -> CounterfactualSet:
-    """One counterfactual per sample of X [N, C, H, W], searched `batch_size` samples at a time.
+    """One counterfactual per sample of X [N, C, H, W], searched `batch_size` samples at a time (None: as
+    many as `batch_for` allows gradient rows of this input size on the model's device, restarts included).
 
     A sample's counterfactual depends on (seed, the sample) only, not on its batch or position in it.
 
@@ -205,6 +207,9 @@ def image_counterfactuals(
     """
     opts = search_options(distance, options)
     check_input(X, opts, "X")
+    if batch_size is None:
+        rows = batch_for(X[0].numel() if len(X) else 1, device=device_of(model), with_grad=True, cap=16 * opts.restarts)
+        batch_size = max(1, rows // opts.restarts)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = X.shape[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from audit.attribution.memory import batch_for
 from audit.counterfactuals._common import is_flipped
 from audit.counterfactuals.search_box import Box, SearchOptions
 
@@ -33,9 +34,11 @@ def refine(
 def _batched_flipped(
     model: nn.Module, x0: torch.Tensor, cands: torch.Tensor, orig: torch.Tensor, target: torch.Tensor, box: Box
 ) -> torch.Tensor:
-    """cands [B, K, ...] -> flipped [B, K] for the shown points project(x0 + cand), one forward pass."""
+    """cands [B, K, ...] -> flipped [B, K] for the shown points project(x0 + cand), in `batch_for` chunks."""
     b, k = cands.shape[:2]
-    logits = model(box.project(x0.unsqueeze(1) + cands).flatten(0, 1))
+    points = box.project(x0.unsqueeze(1) + cands).flatten(0, 1)
+    step = batch_for(points[0].numel(), device=points.device)
+    logits = torch.cat([model(points[i:i + step]) for i in range(0, len(points), step)])
     return is_flipped(logits, orig.repeat_interleave(k), target.repeat_interleave(k)).view(b, k)
 
 

@@ -96,9 +96,9 @@ def _match_case(source: str, target: str) -> str:
     return target
 
 
-@dataclass
+@dataclass(frozen=True)
 class SwapDetail:
-    """One probed text: its swapped twin and how the prediction moved.
+    """One probed text: its swapped twin and how the prediction moved (the stored probe keeps those that flipped).
 
     `prob_change` is P_swapped(c) - P_original(c) for the class c predicted on the original text.
     `attribution_change` is the total-variation distance between the normalised |attribution|

@@ -14,18 +14,17 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
 from audit.models.preprocess import InputSpec, PreprocessError  # noqa: F401 - re-exported
+from audit.models.tasks import TASKS, Task  # noqa: F401 - re-exported where they always lived
 from audit.models.zoo import build_architecture
 
 log = logging.getLogger(__name__)
 
-Task = Literal["image-classification", "text-classification"]
-TASKS: tuple[str, ...] = ("image-classification", "text-classification")
 FORMATS: tuple[str, ...] = ("state_dict", "torchscript", "hf", "exported", "import_path", "onnx")
 
 SAFE_EXPORT_HINT = (

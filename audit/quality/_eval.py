@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from audit.attribution.memory import batch_for
 from audit.attribution.planner import eval_mode, model_device
 
 
@@ -17,10 +18,13 @@ def target_scores(
     targets: torch.Tensor,
     *,
     kind: str = "prob",
-    batch_size: int = 64,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
-    """Target probability (``prob``) or logit (``logit``) of each row of ``inputs``."""
+    """Target probability (``prob``) or logit (``logit``) of each row of ``inputs``, ``batch_size`` rows
+    at a time (None: ``batch_for`` the input size and device)."""
     out = torch.empty(inputs.shape[0], device=inputs.device)
+    if batch_size is None:
+        batch_size = batch_for(inputs[0].numel() if len(inputs) else 1, device=inputs.device)
     with eval_mode(model), torch.no_grad():
         for start in range(0, inputs.shape[0], batch_size):
             stop = min(inputs.shape[0], start + batch_size)

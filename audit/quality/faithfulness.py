@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from audit.attribution.baselines import make_baseline
+from audit.attribution.memory import batch_for
 from audit.attribution.base import fraction_range
 from audit.attribution.options import BaselineSpec
 from audit.attribution.planner import eval_mode
@@ -56,12 +57,14 @@ def _curve(
     mode: str,
     reduce: str,
     seed: int,
-    batch_size: int,
+    batch_size: int | None,
 ) -> CurveResult:
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     x, t = prepare(model, inputs, targets)
     b, c, h, w = x.shape
+    if batch_size is None:
+        batch_size = batch_for(c * h * w, device=x.device)
     relevance = pixel_relevance(attributions.to(x.device), b, (h, w), reduce)
     position = _pixel_order(relevance, seed)
     counts = torch.round(torch.linspace(0, h * w, steps + 1, device=x.device)).long()
@@ -98,7 +101,7 @@ def deletion_curve(
     baseline: BaselineSpec = None,
     reduce: str = "sum",
     seed: int = 0,
-    batch_size: int = 64,
+    batch_size: int | None = None,
 ) -> CurveResult:
     """Probability of the target as the most relevant pixels (all channels) are set to the
     baseline (default zeros), in ``steps`` equal steps. Lower AUC is better."""
@@ -116,7 +119,7 @@ def insertion_curve(
     canvas: BaselineSpec = "blur",
     reduce: str = "sum",
     seed: int = 0,
-    batch_size: int = 64,
+    batch_size: int | None = None,
 ) -> CurveResult:
     """Probability of the target as the most relevant pixels are copied onto ``canvas`` (default a
     blurred copy; "zeros" for a black one). Higher AUC is better."""
@@ -145,7 +148,7 @@ def infidelity(
     normalize: bool = True,
     seed: int = 0,
     perturbations: torch.Tensor | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
 ) -> InfidelityResult:
     """E[(I . Phi - (f(x) - f(x - I)))^2] over Gaussian perturbations I (Yeh et al. 2019).
 

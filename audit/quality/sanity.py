@@ -146,9 +146,12 @@ def sanity_check(
     per_step: dict[str, list[torch.Tensor]] = {k: [] for k in original}
     undefined_steps: dict[str, list[torch.Tensor]] = {k: [] for k in original}
     labels: list[str] = []
+    modules = dict(work.named_modules())  # by name: ScriptModules have no get_submodule
     for step, group in enumerate(plan):
         for name in group:
-            randomise_module(work.get_submodule(name), seed + 1000 * (step + 1) + zlib.crc32(name.encode()) % 997)
+            if name not in modules:
+                raise ValueError(f"the model has no module {name!r} to randomise")
+            randomise_module(modules[name], seed + 1000 * (step + 1) + zlib.crc32(name.encode()) % 997)
         labels.append(group[0] if len(group) == 1 else f"{group[0]}..{group[-1]}")
         for k, v in maps_of(work).items():
             r = prep(v)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, Optional
 
+from audit.fairness.probe import SwapDetail
 from audit.jsonsafe import finite_or_none, json_safe
 from audit.results.base import StoredResult
 
@@ -214,23 +215,6 @@ class BiasAudit:
 
 
 @dataclass(frozen=True)
-class SwapExample:
-    """One probed text whose decision moved (the fields of ``audit.fairness.SwapDetail``)."""
-
-    index: int
-    original: str
-    swapped: str
-    n_swaps: int
-    original_class: int
-    swapped_class: int
-    original_prob: float
-    swapped_prob: float
-    prob_change: float
-    flipped: bool
-    attribution_change: Optional[float] = None
-
-
-@dataclass(frozen=True)
 class TextSwapProbe:
     """Identity-swap probe of a text model on a reference set: how often the decision flips."""
 
@@ -240,7 +224,7 @@ class TextSwapProbe:
     flip_rate: Optional[float]
     mean_prob_change: Optional[float]
     max_prob_change: Optional[float]
-    examples: tuple[SwapExample, ...] = ()
+    examples: tuple[SwapDetail, ...] = ()  # probed texts whose decision moved
     stored: Optional[StoredResult] = None
 
     @property
@@ -254,11 +238,11 @@ class TextSwapProbe:
 
     @classmethod
     def from_summary(cls, s: Mapping[str, Any], stored: Optional[StoredResult] = None) -> "TextSwapProbe":
-        names = {f.name for f in fields(SwapExample)}
+        names = {f.name for f in fields(SwapDetail)}
         return cls(dataset=str(s.get("dataset", "")), n=int(s.get("n") or 0), n_excluded=int(s.get("n_excluded") or 0),
                    flip_rate=finite_or_none(s.get("flip_rate")), mean_prob_change=finite_or_none(s.get("mean_prob_change")),
                    max_prob_change=finite_or_none(s.get("max_prob_change")),
-                   examples=tuple(SwapExample(**{k: v for k, v in e.items() if k in names})
+                   examples=tuple(SwapDetail(**{k: v for k, v in e.items() if k in names})
                                   for e in s.get("examples") or ()),
                    stored=stored)
 

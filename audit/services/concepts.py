@@ -14,11 +14,14 @@ import torch
 
 from audit.concepts.tcav import MIN_RUNS  # noqa: F401 - the page offers this minimum
 from audit.images import image_to_tensor
+from audit.models.tasks import input_kind
+from audit.multiple_testing import CORRECTIONS, DEFAULT_CORRECTION, check_correction  # noqa: F401 - the page offers these
 from audit.results import AnalysisSpec, ConceptCell, ConceptTest
 from audit.services.auth import SYSTEM, Principal, require
 from audit.services.core import analysis_key, find_analysis, store_analysis, stored_analyses, tracked_run
 from audit.services.datasets import load_image_samples, load_text_samples
 from audit.services.handles import handle_for
+from audit.services.predict import require_finite, text_predict_proba
 from storage.db import database_url
 
 GENERATED_CONCEPTS = ("watermark", "stripes", "texture", "random-reference")
@@ -158,8 +161,8 @@ def concept_hashes(concepts: Sequence[str], task: str = "image-classification") 
     The job queue and the full audit check a request with it before anything runs."""
     from audit.services.datasets import DatasetError, dataset_sha256
 
-    generated = TEXT_GENERATED_CONCEPTS if task == TEXT else GENERATED_CONCEPTS
-    kind = "text" if task == TEXT else "image"
+    kind = input_kind(task)
+    generated = TEXT_GENERATED_CONCEPTS if kind == "text" else GENERATED_CONCEPTS
     out = {}
     for c in concepts:
         if c in generated:
@@ -178,7 +181,8 @@ def concept_hashes(concepts: Sequence[str], task: str = "image-classification") 
 def run_concept_test(
     family: str, version: str, *, concepts: Sequence[str], target: int, layers: Optional[Sequence[str]] = None,
     dataset: str = "digits-reference", n_random: int = 10, set_size: int = 40, n_inputs: int = 60,
-    alpha: float = 0.05, correction: str = "holm", test: str = "ttest", seed: int = 0, actor: Principal = SYSTEM,
+    alpha: float = 0.05, correction: str = DEFAULT_CORRECTION, test: str = "ttest", seed: int = 0,
+    actor: Principal = SYSTEM,
     progress: Progress = None,
 ) -> ConceptTest:
     """Run (or return the stored) TCAV test of each concept for one class."""
@@ -193,6 +197,10 @@ def run_concept_test(
         raise ConceptError(ERR_N_RANDOM.format(min=MIN_RUNS, max="n_random + 1", value=n_random))
     if test not in ("ttest", "pseudo_concept"):
         raise ConceptError(f"test must be 'ttest' or 'pseudo_concept', got {test!r}")
+    try:
+        check_correction(correction)
+    except ValueError as exc:
+        raise ConceptError(str(exc)) from None
     handle = handle_for(family, version)
     if not 0 <= target < len(handle.labels):
         raise ConceptError(f"target {target} is not a class of this model")
@@ -227,15 +235,19 @@ def run_concept_test(
         # concept's scores includes concept sampling: with one fixed concept set the t-test against the
         # random-vs-random null rejects far more often than alpha (docs/DECISIONS.md).
         run_seeds = [seed + 7919 * (r + 1) for r in range(n_random)]
+        input_keys = [ref.keys[i] for i in class_idx[:n_inputs]]
         if text:
             pool: Any = [ref.texts[i] for i in keep]
             inputs: Any = [ref.texts[i] for i in class_idx[:n_inputs]]
+            text_predict_proba(family, version)(inputs, keys=input_keys)  # raises NonFiniteOutputs naming them
             randoms: Any = random_pool_sets(pool, n_random + 1, set_size, seed=seed)
             concept_sets: Any = {f"{c}#{r}": text_concept_examples(c, n=set_size, seed=s, dataset=dataset, pool=pool)
                                  for c in concepts for r, s in enumerate(run_seeds)}
         else:
             to_model = lambda x: handle.input_spec.normalize(image_to_tensor(x, handle.input_spec))  # noqa: E731
             inputs = to_model(ref.images[class_idx[:n_inputs]])
+            # class-input outputs that are NaN would make every directional derivative meaningless
+            require_finite(handle.predict_proba(inputs.to(handle.device)), input_keys)
             pool = ref.images[keep]
             randoms = [to_model(r) for r in random_pool_sets(pool, n_random + 1, set_size, seed=seed)]
             concept_sets = {f"{c}#{r}": to_model(concept_examples(c, n=set_size, seed=s, dataset=dataset, pool=pool,

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from audit.datasets.problems import ImportLimits
+from audit.models.tasks import input_kind
 from audit.regions import as_mask, is_mask
 from audit.services.auth import SYSTEM, Principal, require
 from storage import auditlog
@@ -407,7 +408,7 @@ def dataset_sha256(name: str, task: str) -> str:
 def pick_reference_set(name: Optional[str], task: str, labels: Sequence[str]) -> dict[str, Any]:
     """The one reference-set picker (drift, reports, full audits): the named set, or the first stored
     set of the model's kind whose class labels match. Returns {"name", "id", "sha256"}."""
-    kind = "text" if task == "text-classification" else "image"
+    kind = input_kind(task)
     with transaction() as s:
         repo = DatasetRepository(s)
         if name:

@@ -12,6 +12,7 @@ import numpy as np
 
 from audit.drift import SIMILARITY_METRICS, DriftResult, DriftThresholds, assess_drift
 from audit.images import image_to_tensor
+from audit.models.tasks import input_kind
 from audit.results import AnalysisSpec, ConceptTest, StoredResult
 from audit.results.drift import DriftAssessment
 from audit.services.auth import SYSTEM, Principal, require
@@ -48,10 +49,6 @@ class DriftError(ValueError):
     """A drift request that cannot be served; the message says why."""
 
 
-def _task_kind(task: str) -> str:
-    return "text" if task == "text-classification" else "image"
-
-
 def pick_reference_set(name: Optional[str], task: str, labels: Sequence[str]) -> dict[str, Any]:
     from audit.services.datasets import DatasetError, pick_reference_set as pick
 
@@ -62,7 +59,7 @@ def pick_reference_set(name: Optional[str], task: str, labels: Sequence[str]) ->
 
 
 def _check_methods(methods: Optional[Sequence[str]], task: str) -> list[str]:
-    if _task_kind(task) == "text":
+    if input_kind(task) == "text":
         from audit.text import TEXT_METHODS as valid
 
         default = DEFAULT_TEXT_METHODS
@@ -77,13 +74,19 @@ def _check_methods(methods: Optional[Sequence[str]], task: str) -> list[str]:
     return chosen
 
 
-def _defaults_that_apply(family: str, versions: Sequence[str], methods: list[str]) -> list[str]:
-    """The default methods that apply to both versions' models (a TorchScript model takes no hooks, so
-    Grad-CAM is left out there); an explicit request is never reduced."""
+def _applying(family: str, versions: Sequence[str], methods: Sequence[str]) -> list[str]:
+    """``methods`` that apply to every one of these versions' models, as each class declares
+    (``not_applicable_reason``: attention rollout needs a vision transformer, a TorchScript model takes no hooks)."""
     from audit.attribution import method_spec
 
     modules = [handle_for(family, v).module for v in versions]
-    kept = [m for m in methods if all(method_spec(m).not_applicable_reason(mod) is None for mod in modules)]
+    return [m for m in methods if all(method_spec(m).not_applicable_reason(mod) is None for mod in modules)]
+
+
+def _defaults_that_apply(family: str, versions: Sequence[str], methods: list[str]) -> list[str]:
+    """The default methods that apply to both versions' models (a TorchScript model takes no hooks, so
+    Grad-CAM is left out there); an explicit request is never reduced."""
+    kept = _applying(family, versions, methods)
     if not kept:
         raise DriftError(f"none of the default methods ({', '.join(methods)}) applies to both versions")
     return kept
@@ -101,15 +104,18 @@ def as_thresholds(thresholds: DriftThresholds | Mapping[str, Any] | None) -> Dri
         raise DriftError(str(exc)) from exc
 
 
-def available_methods(task: str) -> dict[str, Any]:
-    """Attribution methods a drift check can use for a task, and the defaults (for pages and the CLI)."""
-    if _task_kind(task) == "text":
+def available_methods(task: str, *, family: Optional[str] = None, versions: Sequence[str] = ()) -> dict[str, Any]:
+    """Attribution methods a drift check can use for a task, and the defaults (for pages and the CLI). Given a
+    family's versions, the image methods are those that apply to each of their models (as each method's class
+    declares); without, every registered method (one that does not apply stops the check with its reason)."""
+    if input_kind(task) == "text":
         from audit.text import TEXT_METHODS
 
         return {"methods": list(TEXT_METHODS), "default": list(DEFAULT_TEXT_METHODS)}
     from audit.attribution import METHODS
 
-    return {"methods": [m for m in METHODS if m != "attention_rollout"], "default": list(DEFAULT_IMAGE_METHODS)}
+    methods = _applying(family, versions, METHODS) if family is not None and versions else list(METHODS)
+    return {"methods": methods, "default": [m for m in DEFAULT_IMAGE_METHODS if m in methods]}
 
 
 @dataclass
@@ -256,7 +262,7 @@ def compute_drift(
                          "cannot be compared")
     task = info_b["task"]
     methods_l = _check_methods(methods, task)
-    if methods is None and _task_kind(task) == "image":
+    if methods is None and input_kind(task) == "image":
         methods_l = _defaults_that_apply(family, (base, new), methods_l)
     ds = pick_reference_set(dataset, task, info_b["labels"])
     opts = {**DEFAULT_OPTIONS, **(options or {})}
@@ -282,7 +288,7 @@ def compute_drift(
             progress(0.05, "loading both versions")
         try:
             with run.phase("explain"):
-                if _task_kind(task) == "image":
+                if input_kind(task) == "image":
                     pair = _image_pair_maps(family, base, new, ds["name"], methods=methods_l, limit=limit,
                                             target_mode=target, options=opts, batch_size=batch_size, actor=actor,
                                             run_id=run.run_id, progress=progress)

@@ -77,7 +77,8 @@ class BatchExplanation:
 
 def params_key(method: str, layer: Optional[str], options: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """The stored parameters and the cache key of one method's map: every option the method declares as
-    changing its result (its default where not given), the layer for layer methods, the method name.
+    changing its result (its default where not given), the layer where the class declares it reads one
+    (``needs_layer``; None otherwise), the method name. Any other argument leaves the key alone.
     A tensor baseline is stored as an artifact and keyed by its content."""
     from audit.attribution import method_spec, result_option_defaults
 
@@ -88,7 +89,7 @@ def params_key(method: str, layer: Optional[str], options: dict[str, Any]) -> tu
             arr = value.detach().float().cpu().numpy()
             value = {"artifact": ArtifactStore().put_array(arr), "shape": list(arr.shape)}
         params[name] = value
-    params["layer"] = layer if getattr(method_spec(method), "uses_layer", True) else None
+    params["layer"] = layer if method_spec(method).needs_layer else None
     params["method"] = method
     return params, digest(params)
 

@@ -13,8 +13,12 @@ from audit.attribution.engine_record import describe_engine  # noqa: F401 - the 
 from audit.services.auth import SYSTEM, Principal, require
 from audit.services.explain import ImageExplanation
 from audit.services.handles import handle_for
+from audit.services.registry import get_version
 
 CURVE_STEPS = 20
+# The sanity check's cheaper settings, and the cost per sample of one map above which a method is left out
+SANITY_OPTIONS: dict[str, Any] = {"ig_steps": 16, "sg_samples": 8}
+SANITY_MAX_EVALUATIONS = 64
 
 
 def _input(exp: ImageExplanation) -> tuple[Any, torch.Tensor]:
@@ -75,14 +79,13 @@ def feature_maps(exp: ImageExplanation, *, max_layers: int = 4, channels: int = 
     return out
 
 
-def cost_estimate(family: str, version: str, *, methods: Sequence[str], ig_steps: int = 50,
-                  sg_samples: int = 25, **options: Any) -> dict[str, dict[str, Any]]:
-    """FLOPs, passes and peak memory per method for this model and input size (computed from the model)."""
+def cost_estimate(family: str, version: str, *, methods: Sequence[str], **options: Any) -> dict[str, dict[str, Any]]:
+    """FLOPs, passes and peak memory per method for this model and input size (computed from the model), with
+    ``options`` (attribution options; the declared defaults where not given)."""
     from audit.attribution import method_costs
 
     handle = handle_for(family, version)
-    costs = method_costs(handle.module, handle.input_spec.shape, methods=list(methods), ig_steps=ig_steps,
-                         sg_samples=sg_samples, **options)
+    costs = method_costs(handle.module, handle.input_spec.shape, methods=list(methods), **options)
     return {m: {"forward_samples": c.forward_samples, "backward_samples": c.backward_samples,
                 "gflops": c.flops / 1e9, "peak_mem_mb": c.peak_mem_bytes / 2**20, "shared_pass": c.shared_pass}
             for m, c in costs.items()}
@@ -107,6 +110,18 @@ def _dataset_of(exp: ImageExplanation) -> str:
     return exp.sample_key.rsplit("-", 1)[0]
 
 
+def sanity_methods(exp: ImageExplanation, *, max_evaluations: int = SANITY_MAX_EVALUATIONS) -> list[str]:
+    """The methods of ``exp`` the sanity check runs: those whose declared cost at the check's options is at
+    most ``max_evaluations`` model evaluations (forward + backward) per sample, since the cascade recomputes
+    every map once per randomisation step. Perturbation methods with many evaluations (LIME, RISE, SHAP, and
+    occlusion or Score-CAM where the input or the CAM layer is large) are left out."""
+    if not exp.maps:
+        return []
+    costs = cost_estimate(exp.family, exp.version, methods=list(exp.maps), **SANITY_OPTIONS)
+    return [m for m in exp.maps
+            if costs[m]["forward_samples"] + costs[m]["backward_samples"] <= max_evaluations]
+
+
 def sanity(exp: ImageExplanation, *, methods: Sequence[str], max_steps: int = 4,
            actor: Principal = SYSTEM) -> dict[str, Any]:
     """Cascading parameter randomisation on this sample: per method, rank correlation after each step."""
@@ -116,7 +131,7 @@ def sanity(exp: ImageExplanation, *, methods: Sequence[str], max_steps: int = 4,
     handle, x = _input(exp)
     t = torch.tensor([exp.target], device=x.device)
     with handle.lock:
-        res = sanity_check(handle.module, x, t, list(methods), max_steps=max_steps, ig_steps=16, sg_samples=8)
+        res = sanity_check(handle.module, x, t, list(methods), max_steps=max_steps, **SANITY_OPTIONS)
     return {"steps": list(res.steps), "correlations": {k: list(v) for k, v in res.correlations.items()},
             "flagged": dict(res.flagged), "threshold": res.threshold, "status": dict(res.status),
             "reasons": {m: res.reason(m) for m in res.status}}
@@ -175,3 +190,50 @@ def method_labels() -> dict[str, str]:
     from audit.attribution.registry import registered
 
     return {name: cls.label for name, cls in registered().items()}
+
+
+# The Explain form's numeric options; the page says which control shows which.
+FORM_OPTIONS: tuple[str, ...] = ("ig_steps", "sg_samples", "occlusion_window", "seed", "fast")
+
+
+def _lowest_accepted(opt: Any) -> Optional[int]:
+    """The smaller of 0 and 1 that an integer option's own check accepts (None: neither, or no check)."""
+    if opt.check is None:
+        return None
+    for value in (0, 1):
+        try:
+            opt.check(opt.name, value)
+        except (TypeError, ValueError):
+            continue
+        return value
+    return None
+
+
+def explain_form(family: str, version: str) -> dict[str, Any]:
+    """What the Explain page offers, read from the attribution registry: ``methods`` (every registered method,
+    in listing order), ``labels`` (name -> the name people use), ``default`` (the engine's default methods) and
+    ``options`` (name -> ``default``, ``min``, ``max``, ``help``) for :data:`FORM_OPTIONS`.
+
+    Defaults are the declared ones, so the page asks for the maps the CLI and the engine compute by default.
+    Bounds: the lowest value the option's check accepts; IG's steps up to its declared step cap
+    (``ig_max_steps``); the occlusion window up to the input's shorter side, and by default at most a quarter
+    of it (a 32-pixel input gets 4 x 4 windows, not 2 x 2)."""
+    from audit.attribution import DEFAULT_METHODS
+    from audit.attribution.registry import option_table, registered
+
+    info = get_version(family, version)
+    side = min(int(info["input_spec"].get("height", 224)), int(info["input_spec"].get("width", 224)))
+    table = option_table()
+    options: dict[str, dict[str, Any]] = {}
+    for name in FORM_OPTIONS:
+        opt = table[name]
+        integer = isinstance(opt.default, int) and not isinstance(opt.default, bool)
+        options[name] = {"default": opt.default, "min": _lowest_accepted(opt) if integer else None, "max": None,
+                         "help": opt.doc}
+    options["ig_steps"]["max"] = table["ig_max_steps"].default
+    window = options["occlusion_window"]
+    window["max"] = side
+    window["default"] = max(window["min"] or 1, min(window["default"], side // 4))
+    classes = registered()
+    return {"methods": list(classes), "labels": {name: cls.label for name, cls in classes.items()},
+            "default": [m for m in DEFAULT_METHODS if m in classes], "options": options}

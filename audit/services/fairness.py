@@ -4,7 +4,7 @@ uploaded CSV), explanation disparity, and the identity-swap probe for text model
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -19,7 +19,6 @@ from audit.results.fairness import (
     GroupRates,
     MapComparison,
     MapPair,
-    SwapExample,
     TextSwapProbe,
 )
 from audit.services.auth import SYSTEM, Principal, require
@@ -297,7 +296,7 @@ def run_text_probe(family: str, version: str, *, dataset: str, actor: Principal 
             dataset=dataset, n=res.n_probed, n_excluded=res.n_excluded, flip_rate=finite_or_none(res.flip_rate),
             mean_prob_change=finite_or_none(res.mean_abs_prob_change),
             max_prob_change=finite_or_none(res.max_abs_prob_change),
-            examples=tuple(SwapExample(**asdict(d)) for d in res.details if d.flipped)[:10])
+            examples=tuple(d for d in res.details if d.flipped)[:10])
         stored = store_analysis("text_probe", family, version, key=key, parameters=options,
                                 summary=probe.to_summary(), actor=actor, dataset=dataset, device=str(handle.device),
                                 duration_s=run.elapsed, run_id=run.run_id)

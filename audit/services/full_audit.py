@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional, Sequence
 
 from audit.datasets.tables import flag_value  # noqa: F401 - re-exported: the full audit reads group flags
+from audit.models.tasks import input_kind
 from audit.services.auth import SYSTEM, Principal, require
 from audit.services.core import tracked_run
 from audit.services.predict import NonFiniteOutputs
@@ -50,7 +51,9 @@ class FullAuditOptions:
     tcav_n_inputs: int = 60
     bias_n_boot: int = 200
     cf_limit: int = 8
-    cf_search: dict[str, Any] = field(default_factory=lambda: {"max_iter": 100, "binary_steps": 3, "restarts": 1})
+    # 50 steps x 2 trade-off constants: on EfficientNet-Lite0 (8 photographs, 224 px) as valid as 100 x 3 (8 of 8)
+    # with a mean L2 of 0.41 against 0.44, at 48% of its cost (DECISIONS 78)
+    cf_search: dict[str, Any] = field(default_factory=lambda: {"max_iter": 50, "binary_steps": 2, "restarts": 1})
     drift_limit: Optional[int] = None  # None: the report's drift limit
     drift_methods: Optional[tuple[str, ...]] = None  # None: the drift service's defaults
     drift_options: Optional[dict[str, Any]] = None  # None: the report's drift options
@@ -141,7 +144,7 @@ def _plan(family: str, version: str, dataset: str, concepts: Sequence[str], targ
         ds = pick_reference_set(dataset, info["task"], info["labels"])
     except DatasetError as exc:
         raise FullAuditError(str(exc)) from None
-    kind = "text" if info["task"] == "text-classification" else "image"
+    kind = input_kind(info["task"])
     try:
         concept_hashes(concepts, info["task"])
     except ConceptError as exc:

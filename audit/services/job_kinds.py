@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from audit.models.tasks import input_kind
+from audit.multiple_testing import DEFAULT_CORRECTION, check_correction
 from audit.services.auth import Principal
 
 Progress = Callable[[float, str], None]
@@ -141,10 +143,6 @@ def _methods(value: Any, *, required: bool = True) -> list[str]:
         raise JobError(str(exc).splitlines()[0]) from None
 
 
-def _task_kind(info: Mapping[str, Any]) -> str:
-    return "text" if info["task"] == "text-classification" else "image"
-
-
 # ------------------------------------------------------------------ kinds
 
 EXPLAIN_KEYS = ("family", "version", "dataset", "methods", "batch_size", "limit", "options")
@@ -177,7 +175,7 @@ def _check_tcav(p: Mapping[str, Any]) -> dict[str, Any]:
 
     _unknown(p, TCAV_KEYS, "tcav")
     info = _version(p)
-    dataset = _dataset(p.get("dataset"), _task_kind(info))
+    dataset = _dataset(p.get("dataset"), input_kind(info["task"]))
     concepts = _names(p, "concepts", required=True)
     try:
         concept_hashes(concepts, info["task"])
@@ -189,9 +187,11 @@ def _check_tcav(p: Mapping[str, Any]) -> dict[str, Any]:
         target = labels.index(target)
     if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < len(labels):
         raise JobError(f"target must be one of the class labels {labels}, got {p.get('target')!r}")
-    correction, test = p.get("correction", "holm"), p.get("test", "ttest")
-    if correction not in ("holm", "bonferroni"):
-        raise JobError(f"correction must be holm or bonferroni, got {correction!r}")
+    correction, test = p.get("correction", DEFAULT_CORRECTION), p.get("test", "ttest")
+    try:
+        check_correction(correction)
+    except ValueError as exc:
+        raise JobError(str(exc)) from None
     if test not in ("ttest", "pseudo_concept"):
         raise JobError(f"test must be ttest or pseudo_concept, got {test!r}")
     return {"family": p["family"], "version": p["version"], "dataset": dataset, "concepts": concepts,
@@ -221,7 +221,7 @@ def _check_bias(p: Mapping[str, Any]) -> dict[str, Any]:
 
     _unknown(p, BIAS_KEYS, "bias")
     info = _version(p)
-    dataset = _dataset(p.get("dataset"), _task_kind(info))
+    dataset = _dataset(p.get("dataset"), input_kind(info["task"]))
     attributes = _names(p, "attributes")
     csv = p.get("csv_sha256")
     if csv is not None and not ArtifactStore().exists(str(csv)):
@@ -295,8 +295,8 @@ def _check_drift(p: Mapping[str, Any]) -> dict[str, Any]:
 
     _unknown(p, DRIFT_KEYS, "drift")
     base, new = _version(p, "base"), _version(p, "new")
-    kind = _task_kind(new)
-    if _task_kind(base) != kind:
+    kind = input_kind(new["task"])
+    if input_kind(base["task"]) != kind:
         raise JobError("base and new versions must be of the same task")
     dataset = _dataset(p["dataset"], kind) if p.get("dataset") else None
     methods = _names(p, "methods") or None
@@ -339,7 +339,7 @@ def _check_report(p: Mapping[str, Any]) -> dict[str, Any]:
     author = p.get("author")
     if author is not None and (not isinstance(author, str) or len(author) > 200):
         raise JobError("author must be text of at most 200 characters")
-    dataset = _dataset(p["dataset"], _task_kind(info)) if p.get("dataset") else None
+    dataset = _dataset(p["dataset"], input_kind(info["task"])) if p.get("dataset") else None
     return {"family": p["family"], "version": p["version"], "author": author or None, "dataset": dataset,
             "compute_missing": bool(p.get("compute_missing", True))}
 

@@ -8,6 +8,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from audit.attribution.memory import batch_for
 from audit.images import image_to_tensor
 from audit.services.datasets import load_image_samples, load_text_samples
 from audit.services.handles import handle_for
@@ -75,14 +76,17 @@ def text_predict_proba(family: str, version: str):  # noqa: ANN201 - returns a c
     return predict
 
 
-def predict_dataset(family: str, version: str, dataset: str, *, batch_size: int = 64) -> Predictions:
-    """Class probabilities of every sample, with its labels as the model's class indices (mapped by name)."""
+def predict_dataset(family: str, version: str, dataset: str, *, batch_size: Optional[int] = None) -> Predictions:
+    """Class probabilities of every sample, with its labels as the model's class indices (mapped by name);
+    images ``batch_size`` at a time (None: ``batch_for`` the model's input size and device)."""
     handle = handle_for(family, version)
     if handle.task == "text-classification":
         s = load_text_samples(dataset, model=handle)
         probs = text_predict_proba(family, version)(s.texts, keys=s.keys)
         return Predictions(s.keys, s.labels, s.groups, probs, texts=s.texts)
     s = load_image_samples(dataset, model=handle)
+    if batch_size is None:
+        batch_size = batch_for(int(np.prod(handle.input_spec.shape)), device=handle.device)
     chunks = []
     for i in range(0, len(s.keys), batch_size):
         x = handle.input_spec.normalize(image_to_tensor(s.images[i:i + batch_size], handle.input_spec))

@@ -19,6 +19,7 @@ from audit.models.formats import architecture_name, pack_arch_kwargs, unpack_arc
 
 from audit.models.handle import ModelHandle, build_handle, manifest_sha256, materialize_hf_dir
 from audit.models.loading import FORMATS, TASKS, ModelLoadError, hf_labels
+from audit.models.tasks import input_kind  # noqa: F401 - re-exported for pages
 from audit.services.auth import SYSTEM, Principal, require
 from storage import auditlog
 from storage.artifacts import ArtifactStore, discard_on_failure, sha256_file

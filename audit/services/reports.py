@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Optional
 import numpy as np
 import torch
 
+from audit.attribution import method_spec
 from audit.images import image_to_tensor
 from audit.report import ReportDocument, ReportThresholds, Section, render_pdf
 from audit.report import sections as S
@@ -40,6 +41,7 @@ from storage.repositories import DatasetRepository, ExplanationRepository, Model
 log = logging.getLogger(__name__)
 Progress = Optional[Callable[[float, str], None]]
 
+# The report's choices of methods (figures, sanity check, token attributions); what each needs comes from its class.
 FIGURE_METHODS: tuple[str, ...] = ("integrated_gradients", "gradcam", "gradcam_pp", "saliency")
 FIGURE_OPTIONS: dict[str, Any] = {"ig_steps": 32, "seed": 0}
 SANITY_METHODS: tuple[str, ...] = ("saliency", "gradcam", "integrated_gradients")
@@ -137,6 +139,11 @@ def _stored_maps(g: _Gathering, hashes: list[str], methods: list[str]) -> Option
     return out
 
 
+def _with_layer_if_needed(methods: tuple[str, ...], handle: Any) -> list[str]:
+    """``methods`` less those whose class reads a layer (``needs_layer``) when the model has no target layer."""
+    return [mm for mm in methods if handle.target_layer or not method_spec(mm).needs_layer]
+
+
 def _explain_images(g: _Gathering) -> tuple[Optional[S.ImageExplanations], Optional[S.Gap]]:
     h, choice, m = g.handle, g.choice, g.model
     samples = load_image_samples(g.dataset, keys=choice.keys, model=h)
@@ -144,7 +151,7 @@ def _explain_images(g: _Gathering) -> tuple[Optional[S.ImageExplanations], Optio
     raw = image_to_tensor(samples.images[order], h.input_spec)
     hashes = [samples.hashes[i] for i in order]
     x = h.input_spec.normalize(raw).to(h.device)
-    methods = [mm for mm in FIGURE_METHODS if mm not in ("gradcam", "gradcam_pp") or h.target_layer]
+    methods = _with_layer_if_needed(FIGURE_METHODS, h)
     if g.compute:
         try:
             maps, _ = explain_batch(h, m.family, m.version, x, hashes, choice.targets, methods, dict(FIGURE_OPTIONS),
@@ -196,7 +203,7 @@ def _quality(g: _Gathering, ev: S.ImageExplanations) -> tuple[Optional[Explanati
                                                                Optional[S.Gap]]:
     """The stored deletion/insertion and sanity checks of exactly these maps, computed when missing."""
     m, methods = g.model, ev.methods
-    sanity = [mm for mm in SANITY_METHODS if mm != "gradcam" or g.handle.target_layer]
+    sanity = _with_layer_if_needed(SANITY_METHODS, g.handle)
     options = {"samples": ev.choice.keys, "targets": ev.choice.targets, "methods": methods, "options": FIGURE_OPTIONS,
                "steps": CURVE_STEPS, "sanity": {"methods": sanity, "samples": SANITY_SAMPLES,
                                                 "max_steps": SANITY_STEPS, "ig_steps": SANITY_IG_STEPS}}

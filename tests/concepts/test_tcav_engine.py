@@ -336,3 +336,17 @@ def test_a_layer_called_twice_is_rejected(sets):
     with pytest.raises(ValueError, match="more than once"):
         run_tcav(model, ["shared"], sets.aligned, sets.randoms, sets.inputs, 0)
     assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_run_tcav_takes_exactly_the_options_of_run_tcav_many(toy, sets):
+    import inspect
+
+    many = {p.name: p.default for p in inspect.signature(run_tcav_many).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    one = {p.name: p.default for p in inspect.signature(run_tcav).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    assert len(many) >= 14 and one == {"concept_name": "concept", **many}
+    res = run_tcav(toy, LAYERS, sets.aligned, sets.randoms, sets.inputs, TARGET, seed=3, correction="bonferroni",
+                   alpha=0.01, n_random=4, null="all_pairs", concept_name="aligned")
+    assert (res.concept, res.seed, res.correction, res.alpha, res.n_random, res.null) == (
+        "aligned", 3, "bonferroni", 0.01, 4, "all_pairs")
+    with pytest.raises(TypeError, match="n_randoms"):
+        run_tcav(toy, LAYERS, sets.aligned, sets.randoms, sets.inputs, TARGET, n_randoms=4)

@@ -118,3 +118,18 @@ def test_default_swaps_are_symmetric_pairs():
     swapper = IdentitySwapper()
     for a, b in DEFAULT_SWAPS:
         assert b in swapper.partners[a] and a in swapper.partners[b]
+
+
+def test_the_stored_examples_are_the_engines_details_read_back():
+    """One type from the probe to the stored result and back (a contract test: the engine writes, the reader reads)."""
+    from audit.results.fairness import TextSwapProbe
+
+    res = text_swap_probe(depends_on_she, GENDERED + NEUTRAL)
+    flipped = tuple(d for d in res.details if d.flipped)
+    assert len(flipped) >= 3
+    probe = TextSwapProbe(dataset="notes", n=res.n_probed, n_excluded=res.n_excluded, flip_rate=res.flip_rate,
+                          mean_prob_change=res.mean_abs_prob_change, max_prob_change=res.max_abs_prob_change,
+                          examples=flipped)
+    read = TextSwapProbe.from_summary(json.loads(json.dumps(probe.to_summary())))
+    assert read.examples == flipped
+    assert type(read.examples[0]) is type(res.details[0])

@@ -108,3 +108,14 @@ def test_no_localisation_table_without_a_declared_region(tiny):
     at.button[0].click().run()
     assert not at.exception, at.exception
     assert not any(s.value == "Localisation (declared region)" for s in at.subheader)
+
+
+def test_the_method_list_is_the_registry_with_the_names_people_use(tiny):
+    from audit.attribution.registry import registered
+
+    at = _page("auditor").run()
+    assert not at.exception, at.exception
+    box = at.multiselect[0]
+    assert list(box.options) == [cls.label for cls in registered().values()]
+    assert box.value == ["saliency", "grad_x_input", "integrated_gradients", "gradcam"]
+    assert [n.value for n in at.number_input] == [50, 25, 0, 8]  # IG steps, SmoothGrad samples, seed, window

@@ -132,6 +132,28 @@ def test_full_audit_stops_at_the_first_step(overflowing):
     assert [s for s, _ in rows["runs"]] == ["failed"] and rows["results"] == 0 and rows["reports"] == 0
 
 
+def test_concept_test_stops_naming_the_class_inputs(overflowing, tmp_path):
+    from PIL import Image
+
+    from audit.services.concepts import run_concept_test
+    from audit.services.datasets import add_image_dataset, import_concept_set
+
+    folder = tmp_path / "blob"
+    folder.mkdir()
+    for i in range(6):
+        img = np.zeros((32, 32), dtype=np.uint8)
+        img[4 + i:14 + i, 4:14] = 255
+        Image.fromarray(img).save(folder / f"b{i}.png")
+    import_concept_set("blob", folder)
+    g = torch.Generator().manual_seed(2)
+    add_image_dataset("threes", torch.rand(10, 1, 32, 32, generator=g) * 0.9 + 0.1, [3] * 6 + [4] * 4,
+                      [{} for _ in range(10)], label_names=TINY_LABELS)
+    with pytest.raises(ValueError, match=r"model outputs are not finite for 6 sample\(s\): threes-0000, threes-0001"):
+        run_concept_test("boom", "1", concepts=["blob"], target=3, dataset="threes", n_random=4, set_size=4)
+    rows = _rows("tcav")
+    assert rows["results"] == 0 and [s for s, _ in rows["runs"]] == ["failed"]
+
+
 @pytest.fixture()
 def overflowing_text(audit_home, tmp_path):
     """Family 'boom-text': a tiny BERT whose embedding of the word "debt" is near the float32 maximum, so a text

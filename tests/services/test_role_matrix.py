@@ -104,8 +104,8 @@ ACTIONS: list[tuple[str, frozenset[str], Call]] = [
 # (no stored data) and reads of the registry and stored results, which the viewer role exists to read.
 OPEN_TO_EVERY_ROLE: dict[str, str] = {
     **{f"explain_views.{n}": "pure helper or a read of stored maps and results" for n in (
-        "cost_estimate", "describe_engine", "faithfulness_curves", "feature_maps", "localisation", "method_labels",
-        "sample_region", "reference_view")},
+        "cost_estimate", "describe_engine", "explain_form", "faithfulness_curves", "feature_maps", "localisation",
+        "method_labels", "sample_region", "sanity_methods", "reference_view")},
     **{f"text.{n}": "pure helper or a read of stored token attributions" for n in (
         "attention_maps", "describe_parameters", "method_agreement", "text_faithfulness", "text_methods",
         "text_params_key", "text_method_choices")},
@@ -116,7 +116,7 @@ OPEN_TO_EVERY_ROLE: dict[str, str] = {
         "sample_index", "load_image_files")},
     "drift.available_methods": "pure helper", "drift.drift_assessment": "a read of a stored drift result",
     "fairness.group_attributes": "a read of a stored set's group columns",
-    "registry.allowed_statuses": "pure helper", "registry.list_models": "a read of the registry",
+    "registry.allowed_statuses": "pure helper", "registry.input_kind": "pure helper", "registry.list_models": "a read of the registry",
     "report_records.list_reports": "a read of stored reports (their bytes go through report_bytes, in ACTIONS)",
     "explain_views.true_class_view": "a read of stored maps (its actor only attributes computing)",
 }

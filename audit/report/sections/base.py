@@ -11,6 +11,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from audit.models.tasks import input_kind
 from audit.report.compliance import SECTION_BY_KEY
 from audit.report.content import Section
 
@@ -76,7 +77,7 @@ class ModelFacts:
 
     @property
     def kind(self) -> str:
-        return "text" if self.task == "text-classification" else "image"
+        return input_kind(self.task)
 
     @property
     def labels(self) -> list[str]:
