@@ -12,15 +12,16 @@ from audit.services.analyses.text.service import (
     explain_texts,
     text_faithfulness,
     method_agreement,
-    text_methods,
-    text_params_key,
+    text_method_choices,
 )
 from audit.viz import matrix_heatmap, token_html, topk_bar
 from pages.ui import current_principal, literal, pick_version, show_error
 
-METHODS = text_methods()  # name -> label as people say it, from the methods' own specs
+CHOICES = text_method_choices()  # methods, labels, defaults and option ranges, from the methods' own classes
+METHODS = CHOICES["methods"]  # name -> label as people say it
+OPTIONS = CHOICES["options"]
 QUALITY = quality_metrics("text")  # label, direction and meaning of each text metric, as it declares them
-IG_MAX_STEPS = text_params_key("integrated_gradients")[0]["ig_max_steps"]  # the engine's default cap
+IG_MAX_STEPS = OPTIONS["ig_max_steps"]["default"]  # the engine's default cap
 
 principal = current_principal()
 st.title("Text attributions")
@@ -41,13 +42,14 @@ else:
     text = st.text_area("Text", "She has a stable income and has never missed a payment.", max_chars=2000)
 
 with st.form("text-explain"):
-    methods = st.multiselect("Methods", list(METHODS), format_func=METHODS.get,
-                             default=["integrated_gradients", "grad_x_input", "attention_rollout", "occlusion"])
+    methods = st.multiselect("Methods", list(METHODS), format_func=METHODS.get, default=CHOICES["preselected"])
     c1, c2, c3, c4 = st.columns(4)
     target_choice = c1.selectbox("Target", ["predicted"] + labels)
-    ig_steps = c2.number_input("IG steps", 4, 300, 32)
-    baseline = c3.selectbox("IG baseline", ["pad", "mask", "zero"])
-    tolerance = c4.number_input("IG completeness tolerance", 0.0, 10.0, 0.0, step=0.005, format="%.3f",
+    steps = OPTIONS["ig_steps"]
+    ig_steps = c2.number_input("IG steps", steps["low"], IG_MAX_STEPS, steps["default"], help=steps["doc"])
+    baseline = c3.selectbox("IG baseline", OPTIONS["ig_baseline"]["choices"], help=OPTIONS["ig_baseline"]["doc"])
+    tolerance = c4.number_input("IG completeness tolerance", float(OPTIONS["ig_tolerance"]["low"]), None, 0.0,
+                                step=0.005, format="%.3f",
                                 help="0 keeps the steps fixed; above 0, a text whose completeness gap exceeds "
                                      f"it is integrated again with twice the steps (up to {IG_MAX_STEPS})")
     go = st.form_submit_button("Explain", type="primary")

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audit.declarations import Evaluations
+
 from . import registry
 from .context import ExplainContext, PassCounter, SharedPass
 from .options import SEED, AttributionOptions, Option
@@ -40,16 +42,6 @@ class Geometry:
     height: int
     width: int
     layer_channels: int | None = None
-
-
-@dataclass(frozen=True)
-class Evaluations:
-    """Samples a method sends through the model: forward, backward, and of the forwards those on
-    the inference path (``expanded``: perturbed inputs, path points, noisy copies)."""
-
-    forward: int
-    backward: int
-    expanded: int = 0
 
 
 BAD_DECLARATION = "attribution method {cls}: {problem}"

@@ -7,10 +7,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
+
+from audit.declarations import Declares
 
 from .engine_record import BF16, COPY, CROPS
 from .hooks import HookBundle, capture_layer
@@ -18,9 +20,6 @@ from .incremental import IncrementalModel
 from .layers import ResolvedLayer, is_vision_transformer, resolve_layer, to_spatial
 from .memory import batch_for, cpu_budget_bytes
 from .options import ENGINE_OPTIONS, AttributionOptions, OptionsView
-
-if TYPE_CHECKING:
-    from .base import AttributionMethod
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +115,10 @@ class ExplainContext:
         )
 
     @contextlib.contextmanager
-    def scoped_options(self, method: "AttributionMethod") -> Iterator[None]:
+    def scoped_options(self, method: Declares) -> Iterator[None]:
         """While ``method`` runs it sees only its declared options and the engine's."""
         full = self.options
-        allowed = {o.name for o in method.options} | {o.name for o in ENGINE_OPTIONS}
-        self.options = OptionsView(full, allowed, method.name)  # type: ignore[arg-type]
+        self.options = OptionsView.scoped(full, method, ENGINE_OPTIONS)  # type: ignore[arg-type]
         try:
             yield
         finally:

@@ -1,17 +1,34 @@
-"""Option declarations and the validated option set of one attribution run.
+"""Option declarations, the catalogue of method classes, and the validated option set of one attribution run.
 
-Each method declares its own options (``Option`` objects) in its module; the engine declares the
-few options that belong to the run (batch sizes, precision, progress). ``AttributionOptions``
-holds one value per declared name, so unknown names fail loudly instead of being ignored.
+Each method declares its own options (``Option`` objects, see audit.declarations) in its module; the
+engine declares the few options that belong to the run (batch sizes, precision, progress).
+``AttributionOptions`` holds one value per declared name, so unknown names fail loudly instead of being ignored.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal, Mapping, Union, get_args
+from typing import Callable, Literal, Mapping, Union, get_args
 
 import torch
+
+from audit.catalogue import Catalogue
+from audit.declarations import (  # noqa: F401 - the checks the method modules declare options with
+    Option,
+    OptionSet,
+    OptionsView,
+    boolean,
+    callable_or_none,
+    in_closed,
+    in_open,
+    integer,
+    non_negative,
+    one_of,
+    optional_boolean,
+    optional_positive,
+    optional_positive_int,
+    positive,
+    positive_int,
+)
 
 # Method names are whatever the registered classes call themselves (see registry.METHODS); a
 # Literal here would be a second list to keep in step with the method files.
@@ -23,104 +40,6 @@ BASELINE_NAMES: tuple[str, ...] = get_args(BaselineName)
 BaselineSpec = Union[None, str, float, torch.Tensor]
 
 ProgressFn = Callable[[float, str], None]
-
-UNKNOWN_OPTION = "unknown attribution option(s) {names}; valid options are: {valid}"
-UNDECLARED_OPTION = (
-    "method {method!r} read option {name!r}, which it does not declare; add it to the method's "
-    "`options` (and say whether it changes the result)"
-)
-CONFLICTING_OPTION = "option {name!r} is declared twice with different defaults ({a!r} and {b!r})"
-
-
-@dataclass(frozen=True)
-class Option:
-    """One tunable: its name, default and what it does.
-
-    ``result`` says whether the value can change a method's output (declared by a method, it
-    always should). Engine options with ``result=False`` never change a map bitwise, except those
-    with ``exact=False``, which may change it at float rounding only (``optimize``).
-    ``check`` raises ValueError/TypeError with an actionable message for a bad value.
-    """
-
-    name: str
-    default: Any
-    doc: str
-    result: bool = True
-    exact: bool = True
-    check: Callable[[str, Any], None] | None = None
-
-
-# ---- value checks (each raises with a message naming the option) ------------------------------
-
-def positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"option {name} must be a positive integer, got {value!r}")
-
-
-def optional_positive_int(name: str, value: Any) -> None:
-    if value is not None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"option {name} must be a positive integer or None, got {value!r}")
-
-
-def non_negative(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"option {name} must be a number >= 0, got {value!r}")
-
-
-def positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"option {name} must be a number > 0, got {value!r}")
-
-
-def optional_positive(name: str, value: Any) -> None:
-    if value is not None:
-        positive(name, value)
-
-
-def boolean(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"option {name} must be True or False, got {value!r}")
-
-
-def optional_boolean(name: str, value: Any) -> None:
-    if value is not None:
-        boolean(name, value)
-
-
-def integer(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"option {name} must be an integer, got {value!r}")
-
-
-def one_of(*choices: str) -> Callable[[str, Any], None]:
-    def check(name: str, value: Any) -> None:
-        if value not in choices:
-            raise ValueError(f"option {name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-
-    return check
-
-
-def in_closed(lo: float, hi: float) -> Callable[[str, Any], None]:
-    def check(name: str, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-            raise ValueError(f"option {name} must lie in [{lo}, {hi}], got {value!r}")
-
-    return check
-
-
-def in_open(lo: float, hi: float) -> Callable[[str, Any], None]:
-    def check(name: str, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo < value < hi:
-            raise ValueError(f"option {name} must lie in ({lo}, {hi}), got {value!r}")
-
-    return check
-
-
-def callable_or_none(name: str, value: Any) -> None:
-    if value is not None and not callable(value):
-        raise TypeError(f"option {name} must be a callable (fraction, message) or None")
-
 
 # ---- options shared by several methods ---------------------------------------------------------
 
@@ -158,77 +77,34 @@ ENGINE_OPTIONS: tuple[Option, ...] = (
 )
 
 
-def merge_declarations(groups: Iterable[Iterable[Option]]) -> dict[str, Option]:
-    """One table name -> Option; the same name declared twice must agree on its default."""
-    table: dict[str, Option] = {}
-    for group in groups:
-        for opt in group:
-            seen = table.get(opt.name)
-            if seen is None:
-                table[opt.name] = opt
-            elif seen is not opt and not _same_default(seen.default, opt.default):
-                raise ValueError(CONFLICTING_OPTION.format(name=opt.name, a=seen.default, b=opt.default))
-    return table
+# The classes of audit.attribution.methods add themselves here (through registry.register) when their
+# modules are imported. The catalogue lives below the registry and the method base because the option
+# set validates against every registered method's declarations; registry.py is its public face.
+CATALOGUE = Catalogue(f"{__package__}.methods", kind="attribution method", engine_options=ENGINE_OPTIONS)
 
 
-def _same_default(a: Any, b: Any) -> bool:
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return a is b
-    return type(a) is type(b) and a == b
+def option_table() -> dict[str, Option]:
+    """Every declared option (engine first, then each method's), by name."""
+    return CATALOGUE.option_table()
 
 
-class AttributionOptions:
-    """Every option of one run, with the declared defaults filled in; read as attributes.
+class AttributionOptions(OptionSet):
+    """Every option of one attribution run, with the declared defaults filled in; read as attributes.
 
     Build it with :meth:`from_kwargs` (validated against the declarations of the registered
     methods and the engine). Immutable: :meth:`replace` returns a new, validated set.
     """
 
-    __slots__ = ("_values", "_table")
-
-    def __init__(self, values: Mapping[str, Any], table: Mapping[str, Option]) -> None:
-        object.__setattr__(self, "_values", dict(values))
-        object.__setattr__(self, "_table", dict(table))
+    __slots__ = ()
+    kind = "attribution"
 
     @classmethod
-    def from_kwargs(cls, **options: Any) -> "AttributionOptions":
-        from .registry import option_table
+    def declared(cls) -> Mapping[str, Option]:
+        return option_table()
 
-        table = option_table()
-        unknown = sorted(set(options) - set(table))
-        if unknown:
-            raise TypeError(UNKNOWN_OPTION.format(names=unknown, valid=", ".join(sorted(table))))
-        values = {name: opt.default for name, opt in table.items()}
-        values.update(options)
-        opts = cls(values, table)
-        opts.validate()
-        return opts
-
-    def replace(self, **changes: Any) -> "AttributionOptions":
-        unknown = sorted(set(changes) - set(self._table))
-        if unknown:
-            raise TypeError(UNKNOWN_OPTION.format(names=unknown, valid=", ".join(sorted(self._table))))
-        opts = AttributionOptions({**self._values, **changes}, self._table)
-        opts.validate()
-        return opts
-
-    def validate(self) -> None:
-        from .registry import registered
-
-        for name, opt in self._table.items():
-            if opt.check is not None:
-                opt.check(name, self._values[name])
-        for cls in registered().values():
-            cls.check_options(self)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(f"no attribution option {name!r}") from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise dataclasses.FrozenInstanceError(f"attribution options are immutable; use replace({name}=...)")
+    def check_together(self) -> None:
+        for cls in CATALOGUE.registered().values():
+            cls.check_options(self)  # type: ignore[attr-defined]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, AttributionOptions):
@@ -237,12 +113,6 @@ class AttributionOptions:
 
     def __repr__(self) -> str:
         return f"AttributionOptions({', '.join(f'{k}={v!r}' for k, v in sorted(self.as_record().items()))})"
-
-    def get(self, name: str) -> Any:
-        return getattr(self, name)
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._values)
 
     def as_record(self) -> dict[str, object]:
         """Plain-data view for storage and parameter hashing (tensors summarised by shape and sum)."""
@@ -254,29 +124,3 @@ class AttributionOptions:
                 value = {"tensor_shape": list(value.shape), "sum": float(value.double().sum())}
             out[name] = value
         return out
-
-
-class OptionsView:
-    """The options one method may read: its declared ones and the engine's.
-
-    Reading anything else raises, so an option a method uses but does not declare (and that would
-    therefore be missing from its result key) is caught the first time the method runs.
-    """
-
-    __slots__ = ("_options", "_allowed", "_method")
-
-    def __init__(self, options: AttributionOptions, allowed: Iterable[str], method: str) -> None:
-        object.__setattr__(self, "_options", options)
-        object.__setattr__(self, "_allowed", frozenset(allowed))
-        object.__setattr__(self, "_method", method)
-
-    def __getattr__(self, name: str) -> Any:
-        if name not in self._allowed:
-            raise AttributeError(UNDECLARED_OPTION.format(method=self._method, name=name))
-        return getattr(self._options, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise dataclasses.FrozenInstanceError("attribution options are immutable")
-
-    def get(self, name: str) -> Any:
-        return getattr(self, name)

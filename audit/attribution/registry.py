@@ -3,146 +3,52 @@
 A concrete ``AttributionMethod`` subclass (one that sets ``name``) registers itself when its
 module is imported; ``discover`` imports every module of ``audit.attribution.methods``, so a new
 method is one new file there. Names, options, result options and costs are read from the classes.
+The store is ``options.CATALOGUE`` (below this module, so the option set can read it); the
+classes it holds are ``AttributionMethod`` subclasses.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from .options import ENGINE_OPTIONS, Option, merge_declarations
+from .options import CATALOGUE, option_table  # noqa: F401 - option_table is part of this module's API
 
-if TYPE_CHECKING:
-    from .base import AttributionMethod
-
-UNKNOWN_METHOD = "unknown attribution method {name!r}; choose from: {valid}"
-DUPLICATE_METHOD = "attribution method name {name!r} is used by both {a} and {b}"
-
-_CLASSES: dict[str, type["AttributionMethod"]] = {}
-_discovered = False
+METHODS: Sequence[str] = CATALOGUE.names
+REGISTRY: Mapping[str, type] = CATALOGUE.classes
 
 
-def register(cls: type["AttributionMethod"]) -> None:
+def register(cls: type) -> None:
     """Add ``cls`` under ``cls.name`` (re-importing the same module replaces its class)."""
-    seen = _CLASSES.get(cls.name)
-    if seen is not None and (seen.__module__, seen.__qualname__) != (cls.__module__, cls.__qualname__):
-        raise ValueError(DUPLICATE_METHOD.format(name=cls.name, a=_where(seen), b=_where(cls)))
-    merge_declarations([ENGINE_OPTIONS, option_table_of_classes(), cls.options])  # a conflicting default fails here
-    _CLASSES[cls.name] = cls
+    CATALOGUE.add(cls)
 
 
 def unregister(name: str) -> None:
-    _CLASSES.pop(name, None)
-
-
-def _where(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+    CATALOGUE.remove(name)
 
 
 def discover(*, force: bool = False) -> None:
     """Import every module of the methods package (and of any folder added to its ``__path__``)."""
-    global _discovered
-    if _discovered and not force:
-        return
-    _discovered = True
-    package = importlib.import_module(f"{__package__}.methods")
-    for info in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{info.name}")
+    CATALOGUE.discover(force=force)
 
 
-def registered() -> dict[str, type["AttributionMethod"]]:
+def registered() -> dict[str, type]:
     """Name -> class, in listing order."""
-    discover()
-    ordered = sorted(enumerate(_CLASSES.items()), key=lambda item: (item[1][1].listing, item[0]))
-    return {name: cls for _, (name, cls) in ordered}
+    return CATALOGUE.registered()
 
 
-def method_class(name: str) -> type["AttributionMethod"]:
-    discover()
-    try:
-        return _CLASSES[name]
-    except (KeyError, TypeError):
-        raise ValueError(UNKNOWN_METHOD.format(name=name, valid=", ".join(_CLASSES))) from None
-
-
-def option_table_of_classes() -> list[Option]:
-    return [opt for cls in _CLASSES.values() for opt in cls.options]
-
-
-def option_table() -> dict[str, Option]:
-    """Every declared option (engine first, then each method's), by name."""
-    discover()
-    return merge_declarations([ENGINE_OPTIONS, option_table_of_classes()])
-
-
-class _MethodNames(Sequence[str]):
-    """Live, read-only view of the registered method names (in registration order)."""
-
-    def __getitem__(self, index: Any) -> Any:
-        return tuple(registered())[index]
-
-    def __len__(self) -> int:
-        return len(registered())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(tuple(registered()))
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in registered()
-
-    def __repr__(self) -> str:
-        return repr(tuple(self))
-
-    def __eq__(self, other: object) -> bool:
-        return tuple(self) == (tuple(other) if isinstance(other, (tuple, list, _MethodNames)) else other)
-
-    def __hash__(self) -> int:
-        return hash(tuple(self))
-
-
-class _MethodClasses(Mapping[str, type["AttributionMethod"]]):
-    """Live, read-only view name -> method class."""
-
-    def __getitem__(self, name: str) -> type["AttributionMethod"]:
-        return registered()[name]
-
-    def __len__(self) -> int:
-        return len(registered())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(tuple(registered()))
-
-    def __repr__(self) -> str:
-        return repr(registered())
-
-
-METHODS: Sequence[str] = _MethodNames()
-REGISTRY: Mapping[str, type["AttributionMethod"]] = _MethodClasses()
+def method_class(name: str) -> Any:
+    return CATALOGUE.get(name)
 
 
 def check_methods(methods: object) -> tuple[str, ...]:
     """Normalise the ``methods`` argument to a tuple of known names, preserving order."""
-    if isinstance(methods, str):
-        methods = (methods,)
-    if not isinstance(methods, (list, tuple)):
-        raise TypeError(f"methods must be a method name or a list of names, got {type(methods).__name__}")
-    known = registered()
-    out: list[str] = []
-    for name in methods:
-        if name not in known:
-            raise ValueError(UNKNOWN_METHOD.format(name=name, valid=", ".join(known)))
-        if name not in out:
-            out.append(name)
-    if not out:
-        raise ValueError("methods is empty: name at least one attribution method")
-    return tuple(out)
+    return CATALOGUE.check_methods(methods)
 
 
 # ---- public descriptions ----------------------------------------------------------------------
 
-def method_spec(method: str) -> type["AttributionMethod"]:
+def method_spec(method: str) -> Any:
     """The class of ``method``: ``.name``, ``.label``, ``.stochastic``, ``.result_options``,
     ``.options`` (declarations with defaults) and ``.evaluations(...)`` (its cost)."""
     return method_class(method)

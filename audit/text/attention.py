@@ -10,6 +10,7 @@ from collections import deque
 import numpy as np
 import torch
 
+ABNAR_ZUIDEMA = "Abnar & Zuidema (2020). Quantifying Attention Flow in Transformers. ACL."
 CLS_INDEX = 0  # BERT-family classifiers read the sequence from the first token
 _FLOW_SCALE = 1 << 24  # scipy's max-flow works on integer capacities
 

@@ -6,19 +6,17 @@ Integrated Gradients: Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
-import numpy as np
 import torch
 from torch import nn
 
+from audit.quadrature import points_and_weights
 from audit.text._encoding import EncodedText, PaddedBatch
 from audit.text._model import Output, forward_logits, target_output
 
-IGMethod = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
 Baseline = Literal["pad", "mask", "zero"]
-IG_METHODS: tuple[str, ...] = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
-BASELINES: tuple[str, ...] = ("pad", "mask", "zero")
+BASELINES: tuple[str, ...] = get_args(Baseline)
 
 
 @dataclass
@@ -30,26 +28,9 @@ class EmbeddingAttribution:
 
 
 def path_nodes(steps: int, method: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Points alpha in [0, 1] on the straight path and their quadrature weights (float64)."""
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"ig_steps must be a positive integer, got {steps!r}")
-    if method == "gausslegendre":
-        x, w = np.polynomial.legendre.leggauss(steps)
-        return torch.from_numpy((x + 1.0) / 2.0), torch.from_numpy(w / 2.0)
-    if method not in IG_METHODS:
-        raise ValueError(f"ig_method must be one of {IG_METHODS}, got {method!r}")
-    n = steps
-    if method == "riemann_trapezoid":
-        if n < 2:
-            raise ValueError("riemann_trapezoid needs ig_steps >= 2")
-        alphas = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
-        weights = torch.full((n,), 1.0 / (n - 1), dtype=torch.float64)
-        weights[0] /= 2
-        weights[-1] /= 2
-        return alphas, weights
-    k = torch.arange(n, dtype=torch.float64)
-    offset = {"riemann_left": 0.0, "riemann_middle": 0.5, "riemann_right": 1.0}[method]
-    return (k + offset) / n, torch.full((n,), 1.0 / n, dtype=torch.float64)
+    """Points alpha in [0, 1] on the straight path and their quadrature weights (float64): the shared
+    rules of audit.quadrature, aliases included."""
+    return points_and_weights(method, steps)
 
 
 def baseline_embeddings(

@@ -11,7 +11,8 @@ from typing import Any, Collection, Sequence
 import torch
 from torch import nn
 
-from audit.text.core import TextMethod, TokenAttribution, attribute_text
+from audit.text.core import TokenAttribution, attribute_text
+from audit.text.registry import TextMethod
 from audit.text.identity_terms import GENDERED_TERMS, normalise_term
 
 

@@ -133,7 +133,7 @@ OPEN_TO_EVERY_ROLE: dict[str, str] = {
         "method_labels", "sample_region", "sanity_methods", "reference_view")},
     **{f"text.{n}": "pure helper or a read of stored token attributions" for n in (
         "attention_maps", "describe_parameters", "method_agreement", "text_faithfulness", "text_methods",
-        "text_params_key")},
+        "text_params_key", "text_method_choices")},
     **{f"concepts.{n}": "pure helper or a read of stored concept tests" for n in (
         "concept_examples_preview", "default_layers", "layer_choices", "stored_concept_tests")},
     **{f"datasets.{n}": "a read of stored reference sets" for n in (

@@ -8,10 +8,11 @@ and, with ``ig_tolerance``, doubles the step count for samples whose error is st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
-import numpy as np
 import torch
+
+from audit.quadrature import IG_MAX_STEPS, IG_METHOD, IG_STEPS, IG_TOLERANCE, check_points, points_and_weights
 
 from ..base import Evaluations, ExplainContext, Geometry, GradientMethod
 from ..baselines import check_baseline, make_baseline
@@ -21,60 +22,10 @@ from ..options import (
     SEED,
     AttributionOptions,
     Option,
-    optional_positive,
-    positive_int,
 )
 
-IGMethod = Literal[
-    "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"
-]
-IG_METHODS: tuple[str, ...] = get_args(IGMethod)
-IG_METHOD_ALIASES = {
-    "left": "riemann_left",
-    "right": "riemann_right",
-    "middle": "riemann_middle",
-    "trapezoid": "riemann_trapezoid",
-    "gauss_legendre": "gausslegendre",
-    "gl": "gausslegendre",
-}
-UNKNOWN_IG_METHOD = "unknown ig_method {name!r}; choose from: {valid}"
-
-
-def canonical_ig_method(name: str) -> str:
-    return IG_METHOD_ALIASES.get(name, name)
-
-
-def _check_ig_method(name: str, value: Any) -> None:
-    if not isinstance(value, str) or canonical_ig_method(value) not in IG_METHODS:
-        raise ValueError(UNKNOWN_IG_METHOD.format(name=value, valid=", ".join(IG_METHODS + tuple(IG_METHOD_ALIASES))))
-
-
-IG_STEPS = Option("ig_steps", 50, "quadrature points on the path", check=positive_int)
-IG_METHOD = Option("ig_method", "gausslegendre", "quadrature rule", check=_check_ig_method)
 BASELINE = Option("baseline", None, "reference input: None (zeros), 'zeros', 'ones', 'blur', 'uniform', a number "
                   "or a tensor such as a dataset mean", check=check_baseline)
-IG_TOLERANCE = Option("ig_tolerance", None, "double the steps of samples whose completeness error exceeds this "
-                      "(None: fixed steps)", check=optional_positive)
-IG_MAX_STEPS = Option("ig_max_steps", 512, "step cap of the adaptive refinement", check=positive_int)
-
-
-def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Points alpha in [0, 1] and weights for integrating over the straight-line path."""
-    n = steps
-    if method == "riemann_left":
-        return np.arange(n) / n, np.full(n, 1.0 / n)
-    if method == "riemann_right":
-        return np.arange(1, n + 1) / n, np.full(n, 1.0 / n)
-    if method == "riemann_middle":
-        return (np.arange(n) + 0.5) / n, np.full(n, 1.0 / n)
-    if method == "riemann_trapezoid":
-        w = np.full(n, 1.0 / (n - 1))
-        w[0] = w[-1] = 0.5 / (n - 1)
-        return np.linspace(0.0, 1.0, n), w
-    if method == "gausslegendre":
-        pts, wts = np.polynomial.legendre.leggauss(n)
-        return (pts + 1.0) / 2.0, wts / 2.0
-    raise ValueError(f"unknown quadrature {method!r}")
 
 
 @dataclass
@@ -101,8 +52,7 @@ class IntegratedGradients(GradientMethod):
 
     @classmethod
     def check_options(cls, opts: AttributionOptions) -> None:
-        if canonical_ig_method(opts.ig_method) == "riemann_trapezoid" and opts.ig_steps < 2:
-            raise ValueError("ig_method='riemann_trapezoid' needs ig_steps >= 2")
+        check_points(opts.ig_method, opts.ig_steps)
 
     @classmethod
     def evaluations(cls, opts: AttributionOptions, geometry: Geometry) -> Evaluations:
@@ -118,9 +68,9 @@ class IntegratedGradients(GradientMethod):
     def _integrate(
         self, ctx: ExplainContext, x: torch.Tensor, base: torch.Tensor, targets: torch.Tensor, steps: int
     ) -> torch.Tensor:
-        alphas, weights = quadrature(canonical_ig_method(ctx.options.ig_method), steps)
-        a = torch.as_tensor(alphas, dtype=torch.float32, device=x.device)
-        w = torch.as_tensor(weights, dtype=torch.float32, device=x.device)
+        alphas, weights = points_and_weights(ctx.options.ig_method, steps)
+        a = alphas.to(device=x.device, dtype=torch.float32)
+        w = weights.to(device=x.device, dtype=torch.float32)
         diff = x - base
         total = torch.zeros_like(x)
         b_count = x.shape[0]

@@ -37,6 +37,20 @@ def text_methods() -> dict[str, str]:
     return {name: spec.label for name, spec in TEXT_METHOD_SPECS.items()}
 
 
+def text_method_choices() -> dict[str, Any]:
+    """What a page offers, read from the methods' declarations: ``methods`` (name -> label, in the engine's
+    order), ``preselected`` (the names ticked at first) and ``options`` (name -> label, default, low, high,
+    choices and doc, for every option a person may set; ``low``/``high`` None where unbounded)."""
+    from audit.text import TEXT_METHOD_SPECS, option_table
+    from audit.text.options import PROGRESS
+
+    options = {name: {"label": opt.label or name, "default": opt.default, "low": opt.low, "high": opt.high,
+                      "choices": list(opt.choices), "doc": opt.doc}
+               for name, opt in option_table().items() if name != PROGRESS.name}
+    return {"methods": text_methods(), "preselected": [n for n, c in TEXT_METHOD_SPECS.items() if c.preselected],
+            "options": options}
+
+
 def text_params_key(method: str, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
     """(stored parameters, key) of one method's result: every option the method declares as changing its
     result, given or defaulted, so an option left out and the same option at its default share a key."""
