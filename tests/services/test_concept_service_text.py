@@ -56,7 +56,8 @@ def test_image_concepts_and_unknown_names_are_refused_for_a_text_model(text_conc
 
 
 def test_the_tcav_job_takes_a_text_model(text_concepts):
-    from audit.services.jobs.kinds import JobError, job_kind
+    from audit.services.jobs.kinds import JobError
+    from audit.services.jobs.queue import job_kind
 
     kind = job_kind("tcav")
     checked = kind.check({"family": "tiny-text", "version": "1", "dataset": "notes", "target": "approve",

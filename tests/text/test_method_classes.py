@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from audit.services.text import text_method_choices, text_methods, text_params_key
+from audit.services.analyses.text.service import text_method_choices, text_methods, text_params_key
 from audit.text import (
     DEFAULT_METHODS,
     TEXT_METHOD_SPECS,

@@ -1,6 +1,6 @@
 """What a kind of job is (the permission it needs, how its parameters are checked when it is submitted, which
-service runs it), the parameter checks the kinds share, and the catalogue of kinds. Each analysis declares its
-own kinds (``audit/services/analyses/<name>/job.py``); ``job_kinds()`` lists those of every registered analysis.
+service runs it) and the parameter checks the kinds share. Each analysis declares its own kinds
+(``audit/services/analyses/<name>/job.py``); the queue lists those of every registered analysis (``job_kinds``).
 A job never re-implements an analysis: it calls the same use case the pages and the CLI call, with a progress
 callback where that service takes one."""
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from audit.services.analyses.registry import registered_analyses
 from audit.services.governance.principals import Principal
 
 Progress = Callable[[float, str], None]
@@ -144,21 +143,3 @@ def methods_param(value: Any, *, required: bool = True) -> list[str]:
         return list(check_methods(names))
     except (TypeError, ValueError) as exc:
         raise JobError(str(exc).splitlines()[0]) from None
-
-
-# ------------------------------------------------------------------ the catalogue
-
-def job_kinds() -> dict[str, JobKind]:
-    """Name -> kind, for every registered analysis in its order."""
-    out: dict[str, JobKind] = {}
-    for analysis in registered_analyses():
-        for kind in analysis.jobs:
-            out[kind.name] = kind
-    return out
-
-
-def job_kind(name: str) -> JobKind:
-    kinds = job_kinds()
-    if name not in kinds:
-        raise JobError(f"unknown job kind {name!r}; use one of {', '.join(kinds)}")
-    return kinds[name]

@@ -1,6 +1,7 @@
-"""Job use cases: submit long work, list and show it, cancel and retry it; and the transitions a worker
-makes (claim under a lease, heartbeat, finish, release). Every transition is one transaction with its
-audit-log event; parameters are checked when the job is submitted, permissions here in the service."""
+"""Job use cases: the catalogue of job kinds (each registered analysis's), submit long work, list and show it,
+cancel and retry it; and the transitions a worker makes (claim under a lease, heartbeat, finish, release).
+Every transition is one transaction with its audit-log event; parameters are checked when the job is
+submitted, permissions here in the service."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any, Mapping, Optional
 
 from audit.services.governance.principals import SYSTEM, Principal, require
 from audit.services.core.runs import close_lost_runs
-from audit.services.jobs.kinds import JobError, job_kind, job_kinds
+from audit.services.analyses.registry import registered_analyses
+from audit.services.jobs.kinds import JobError, JobKind
 from storage import auditlog
 from storage.db import transaction
 from storage.jobs_repo import ACTIVE_STATUSES, FINAL_STATUSES, JobRepository
@@ -26,6 +28,24 @@ MAX_MESSAGE = 200
 NO_WORKER_AFTER_S = 20  # a job queued this long with none running: say that a worker may be missing
 NO_WORKER_HINT = "no worker has taken it yet: is `python -m audit worker` running? (`make run` starts one)"
 SHELL_PREFIX = "cli:"  # principals of shell operators (audit.cli), who act as administrators
+
+
+# ------------------------------------------------------------------ the catalogue of kinds
+
+def job_kinds() -> dict[str, JobKind]:
+    """Name -> kind, for every registered analysis in its order."""
+    out: dict[str, JobKind] = {}
+    for analysis in registered_analyses():
+        for kind in analysis.jobs:
+            out[kind.name] = kind
+    return out
+
+
+def job_kind(name: str) -> JobKind:
+    kinds = job_kinds()
+    if name not in kinds:
+        raise JobError(f"unknown job kind {name!r}; use one of {', '.join(kinds)}")
+    return kinds[name]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from typing import Any, Optional
 
 from audit.services.jobs import queue as J
 from audit.services.core.runs import one_line, running_job
-from audit.services.jobs.kinds import JobContext, job_kind
+from audit.services.jobs.kinds import JobContext
+from audit.services.jobs.queue import job_kind
 
 log = logging.getLogger(__name__)
 
