@@ -19,9 +19,14 @@ class CliError(Exception):
     """Raised for a user mistake on the command line; printed as one line."""
 
 
-def emit(*parts: object, **kwargs: Any) -> None:
-    """The commands' output (results for the user, not progress or diagnostics)."""
-    print(*parts, **kwargs)
+def emit(*parts: object, sep: str = " ", end: str = "\n", file: Any = None, flush: bool = False) -> None:
+    """The commands' output, written to the terminal's stream (stdout unless ``file``). This module and the
+    command modules are the only places that write to a terminal; the engine and services report through
+    logging and progress callbacks."""
+    stream = sys.stdout if file is None else file
+    stream.write(sep.join(str(p) for p in parts) + end)
+    if flush:
+        stream.flush()
 
 
 def shell_operator() -> Principal:
@@ -36,9 +41,8 @@ def progress_printer(label: str) -> Callable[[float, str], None]:
         pct = int(frac * 100)
         if pct != last["pct"]:
             last["pct"] = pct
-            print(f"\r[{label}] {pct:3d}% {msg[:70]:<70}", end="", file=sys.stderr, flush=True)
-            if pct >= 100:
-                print(file=sys.stderr)
+            emit(f"\r[{label}] {pct:3d}% {msg[:70]:<70}", end="\n" if pct >= 100 else "", file=sys.stderr,
+                 flush=True)
 
     return show
 

@@ -96,6 +96,16 @@ def _judge(handle: Any, pixels: np.ndarray, original: np.ndarray, target: Option
     return probs, cls, valid
 
 
+def _image_handle(family: str, version: str, distance: str, not_image: str) -> Any:
+    """The image model's handle for a search in ``distance``; ``not_image`` is the refusal for a text model."""
+    handle = handle_for(family, version)
+    if handle.input_spec is None:
+        raise CounterfactualError(not_image)
+    if distance not in ("l1", "l2"):
+        raise CounterfactualError("distance must be l1 or l2")
+    return handle
+
+
 def counterfactual_for_sample(family: str, version: str, *, dataset: str, sample_key: str,
                               target: Optional[int] = None, distance: str = "l2", k_diverse: int = 0,
                               seed: int = 0, actor: Principal = SYSTEM, **search: Any) -> SampleCounterfactual:
@@ -103,11 +113,7 @@ def counterfactual_for_sample(family: str, version: str, *, dataset: str, sample
     from audit.counterfactuals import diverse_counterfactuals, image_counterfactual
 
     require(actor, "run")
-    handle = handle_for(family, version)
-    if handle.input_spec is None:
-        raise CounterfactualError("use the text counterfactual for text models")
-    if distance not in ("l1", "l2"):
-        raise CounterfactualError("distance must be l1 or l2")
+    handle = _image_handle(family, version, distance, "use the text counterfactual for text models")
     search = search_options(search)
     samples = load_image_samples(dataset, keys=[sample_key], model=handle)
     x = _model_input(handle, samples.images)
@@ -146,11 +152,7 @@ def run_reference_counterfactuals(family: str, version: str, *, dataset: str, li
     from audit.counterfactuals import image_counterfactuals
 
     require(actor, "run")
-    handle = handle_for(family, version)
-    if handle.input_spec is None:
-        raise CounterfactualError("reference counterfactuals apply to image models")
-    if distance not in ("l1", "l2"):
-        raise CounterfactualError("distance must be l1 or l2")
+    handle = _image_handle(family, version, distance, "reference counterfactuals apply to image models")
     options = counterfactual_options(dataset=dataset, limit=limit, distance=distance, seed=seed, **search)
     key = analysis_key(CF_SPEC, model_sha256=handle.sha256, dataset_sha256=dataset_key(dataset, handle),
                        options=options)
